@@ -1,0 +1,29 @@
+//! discord: not yet verified.
+
+use std::time::SystemTime;
+
+use super::{Inbound, Scheme, SchemeConfig, SignInput, Signed};
+use crate::error::{BuildError, VerifyError};
+
+#[derive(Debug)]
+pub(crate) struct Discord;
+
+impl Discord {
+    pub(crate) fn new(_cfg: &SchemeConfig) -> Result<Self, BuildError> {
+        Err(BuildError::CannotSign("discord", "not implemented yet"))
+    }
+}
+
+impl Scheme for Discord {
+    fn name(&self) -> &str {
+        "discord"
+    }
+
+    fn verify(&self, _req: &Inbound<'_>, _now: SystemTime) -> Result<(), VerifyError> {
+        Err(VerifyError::mismatch("not implemented yet"))
+    }
+}
+
+pub(crate) fn sign(_cfg: &SchemeConfig, _input: &SignInput<'_>) -> Result<Signed, BuildError> {
+    Err(BuildError::CannotSign("discord", "not implemented yet"))
+}

@@ -1,0 +1,29 @@
+//! gitlab: not yet verified.
+
+use std::time::SystemTime;
+
+use super::{Inbound, Scheme, SchemeConfig, SignInput, Signed};
+use crate::error::{BuildError, VerifyError};
+
+#[derive(Debug)]
+pub(crate) struct GitLab;
+
+impl GitLab {
+    pub(crate) fn new(_cfg: &SchemeConfig) -> Result<Self, BuildError> {
+        Err(BuildError::CannotSign("gitlab", "not implemented yet"))
+    }
+}
+
+impl Scheme for GitLab {
+    fn name(&self) -> &str {
+        "gitlab"
+    }
+
+    fn verify(&self, _req: &Inbound<'_>, _now: SystemTime) -> Result<(), VerifyError> {
+        Err(VerifyError::mismatch("not implemented yet"))
+    }
+}
+
+pub(crate) fn sign(_cfg: &SchemeConfig, _input: &SignInput<'_>) -> Result<Signed, BuildError> {
+    Err(BuildError::CannotSign("gitlab", "not implemented yet"))
+}

@@ -1,0 +1,29 @@
+//! intercom: not yet verified.
+
+use std::time::SystemTime;
+
+use super::{Inbound, Scheme, SchemeConfig, SignInput, Signed};
+use crate::error::{BuildError, VerifyError};
+
+#[derive(Debug)]
+pub(crate) struct Intercom;
+
+impl Intercom {
+    pub(crate) fn new(_cfg: &SchemeConfig) -> Result<Self, BuildError> {
+        Err(BuildError::CannotSign("intercom", "not implemented yet"))
+    }
+}
+
+impl Scheme for Intercom {
+    fn name(&self) -> &str {
+        "intercom"
+    }
+
+    fn verify(&self, _req: &Inbound<'_>, _now: SystemTime) -> Result<(), VerifyError> {
+        Err(VerifyError::mismatch("not implemented yet"))
+    }
+}
+
+pub(crate) fn sign(_cfg: &SchemeConfig, _input: &SignInput<'_>) -> Result<Signed, BuildError> {
+    Err(BuildError::CannotSign("intercom", "not implemented yet"))
+}

@@ -1,0 +1,29 @@
+//! sendgrid: not yet verified.
+
+use std::time::SystemTime;
+
+use super::{Inbound, Scheme, SchemeConfig, SignInput, Signed};
+use crate::error::{BuildError, VerifyError};
+
+#[derive(Debug)]
+pub(crate) struct SendGrid;
+
+impl SendGrid {
+    pub(crate) fn new(_cfg: &SchemeConfig) -> Result<Self, BuildError> {
+        Err(BuildError::CannotSign("sendgrid", "not implemented yet"))
+    }
+}
+
+impl Scheme for SendGrid {
+    fn name(&self) -> &str {
+        "sendgrid"
+    }
+
+    fn verify(&self, _req: &Inbound<'_>, _now: SystemTime) -> Result<(), VerifyError> {
+        Err(VerifyError::mismatch("not implemented yet"))
+    }
+}
+
+pub(crate) fn sign(_cfg: &SchemeConfig, _input: &SignInput<'_>) -> Result<Signed, BuildError> {
+    Err(BuildError::CannotSign("sendgrid", "not implemented yet"))
+}
