@@ -1,19 +1,219 @@
-//! standard-webhooks: not yet verified.
+//! Standard Webhooks (standardwebhooks.com), also used by Svix, Resend, Clerk, Supabase,
+//! Lemon Squeezy's new API, OpenAI and many others.
+//!
+//! Headers `webhook-id`, `webhook-timestamp` (Unix seconds) and `webhook-signature`, a
+//! space-delimited list of `version,signature` entries. The signed content is
+//! `id + "." + timestamp + "." + body`, exactly as sent.
+//!
+//! - `v1`: base64 HMAC-SHA256; the secret is `whsec_` + base64 of the key (a secret
+//!   without the prefix is read as base64 too, as the official libraries do).
+//! - `v1a`: base64 Ed25519 signature; the verifying key is `whpk_` + base64 of the
+//!   32-byte public key. Signing takes `whsk_` + base64 of the 32-byte seed (or the
+//!   64-byte seed + public key).
+//!
+//! Entries of other versions are ignored. Tolerance 300 s (the specification's
+//! recommendation), checked before the signature as the reference libraries do.
+//! Source: the Standard Webhooks specification and its reference libraries.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use super::{Inbound, Scheme, SchemeConfig, SignInput, Signed};
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+
+use super::common::{
+    b64, check_tolerance_secs, ct_eq, decode_b64, header, json_meta, meta_header,
+    parse_unix_secs, truncate, unix_secs, Algorithm, KeyedMac, B64_LENIENT,
+};
+use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
 
+/// Header names of one flavour (`webhook-*` or `svix-*`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Names {
+    pub(super) id: &'static str,
+    pub(super) timestamp: &'static str,
+    pub(super) signature: &'static str,
+}
+
+pub(super) const WEBHOOK: Names = Names {
+    id: "webhook-id",
+    timestamp: "webhook-timestamp",
+    signature: "webhook-signature",
+};
+
+/// The verification core shared by `standard-webhooks` and `svix`.
 #[derive(Debug)]
-pub(crate) struct StandardWebhooks;
+pub(super) struct Core {
+    /// HMAC keys from `whsec_` secrets.
+    hmac: Vec<KeyedMac>,
+    /// Ed25519 public keys from `whpk_` secrets.
+    ed25519: Vec<VerifyingKey>,
+    tolerance: Duration,
+}
+
+impl Core {
+    pub(super) fn new(cfg: &SchemeConfig) -> Result<Self, BuildError> {
+        if cfg.secrets.is_empty() {
+            return Err(BuildError::NoSecret);
+        }
+        let mut hmac = Vec::new();
+        let mut ed25519 = Vec::new();
+        for s in &cfg.secrets {
+            let s = s.expose();
+            if let Some(pk) = s.strip_prefix("whpk_") {
+                let bytes = B64_LENIENT
+                    .decode(pk)
+                    .map_err(|_| BuildError::secret("`whpk_` key: not valid base64"))?;
+                let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    BuildError::secret(format!(
+                        "`whpk_` key: expected 32 bytes, found {}",
+                        bytes.len()
+                    ))
+                })?;
+                let key = VerifyingKey::from_bytes(&arr)
+                    .map_err(|_| BuildError::secret("`whpk_` key: not an Ed25519 point"))?;
+                ed25519.push(key);
+            } else if s.starts_with("whsk_") {
+                // A signing key also verifies: derive its public half.
+                ed25519.push(signing_key(s)?.verifying_key());
+            } else {
+                hmac.push(KeyedMac::new(Algorithm::Sha256, &hmac_key(s)?)?);
+            }
+        }
+        Ok(Core { hmac, ed25519, tolerance: cfg.tolerance_or(Duration::from_secs(300)) })
+    }
+
+    pub(super) fn verify(
+        &self,
+        req: &Inbound<'_>,
+        names: &[Names],
+        now: SystemTime,
+    ) -> Result<(), VerifyError> {
+        let pick = |f: fn(&Names) -> &'static str| -> Result<&str, VerifyError> {
+            for n in names {
+                if let Some(v) = super::common::optional_header(req.headers, f(n))? {
+                    return Ok(v);
+                }
+            }
+            Err(VerifyError::missing(f(&names[0])))
+        };
+        let id = pick(|n| n.id)?;
+        let ts_text = pick(|n| n.timestamp)?;
+        let sigs = pick(|n| n.signature)?;
+        let ts = parse_unix_secs("webhook-timestamp", ts_text)?;
+        check_tolerance_secs(ts, now, self.tolerance)?;
+
+        let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts_text.as_bytes(), b".", req.body];
+        let tags: Vec<_> = self.hmac.iter().map(|k| k.tag(&parts)).collect();
+        let mut message = None;
+        let (mut seen, mut undecodable, mut ok) = (0usize, None, false);
+        for entry in sigs.split(' ').filter(|e| !e.is_empty()) {
+            let Some((version, sig)) = entry.split_once(',') else {
+                undecodable = Some(entry);
+                continue;
+            };
+            let mut buf = [0u8; 96];
+            match version {
+                "v1" => {
+                    seen += 1;
+                    match decode_b64("v1 signature", sig, &mut buf) {
+                        Ok(sig) => {
+                            for t in &tags {
+                                ok |= ct_eq(t.as_bytes(), sig);
+                            }
+                        }
+                        Err(_) => undecodable = Some(entry),
+                    }
+                }
+                "v1a" => {
+                    seen += 1;
+                    match decode_b64("v1a signature", sig, &mut buf) {
+                        Ok(sig) if sig.len() == 64 => {
+                            let sig = ed25519_dalek::Signature::from_slice(sig)
+                                .expect("64 bytes is a signature");
+                            let msg = message.get_or_insert_with(|| parts.concat());
+                            for k in &self.ed25519 {
+                                ok |= k.verify_strict(msg, &sig).is_ok();
+                            }
+                        }
+                        _ => undecodable = Some(entry),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if ok {
+            return Ok(());
+        }
+        if let Some(entry) = undecodable {
+            return Err(VerifyError::malformed(format!(
+                "webhook-signature: entry {:?} is not `v1,<base64>` or `v1a,<base64>`",
+                truncate(entry, 24)
+            )));
+        }
+        if seen == 0 {
+            return Err(VerifyError::malformed(
+                "webhook-signature: no `v1` or `v1a` entry (expected space-separated `v1,<base64>`)",
+            ));
+        }
+        Err(VerifyError::mismatch(format!(
+            "none of the {seen} signature(s) matches `id.timestamp.body` under the {} HMAC secret(s) and {} Ed25519 key(s) configured",
+            self.hmac.len(),
+            self.ed25519.len()
+        )))
+    }
+}
+
+/// `whsec_<base64>` (or bare base64) to HMAC key bytes.
+fn hmac_key(secret: &str) -> Result<Vec<u8>, BuildError> {
+    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
+    B64_LENIENT
+        .decode(b64)
+        .map_err(|_| BuildError::secret("expected `whsec_` followed by base64"))
+}
+
+/// `whsk_<base64>` of a 32-byte seed or 64-byte keypair.
+fn signing_key(secret: &str) -> Result<SigningKey, BuildError> {
+    let bytes = B64_LENIENT
+        .decode(&secret["whsk_".len()..])
+        .map_err(|_| BuildError::secret("`whsk_` key: not valid base64"))?;
+    let seed: [u8; 32] = bytes
+        .get(..32)
+        .filter(|_| bytes.len() == 32 || bytes.len() == 64)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| BuildError::secret("`whsk_` key: expected 32 or 64 bytes"))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Signs as a Standard Webhooks sender with header names `names`.
+pub(super) fn sign_with(
+    cfg: &SchemeConfig,
+    input: &SignInput<'_>,
+    names: Names,
+) -> Result<Signed, BuildError> {
+    let secret = cfg.secrets.first().ok_or(BuildError::NoSecret)?.expose();
+    let ts = unix_secs(input.now).to_string();
+    let parts: [&[u8]; 5] = [input.id.as_bytes(), b".", ts.as_bytes(), b".", input.body];
+    let signature = if secret.starts_with("whsk_") {
+        format!("v1a,{}", b64(&signing_key(secret)?.sign(&parts.concat()).to_bytes()))
+    } else if secret.starts_with("whpk_") {
+        return Err(BuildError::CannotSign("standard-webhooks", "a `whpk_` public key cannot sign; give the `whsk_` key"));
+    } else {
+        let key = KeyedMac::new(Algorithm::Sha256, &hmac_key(secret)?)?;
+        format!("v1,{}", b64(key.tag(&parts).as_bytes()))
+    };
+    Ok(Signed::default()
+        .header(names.id, input.id)
+        .header(names.timestamp, ts)
+        .header(names.signature, signature))
+}
+
+#[derive(Debug)]
+pub(crate) struct StandardWebhooks(Core);
 
 impl StandardWebhooks {
-    pub(crate) fn new(_cfg: &SchemeConfig) -> Result<Self, BuildError> {
-        Err(BuildError::CannotSign(
-            "standard-webhooks",
-            "not implemented yet",
-        ))
+    pub(crate) fn new(cfg: &SchemeConfig) -> Result<Self, BuildError> {
+        Core::new(cfg).map(StandardWebhooks)
     }
 }
 
@@ -22,14 +222,93 @@ impl Scheme for StandardWebhooks {
         "standard-webhooks"
     }
 
-    fn verify(&self, _req: &Inbound<'_>, _now: SystemTime) -> Result<(), VerifyError> {
-        Err(VerifyError::mismatch("not implemented yet"))
+    fn verify(&self, req: &Inbound<'_>, now: SystemTime) -> Result<(), VerifyError> {
+        self.0.verify(req, &[WEBHOOK], now)
+    }
+
+    fn describe(&self, req: &Inbound<'_>) -> EventMeta {
+        EventMeta {
+            id: meta_header(req.headers, WEBHOOK.id),
+            event_type: json_meta(req.body, None, Some("/type")).event_type,
+        }
     }
 }
 
-pub(crate) fn sign(_cfg: &SchemeConfig, _input: &SignInput<'_>) -> Result<Signed, BuildError> {
-    Err(BuildError::CannotSign(
-        "standard-webhooks",
-        "not implemented yet",
-    ))
+pub(crate) fn sign(cfg: &SchemeConfig, input: &SignInput<'_>) -> Result<Signed, BuildError> {
+    sign_with(cfg, input, WEBHOOK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+
+    // Known answer from the Standard Webhooks specification's example and the svix
+    // libraries' tests.
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TS: u64 = 1614265330;
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    fn h<'a>(sig: &'a str, ts: &'a str) -> Vec<(&'static str, &'a str)> {
+        vec![("webhook-id", ID), ("webhook-timestamp", ts), ("webhook-signature", sig)]
+    }
+
+    #[test]
+    fn spec_vector() {
+        let v = verifier("standard-webhooks", &[SECRET]);
+        assert_ok_at(&v, &h(SIG, "1614265330"), BODY, TS);
+        // several signatures, unknown versions ignored
+        let many = format!("v2,xyz v1,AAAA {SIG}");
+        assert_ok_at(&v, &h(&many, "1614265330"), BODY, TS);
+        // the prefix-less secret is read as base64 too
+        assert_ok_at(&verifier("standard-webhooks", &[&SECRET[6..]]), &h(SIG, "1614265330"), BODY, TS);
+    }
+
+    #[test]
+    fn tolerance_is_inclusive_both_ways() {
+        let v = verifier("standard-webhooks", &[SECRET]);
+        assert_ok_at(&v, &h(SIG, "1614265330"), BODY, TS + 300);
+        assert_ok_at(&v, &h(SIG, "1614265330"), BODY, TS - 300);
+        assert_kind_at(&v, &h(SIG, "1614265330"), BODY, TS + 301, "timestamp_out_of_tolerance");
+        assert_kind_at(&v, &h(SIG, "1614265330"), BODY, TS - 301, "timestamp_out_of_tolerance");
+    }
+
+    #[test]
+    fn rejections() {
+        let v = verifier("standard-webhooks", &[SECRET]);
+        assert_kind_at(&v, &h(SIG, "1614265330"), b"{}", TS, "invalid_signature");
+        let other = verifier("standard-webhooks", &["whsec_dGVzdA=="]);
+        assert_kind_at(&other, &h(SIG, "1614265330"), BODY, TS, "invalid_signature");
+        assert_kind_at(&v, &h(SIG, "16142653x0"), BODY, TS, "malformed_header");
+        assert_kind_at(&v, &h("v1,@@@", "1614265330"), BODY, TS, "malformed_header");
+        assert_kind_at(&v, &h("v2,abc", "1614265330"), BODY, TS, "malformed_header");
+        assert_kind_at(&v, &[("webhook-id", ID), ("webhook-timestamp", "1614265330")], BODY, TS, "missing_header");
+        let mut dup = h(SIG, "1614265330");
+        dup.push(("webhook-signature", SIG));
+        assert_kind_at(&v, &dup, BODY, TS, "malformed_header");
+        // rotation
+        let both = verifier("standard-webhooks", &["whsec_dGVzdA==", SECRET]);
+        assert_ok_at(&both, &h(SIG, "1614265330"), BODY, TS);
+        let bad = crate::Verifier::new("standard-webhooks", &config(&["whsec_!!"]));
+        assert_eq!(bad.unwrap_err().to_string(), "invalid_secret: expected `whsec_` followed by base64");
+    }
+
+    #[test]
+    fn ed25519_round_trip() {
+        use base64::Engine as _;
+        let seed = [7u8; 32];
+        let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let whsk = format!("whsk_{}", base64::engine::general_purpose::STANDARD.encode(seed));
+        let whpk = format!(
+            "whpk_{}",
+            base64::engine::general_purpose::STANDARD.encode(sk.verifying_key().to_bytes())
+        );
+        let (hs, b) = signed("standard-webhooks", &config(&[&whsk]), BODY, ID, TS);
+        assert!(hs[2].1.starts_with("v1a,"));
+        let v = verifier("standard-webhooks", &[SECRET, &whpk]);
+        assert_ok_at(&v, &pairs(&hs), &b, TS);
+        assert_kind_at(&v, &pairs(&hs), b"{}", TS, "invalid_signature");
+        assert!(crate::sign("standard-webhooks", &config(&[&whpk]), &crate::SignInput { body: b"", id: "x", now: at(0) }).is_err());
+    }
 }
