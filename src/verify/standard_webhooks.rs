@@ -21,8 +21,8 @@ use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
 use super::common::{
-    b64, check_tolerance_secs, ct_eq, decode_b64, header, json_meta, meta_header,
-    parse_unix_secs, truncate, unix_secs, Algorithm, KeyedMac, B64_LENIENT,
+    b64, check_tolerance_secs, ct_eq, decode_b64, json_meta, meta_header, parse_unix_secs,
+    truncate, unix_secs, Algorithm, KeyedMac, B64_LENIENT,
 };
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
@@ -80,7 +80,11 @@ impl Core {
                 hmac.push(KeyedMac::new(Algorithm::Sha256, &hmac_key(s)?)?);
             }
         }
-        Ok(Core { hmac, ed25519, tolerance: cfg.tolerance_or(Duration::from_secs(300)) })
+        Ok(Core {
+            hmac,
+            ed25519,
+            tolerance: cfg.tolerance_or(Duration::from_secs(300)),
+        })
     }
 
     pub(super) fn verify(
@@ -195,9 +199,15 @@ pub(super) fn sign_with(
     let ts = unix_secs(input.now).to_string();
     let parts: [&[u8]; 5] = [input.id.as_bytes(), b".", ts.as_bytes(), b".", input.body];
     let signature = if secret.starts_with("whsk_") {
-        format!("v1a,{}", b64(&signing_key(secret)?.sign(&parts.concat()).to_bytes()))
+        format!(
+            "v1a,{}",
+            b64(&signing_key(secret)?.sign(&parts.concat()).to_bytes())
+        )
     } else if secret.starts_with("whpk_") {
-        return Err(BuildError::CannotSign("standard-webhooks", "a `whpk_` public key cannot sign; give the `whsk_` key"));
+        return Err(BuildError::CannotSign(
+            "standard-webhooks",
+            "a `whpk_` public key cannot sign; give the `whsk_` key",
+        ));
     } else {
         let key = KeyedMac::new(Algorithm::Sha256, &hmac_key(secret)?)?;
         format!("v1,{}", b64(key.tag(&parts).as_bytes()))
@@ -251,7 +261,11 @@ mod tests {
     const SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
 
     fn h<'a>(sig: &'a str, ts: &'a str) -> Vec<(&'static str, &'a str)> {
-        vec![("webhook-id", ID), ("webhook-timestamp", ts), ("webhook-signature", sig)]
+        vec![
+            ("webhook-id", ID),
+            ("webhook-timestamp", ts),
+            ("webhook-signature", sig),
+        ]
     }
 
     #[test]
@@ -262,7 +276,12 @@ mod tests {
         let many = format!("v2,xyz v1,AAAA {SIG}");
         assert_ok_at(&v, &h(&many, "1614265330"), BODY, TS);
         // the prefix-less secret is read as base64 too
-        assert_ok_at(&verifier("standard-webhooks", &[&SECRET[6..]]), &h(SIG, "1614265330"), BODY, TS);
+        assert_ok_at(
+            &verifier("standard-webhooks", &[&SECRET[6..]]),
+            &h(SIG, "1614265330"),
+            BODY,
+            TS,
+        );
     }
 
     #[test]
@@ -270,8 +289,20 @@ mod tests {
         let v = verifier("standard-webhooks", &[SECRET]);
         assert_ok_at(&v, &h(SIG, "1614265330"), BODY, TS + 300);
         assert_ok_at(&v, &h(SIG, "1614265330"), BODY, TS - 300);
-        assert_kind_at(&v, &h(SIG, "1614265330"), BODY, TS + 301, "timestamp_out_of_tolerance");
-        assert_kind_at(&v, &h(SIG, "1614265330"), BODY, TS - 301, "timestamp_out_of_tolerance");
+        assert_kind_at(
+            &v,
+            &h(SIG, "1614265330"),
+            BODY,
+            TS + 301,
+            "timestamp_out_of_tolerance",
+        );
+        assert_kind_at(
+            &v,
+            &h(SIG, "1614265330"),
+            BODY,
+            TS - 301,
+            "timestamp_out_of_tolerance",
+        );
     }
 
     #[test]
@@ -283,7 +314,13 @@ mod tests {
         assert_kind_at(&v, &h(SIG, "16142653x0"), BODY, TS, "malformed_header");
         assert_kind_at(&v, &h("v1,@@@", "1614265330"), BODY, TS, "malformed_header");
         assert_kind_at(&v, &h("v2,abc", "1614265330"), BODY, TS, "malformed_header");
-        assert_kind_at(&v, &[("webhook-id", ID), ("webhook-timestamp", "1614265330")], BODY, TS, "missing_header");
+        assert_kind_at(
+            &v,
+            &[("webhook-id", ID), ("webhook-timestamp", "1614265330")],
+            BODY,
+            TS,
+            "missing_header",
+        );
         let mut dup = h(SIG, "1614265330");
         dup.push(("webhook-signature", SIG));
         assert_kind_at(&v, &dup, BODY, TS, "malformed_header");
@@ -291,7 +328,10 @@ mod tests {
         let both = verifier("standard-webhooks", &["whsec_dGVzdA==", SECRET]);
         assert_ok_at(&both, &h(SIG, "1614265330"), BODY, TS);
         let bad = crate::Verifier::new("standard-webhooks", &config(&["whsec_!!"]));
-        assert_eq!(bad.unwrap_err().to_string(), "invalid_secret: expected `whsec_` followed by base64");
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "invalid_secret: expected `whsec_` followed by base64"
+        );
     }
 
     #[test]
@@ -299,7 +339,10 @@ mod tests {
         use base64::Engine as _;
         let seed = [7u8; 32];
         let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
-        let whsk = format!("whsk_{}", base64::engine::general_purpose::STANDARD.encode(seed));
+        let whsk = format!(
+            "whsk_{}",
+            base64::engine::general_purpose::STANDARD.encode(seed)
+        );
         let whpk = format!(
             "whpk_{}",
             base64::engine::general_purpose::STANDARD.encode(sk.verifying_key().to_bytes())
@@ -309,6 +352,15 @@ mod tests {
         let v = verifier("standard-webhooks", &[SECRET, &whpk]);
         assert_ok_at(&v, &pairs(&hs), &b, TS);
         assert_kind_at(&v, &pairs(&hs), b"{}", TS, "invalid_signature");
-        assert!(crate::sign("standard-webhooks", &config(&[&whpk]), &crate::SignInput { body: b"", id: "x", now: at(0) }).is_err());
+        assert!(crate::sign(
+            "standard-webhooks",
+            &config(&[&whpk]),
+            &crate::SignInput {
+                body: b"",
+                id: "x",
+                now: at(0)
+            }
+        )
+        .is_err());
     }
 }
