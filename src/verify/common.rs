@@ -89,7 +89,7 @@ pub(crate) const B64_LENIENT: base64::engine::GeneralPurpose = base64::engine::G
     &base64::alphabet::STANDARD,
     base64::engine::GeneralPurposeConfig::new()
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true),
+        .with_decode_allow_trailing_bits(false),
 );
 
 /// Encodes standard base64 with padding.
@@ -478,4 +478,58 @@ impl BodyHmac {
             format!("{}{}", self.prefix, self.encoding.encode(tag.as_bytes())),
         )
     }
+}
+
+impl Keys {
+    /// The first key whose MAC over `parts` equals one of `candidates`: the secret the
+    /// sender actually used, for replies that must be keyed the same way (Zoom's URL
+    /// validation during rotation). Which key matched is not secret; the comparison of
+    /// each tag is still constant-time.
+    pub(crate) fn find<'c>(
+        &self,
+        parts: &[&[u8]],
+        candidates: impl Iterator<Item = &'c [u8]> + Clone,
+    ) -> Option<&KeyedMac> {
+        self.0.iter().find(|key| {
+            let tag = key.tag(parts);
+            candidates.clone().any(|c| ct_eq(tag.as_bytes(), c))
+        })
+    }
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body into raw `(name, value)` byte
+/// pairs, in order, without any UTF-8 requirement (`+` is a space, `%XX` a byte, a `%`
+/// not followed by two hex digits is kept as is, empty `&&` segments are skipped), the
+/// same rules as the `form_urlencoded` crate but without its lossy UTF-8 conversion:
+/// bytes that are not UTF-8 are kept, not replaced by U+FFFD.
+pub(crate) fn form_decode(body: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+    fn unescape(s: &[u8]) -> Vec<u8> {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        let mut out = Vec::with_capacity(s.len());
+        let mut i = 0;
+        while i < s.len() {
+            match s[i] {
+                b'+' => out.push(b' '),
+                b'%' => match (
+                    s.get(i + 1).and_then(|&b| hex(b)),
+                    s.get(i + 2).and_then(|&b| hex(b)),
+                ) {
+                    (Some(hi), Some(lo)) => {
+                        out.push((hi << 4) | lo);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                },
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        out
+    }
+    body.split(|&b| b == b'&')
+        .filter(|seg| !seg.is_empty())
+        .map(|seg| match seg.iter().position(|&b| b == b'=') {
+            Some(i) => (unescape(&seg[..i]), unescape(&seg[i + 1..])),
+            None => (unescape(seg), Vec::new()),
+        })
 }

@@ -1,1 +1,7 @@
+//! hookbox's integration tests: one binary, stages named as in `src/`.
 
+mod support;
+
+mod cli;
+mod roundtrip;
+mod verify_layer;

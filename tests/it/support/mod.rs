@@ -1,0 +1,41 @@
+//! Shared helpers: servers on 127.0.0.1:0, scheme fixtures, the CLI binary.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub(crate) mod schemes;
+
+/// Serves `app` on an ephemeral loopback port until the test's runtime ends.
+pub(crate) async fn serve(app: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("server runs");
+    });
+    addr
+}
+
+/// Unix seconds now.
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The `hookbox` binary built for these tests.
+pub(crate) fn hookbox_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hookbox"))
+}
+
+/// A plain HTTP client (no connection reuse surprises between tests).
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
