@@ -14,8 +14,13 @@ pub(crate) struct GitHubSha1(BodyHmac);
 
 impl GitHubSha1 {
     pub(crate) fn new(cfg: &SchemeConfig) -> Result<Self, BuildError> {
-        let mac =
-            BodyHmac::new("x-hub-signature", "sha1=", Encoding::Hex, Algorithm::Sha1, &cfg.secrets)?;
+        let mac = BodyHmac::new(
+            "x-hub-signature",
+            "sha1=",
+            Encoding::Hex,
+            Algorithm::Sha1,
+            &cfg.secrets,
+        )?;
         Ok(GitHubSha1(mac))
     }
 }
@@ -35,7 +40,10 @@ impl Scheme for GitHubSha1 {
 }
 
 pub(crate) fn sign(cfg: &SchemeConfig, input: &SignInput<'_>) -> Result<Signed, BuildError> {
-    Ok(GitHubSha1::new(cfg)?.0.sign(input.body).header("x-github-delivery", input.id))
+    Ok(GitHubSha1::new(cfg)?
+        .0
+        .sign(input.body)
+        .header("x-github-delivery", input.id))
 }
 
 #[cfg(test)]
@@ -50,8 +58,23 @@ mod tests {
     fn vector_and_rejections() {
         let v = verifier("github-sha1", &["It's a Secret to Everybody"]);
         assert_ok(&v, &[("x-hub-signature", SIG)], b"Hello, World!");
-        assert_kind(&v, &[("x-hub-signature", SIG)], b"Hello, World", "invalid_signature");
-        assert_kind(&v, &[("x-hub-signature-256", SIG)], b"Hello, World!", "missing_header");
-        assert_kind(&v, &[("x-hub-signature", "sha256=01dc")], b"Hello, World!", "malformed_header");
+        assert_kind(
+            &v,
+            &[("x-hub-signature", SIG)],
+            b"Hello, World",
+            "invalid_signature",
+        );
+        assert_kind(
+            &v,
+            &[("x-hub-signature-256", SIG)],
+            b"Hello, World!",
+            "missing_header",
+        );
+        assert_kind(
+            &v,
+            &[("x-hub-signature", "sha256=01dc")],
+            b"Hello, World!",
+            "malformed_header",
+        );
     }
 }

@@ -22,7 +22,9 @@ impl GitLab {
         if cfg.secrets.iter().any(|s| s.expose().is_empty()) {
             return Err(BuildError::secret("the token is empty"));
         }
-        Ok(GitLab { tokens: cfg.secrets.clone() })
+        Ok(GitLab {
+            tokens: cfg.secrets.clone(),
+        })
     }
 }
 
@@ -73,8 +75,18 @@ mod tests {
         let v = verifier("gitlab", &["old", "new"]);
         assert_ok(&v, &[("x-gitlab-token", "new")], b"{}");
         assert_ok(&v, &[("x-gitlab-token", "old")], b"\xff");
-        assert_kind(&v, &[("x-gitlab-token", "neww")], b"{}", "invalid_signature");
+        assert_kind(
+            &v,
+            &[("x-gitlab-token", "neww")],
+            b"{}",
+            "invalid_signature",
+        );
         assert_kind(&v, &[], b"{}", "missing_header");
-        assert_kind(&v, &[("x-gitlab-token", "new"), ("x-gitlab-token", "new")], b"{}", "malformed_header");
+        assert_kind(
+            &v,
+            &[("x-gitlab-token", "new"), ("x-gitlab-token", "new")],
+            b"{}",
+            "malformed_header",
+        );
     }
 }

@@ -14,8 +14,13 @@ pub(crate) struct Intercom(BodyHmac);
 
 impl Intercom {
     pub(crate) fn new(cfg: &SchemeConfig) -> Result<Self, BuildError> {
-        let mac =
-            BodyHmac::new("x-hub-signature", "sha1=", Encoding::Hex, Algorithm::Sha1, &cfg.secrets)?;
+        let mac = BodyHmac::new(
+            "x-hub-signature",
+            "sha1=",
+            Encoding::Hex,
+            Algorithm::Sha1,
+            &cfg.secrets,
+        )?;
         Ok(Intercom(mac))
     }
 }
@@ -45,14 +50,18 @@ mod tests {
     #[test]
     fn round_trip_and_rejections() {
         let cfg = config(&["intercom-secret"]);
-        let body = br#"{"type":"notification_event","id":"notif_1","topic":"conversation.user.created"}"#;
+        let body =
+            br#"{"type":"notification_event","id":"notif_1","topic":"conversation.user.created"}"#;
         let (h, b) = signed("intercom", &cfg, body, "x", 0);
         let v = verifier("intercom", &["intercom-secret"]);
         assert_ok(&v, &pairs(&h), &b);
         assert!(h[0].1.starts_with("sha1=") && h[0].1.len() == 45);
         assert_kind(&v, &pairs(&h), b"{}", "invalid_signature");
         let meta = v.describe(&crate::Inbound::new(&headers(&pairs(&h)), &b));
-        assert_eq!(meta.event_type.as_deref(), Some("conversation.user.created"));
+        assert_eq!(
+            meta.event_type.as_deref(),
+            Some("conversation.user.created")
+        );
         assert_eq!(meta.id.as_deref(), Some("notif_1"));
     }
 }

@@ -14,7 +14,13 @@ pub(crate) struct LemonSqueezy(BodyHmac);
 
 impl LemonSqueezy {
     pub(crate) fn new(cfg: &SchemeConfig) -> Result<Self, BuildError> {
-        let mac = BodyHmac::new("x-signature", "", Encoding::Hex, Algorithm::Sha256, &cfg.secrets)?;
+        let mac = BodyHmac::new(
+            "x-signature",
+            "",
+            Encoding::Hex,
+            Algorithm::Sha256,
+            &cfg.secrets,
+        )?;
         Ok(LemonSqueezy(mac))
     }
 }
@@ -55,6 +61,11 @@ mod tests {
         assert_ok(&v, &[("x-signature", &SIG.to_uppercase())], b"{}");
         assert_kind(&v, &[("x-signature", SIG)], b"{ }", "invalid_signature");
         assert_kind(&v, &[("x-signature", "abc")], b"{}", "malformed_header");
-        assert_kind(&v, &[("x-signature", SIG), ("x-signature", SIG)], b"{}", "malformed_header");
+        assert_kind(
+            &v,
+            &[("x-signature", SIG), ("x-signature", SIG)],
+            b"{}",
+            "malformed_header",
+        );
     }
 }

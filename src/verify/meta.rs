@@ -30,7 +30,10 @@ impl Meta {
             Algorithm::Sha256,
             &cfg.secrets,
         )?;
-        Ok(Meta { mac, verify_token: cfg.option("verify_token").map(Into::into) })
+        Ok(Meta {
+            mac,
+            verify_token: cfg.option("verify_token").map(Into::into),
+        })
     }
 }
 
@@ -66,10 +69,14 @@ impl Scheme for Meta {
             }
         }
         if mode.as_deref() != Some("subscribe") {
-            return Some(Err(VerifyError::missing("hub.mode=subscribe (query parameter)")));
+            return Some(Err(VerifyError::missing(
+                "hub.mode=subscribe (query parameter)",
+            )));
         }
         let (Some(challenge), Some(token)) = (challenge, token) else {
-            return Some(Err(VerifyError::missing("hub.challenge and hub.verify_token")));
+            return Some(Err(VerifyError::missing(
+                "hub.challenge and hub.verify_token",
+            )));
         };
         let Some(expected) = &self.verify_token else {
             return Some(Err(VerifyError::mismatch(
@@ -79,7 +86,9 @@ impl Scheme for Meta {
         if ct_eq(expected.expose().as_bytes(), token.as_bytes()) {
             Some(Ok(HandshakeReply::text(challenge.into_owned())))
         } else {
-            Some(Err(VerifyError::mismatch("hub.verify_token does not match the configured token")))
+            Some(Err(VerifyError::mismatch(
+                "hub.verify_token does not match the configured token",
+            )))
         }
     }
 }
@@ -103,19 +112,42 @@ mod tests {
         let v = verifier("meta", &["app-secret"]);
         assert_ok(&v, &pairs(&h), &b);
         assert_kind(&v, &pairs(&h), b"{}", "invalid_signature");
-        assert_kind(&v, &[("x-hub-signature-256", "sha1=00")], b"{}", "malformed_header");
+        assert_kind(
+            &v,
+            &[("x-hub-signature-256", "sha1=00")],
+            b"{}",
+            "malformed_header",
+        );
     }
 
     #[test]
     fn subscription_handshake() {
-        let v = Verifier::builder("meta").secret("s").option("verify_token", "tok").build().unwrap();
+        let v = Verifier::builder("meta")
+            .secret("s")
+            .option("verify_token", "tok")
+            .build()
+            .unwrap();
         let h = headers(&[]);
         let ok = "hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=tok";
-        let req = Inbound::new(&h, b"").with_method(&Method::GET).with_query(Some(ok));
-        assert_eq!(v.pre_verify_handshake(&req).unwrap().unwrap().body, b"1158201444");
+        let req = Inbound::new(&h, b"")
+            .with_method(&Method::GET)
+            .with_query(Some(ok));
+        assert_eq!(
+            v.pre_verify_handshake(&req).unwrap().unwrap().body,
+            b"1158201444"
+        );
         let bad = "hub.mode=subscribe&hub.challenge=1&hub.verify_token=nope";
-        let req = Inbound::new(&h, b"").with_method(&Method::GET).with_query(Some(bad));
-        assert_eq!(v.pre_verify_handshake(&req).unwrap().unwrap_err().kind().as_str(), "invalid_signature");
+        let req = Inbound::new(&h, b"")
+            .with_method(&Method::GET)
+            .with_query(Some(bad));
+        assert_eq!(
+            v.pre_verify_handshake(&req)
+                .unwrap()
+                .unwrap_err()
+                .kind()
+                .as_str(),
+            "invalid_signature"
+        );
         assert!(v.pre_verify_handshake(&Inbound::new(&h, b"")).is_none());
     }
 }

@@ -65,8 +65,18 @@ mod tests {
         let h = [("x-shopify-hmac-sha256", SIG)];
         assert_ok(&v, &h, br#"{"id":1}"#);
         assert_kind(&v, &h, br#"{"id":2}"#, "invalid_signature");
-        assert_kind(&verifier("shopify", &["other"]), &h, br#"{"id":1}"#, "invalid_signature");
-        assert_kind(&v, &[("x-shopify-hmac-sha256", "!!!")], br#"{"id":1}"#, "malformed_header");
+        assert_kind(
+            &verifier("shopify", &["other"]),
+            &h,
+            br#"{"id":1}"#,
+            "invalid_signature",
+        );
+        assert_kind(
+            &v,
+            &[("x-shopify-hmac-sha256", "!!!")],
+            br#"{"id":1}"#,
+            "malformed_header",
+        );
         assert_kind(&v, &[], br#"{"id":1}"#, "missing_header");
         assert_ok(&verifier("shopify", &["other", "hush"]), &h, br#"{"id":1}"#);
     }

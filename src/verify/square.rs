@@ -23,7 +23,10 @@ pub(crate) struct Square {
 impl Square {
     pub(crate) fn new(cfg: &SchemeConfig) -> Result<Self, BuildError> {
         let url = cfg.url.clone().ok_or(BuildError::missing_option("url"))?;
-        Ok(Square { keys: Keys::raw(Algorithm::Sha256, &cfg.secrets)?, url })
+        Ok(Square {
+            keys: Keys::raw(Algorithm::Sha256, &cfg.secrets)?,
+            url,
+        })
     }
 }
 
@@ -36,10 +39,16 @@ impl Scheme for Square {
         let value = header(req.headers, HEADER)?;
         let mut buf = [0u8; 96];
         let sig = Encoding::Base64.decode(HEADER, value, &mut buf)?;
-        if self.keys.matches_any(&[self.url.as_bytes(), req.body], std::iter::once(sig)) {
+        if self
+            .keys
+            .matches_any(&[self.url.as_bytes(), req.body], std::iter::once(sig))
+        {
             Ok(())
         } else {
-            Err(no_match(&format!("header `{HEADER}` (over the notification URL + body)"), self.keys.len()))
+            Err(no_match(
+                &format!("header `{HEADER}` (over the notification URL + body)"),
+                self.keys.len(),
+            ))
         }
     }
 
@@ -67,7 +76,11 @@ mod tests {
     const SIG: &str = "GF4YkrJgGBDZ9NIYbNXBnMzqb2HoL4RW/S6vkZ9/2N4=";
 
     fn square(url: &str) -> Verifier {
-        Verifier::builder("square").secret(KEY).url(url).build().unwrap()
+        Verifier::builder("square")
+            .secret(KEY)
+            .url(url)
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -78,9 +91,19 @@ mod tests {
     #[test]
     fn rejections() {
         let h = [(super::HEADER, SIG)];
-        assert_kind(&square("https://example.com/other"), &h, BODY.as_bytes(), "invalid_signature");
+        assert_kind(
+            &square("https://example.com/other"),
+            &h,
+            BODY.as_bytes(),
+            "invalid_signature",
+        );
         assert_kind(&square(URL), &h, b"{}", "invalid_signature");
-        assert_kind(&square(URL), &[(super::HEADER, "%%")], BODY.as_bytes(), "malformed_header");
+        assert_kind(
+            &square(URL),
+            &[(super::HEADER, "%%")],
+            BODY.as_bytes(),
+            "malformed_header",
+        );
         assert!(Verifier::builder("square").secret(KEY).build().is_err());
     }
 }

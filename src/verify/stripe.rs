@@ -44,7 +44,9 @@ impl Scheme for Stripe {
         let mut sigs: [[u8; 32]; 8] = [[0; 32]; 8];
         let (mut n, mut undecodable) = (0usize, false);
         for item in value.split(',') {
-            let Some((k, v)) = item.trim().split_once('=') else { continue };
+            let Some((k, v)) = item.trim().split_once('=') else {
+                continue;
+            };
             match k {
                 "t" if ts.is_none() => ts = Some(v),
                 "v1" if n < sigs.len() => {
@@ -71,11 +73,16 @@ impl Scheme for Stripe {
             return Err(VerifyError::malformed(if undecodable {
                 format!("{HEADER}: `v1=` is not 64 hex digits")
             } else {
-                format!("{HEADER}: no `v1=` signature (the only scheme Stripe uses for live events)")
+                format!(
+                    "{HEADER}: no `v1=` signature (the only scheme Stripe uses for live events)"
+                )
             }));
         }
         let parts: [&[u8]; 3] = [ts_text.as_bytes(), b".", req.body];
-        if !self.keys.matches_any(&parts, sigs[..n].iter().map(|s| &s[..])) {
+        if !self
+            .keys
+            .matches_any(&parts, sigs[..n].iter().map(|s| &s[..]))
+        {
             return Err(VerifyError::mismatch(format!(
                 "none of the {n} `v1` signature(s) matches `t.body` under the {} configured secret(s)",
                 self.keys.len()
@@ -125,16 +132,69 @@ mod tests {
         let v = verifier("stripe", &[SECRET]);
         let value = format!("t=1700000000,v1={SIG}");
         assert_kind_at(&v, &hdr(&value), b"{}", 1700000000, "invalid_signature");
-        assert_kind_at(&verifier("stripe", &["whsec_other"]), &hdr(&value), BODY, 1700000000, "invalid_signature");
+        assert_kind_at(
+            &verifier("stripe", &["whsec_other"]),
+            &hdr(&value),
+            BODY,
+            1700000000,
+            "invalid_signature",
+        );
         assert_ok_at(&v, &hdr(&value), BODY, 1700000300);
-        assert_kind_at(&v, &hdr(&value), BODY, 1700000301, "timestamp_out_of_tolerance");
-        assert_kind_at(&v, &hdr(&value), BODY, 1699999699, "timestamp_out_of_tolerance");
-        assert_kind_at(&v, &hdr(&format!("v1={SIG}")), BODY, 1700000000, "malformed_header");
-        assert_kind_at(&v, &hdr("t=1700000000,v0=abcd"), BODY, 1700000000, "malformed_header");
-        assert_kind_at(&v, &hdr("t=1700000000,v1=xyz"), BODY, 1700000000, "malformed_header");
-        assert_kind_at(&v, &hdr(&format!("t=soon,v1={SIG}")), BODY, 1700000000, "malformed_header");
+        assert_kind_at(
+            &v,
+            &hdr(&value),
+            BODY,
+            1700000301,
+            "timestamp_out_of_tolerance",
+        );
+        assert_kind_at(
+            &v,
+            &hdr(&value),
+            BODY,
+            1699999699,
+            "timestamp_out_of_tolerance",
+        );
+        assert_kind_at(
+            &v,
+            &hdr(&format!("v1={SIG}")),
+            BODY,
+            1700000000,
+            "malformed_header",
+        );
+        assert_kind_at(
+            &v,
+            &hdr("t=1700000000,v0=abcd"),
+            BODY,
+            1700000000,
+            "malformed_header",
+        );
+        assert_kind_at(
+            &v,
+            &hdr("t=1700000000,v1=xyz"),
+            BODY,
+            1700000000,
+            "malformed_header",
+        );
+        assert_kind_at(
+            &v,
+            &hdr(&format!("t=soon,v1={SIG}")),
+            BODY,
+            1700000000,
+            "malformed_header",
+        );
         assert_kind_at(&v, &[], BODY, 1700000000, "missing_header");
-        assert_kind_at(&v, &[hdr(&value)[0], hdr(&value)[0]], BODY, 1700000000, "malformed_header");
-        assert_ok_at(&verifier("stripe", &["whsec_new", SECRET]), &hdr(&value), BODY, 1700000000);
+        assert_kind_at(
+            &v,
+            &[hdr(&value)[0], hdr(&value)[0]],
+            BODY,
+            1700000000,
+            "malformed_header",
+        );
+        assert_ok_at(
+            &verifier("stripe", &["whsec_new", SECRET]),
+            &hdr(&value),
+            BODY,
+            1700000000,
+        );
     }
 }

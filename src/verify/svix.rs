@@ -11,8 +11,11 @@ use super::standard_webhooks::{sign_with, Core, Names, WEBHOOK};
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
 
-const SVIX: Names =
-    Names { id: "svix-id", timestamp: "svix-timestamp", signature: "svix-signature" };
+const SVIX: Names = Names {
+    id: "svix-id",
+    timestamp: "svix-timestamp",
+    signature: "svix-signature",
+};
 
 #[derive(Debug)]
 pub(crate) struct Svix(Core);
@@ -68,6 +71,12 @@ mod tests {
         ];
         assert_ok_at(&v, &webhook, BODY, 1614265330);
         assert_kind_at(&v, &svix[..2], BODY, 1614265330, "missing_header");
-        assert_kind_at(&v, &svix, BODY, 1614265330 + 301, "timestamp_out_of_tolerance");
+        assert_kind_at(
+            &v,
+            &svix,
+            BODY,
+            1614265330 + 301,
+            "timestamp_out_of_tolerance",
+        );
     }
 }
