@@ -16,13 +16,25 @@
 //!   hyper service) and answers provider handshakes itself.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod config;
 mod error;
 mod event;
+mod hookbox;
+mod journal;
 mod layer;
+pub mod server;
 mod verify;
 
+pub use config::{ByteSize, Config, ConfigError, HumanDuration, ServerConfig, SourceConfig};
 pub use error::{BuildError, Error, ErrorKind, VerifyError};
 pub use event::{Event, Verified};
+pub use hookbox::{Endpoint, Hookbox, Source};
+pub use journal::{
+    AppendFuture, Appended, EventId, EventSummary, Journal, JournalError, Load, OpenError, Page,
+    Query, RedbJournal, RedbJournalBuilder, StoredEvent,
+};
+pub use layer::ack::{Accepted, Ack, AckLayer, Acked};
+pub use layer::shed::{Shed, ShedLayer};
 pub use layer::verify::{ResponseFuture as VerifyResponseFuture, Verify, VerifyLayer};
 pub use verify::{
     sign, Algorithm, EventMeta, HandshakeReply, Inbound, Scheme, SchemeConfig, Secret, SignInput,

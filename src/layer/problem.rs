@@ -21,3 +21,9 @@ pub(crate) fn problem(status: StatusCode, kind: &str, title: &str, detail: &str)
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     res
 }
+
+/// Adds `Retry-After: secs`.
+pub(crate) fn retry_after(res: &mut Response<Body>, secs: u64) {
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+}

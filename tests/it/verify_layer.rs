@@ -95,7 +95,8 @@ async fn rejections_are_problem_json_without_secrets() {
     let url = format!("http://{addr}/hook");
     let h = sign_headers("github", &secret(GH), b"original");
 
-    let cases: Vec<(Vec<(String, String)>, &[u8], u16, &str)> = vec![
+    type Case = (Vec<(String, String)>, &'static [u8], u16, &'static str);
+    let cases: Vec<Case> = vec![
         (h.clone(), b"tampered", 401, "invalid_signature"),
         (vec![], b"original", 401, "missing_header"),
         (

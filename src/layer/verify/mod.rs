@@ -29,4 +29,5 @@ mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::VerifyLayer;
+pub(crate) use self::layer::DEFAULT_MAX_BODY;
 pub use self::service::Verify;

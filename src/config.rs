@@ -1,0 +1,358 @@
+//! The server's configuration: typed, validated, and free of I/O.
+//!
+//! The binary reads the TOML file and resolves `env:`/`file:` secrets; this module only
+//! parses text and checks it, so every problem is reported with the key it concerns.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8080"
+//! journal = "data/hookbox.redb"
+//!
+//! [[source]]
+//! name = "github"
+//! path = "/hooks/github"
+//! scheme = "github"
+//! secrets = ["env:GITHUB_WEBHOOK_SECRET"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::{SchemeConfig, Secret, SCHEMES};
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct ConfigError {
+    /// The key, as a path (`source[2].secrets`).
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A duration written like `"250ms"`, `"5m"` or `"7d"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "{s:?} is not a duration like \"250ms\", \"5m\" or \"7d\": {e}"
+                ))
+            })
+    }
+}
+
+/// A size written as bytes (`1048576`) or with a unit (`"1MiB"`, `"512KiB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => parse_size(&s).map(ByteSize).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{s:?} is not a size like 1048576, \"512KiB\" or \"1MiB\""
+                ))
+            }),
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: the webhook listener and the journal.
+    pub server: ServerConfig,
+    /// `[[source]]`: one per provider endpoint.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// `[server]`.
+///
+/// ## Defaults
+/// - `listen`: `127.0.0.1:8080`; `journal`: `data/hookbox.redb`;
+/// - `request_timeout`: 8 s; `max_in_flight`: 1024; `disk_floor`: 64 MiB;
+/// - `queue_capacity`: 8192; `shutdown_grace`: 10 s.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where providers post.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The journal file.
+    #[serde(default = "default_journal")]
+    pub journal: PathBuf,
+    /// The longest a request may take before a 503.
+    #[serde(default)]
+    pub request_timeout: Option<HumanDuration>,
+    /// How many requests may be in flight at once.
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+    /// Free space under which the journal's disk counts as full.
+    #[serde(default)]
+    pub disk_floor: Option<ByteSize>,
+    /// How many appends may wait for the journal writer.
+    #[serde(default)]
+    pub queue_capacity: Option<usize>,
+    /// How long shutdown waits for requests in flight.
+    #[serde(default)]
+    pub shutdown_grace: Option<HumanDuration>,
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:8080".parse().expect("valid")
+}
+
+fn default_journal() -> PathBuf {
+    "data/hookbox.redb".into()
+}
+
+/// `[[source]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A unique name (`"stripe"`), used in metrics, events and the admin API.
+    pub name: String,
+    /// The URL path providers post to (`"/hooks/stripe"`).
+    pub path: String,
+    /// The verification scheme, one of [`SCHEMES`].
+    pub scheme: String,
+    /// Active secrets: inline, `env:NAME` or `file:PATH`.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Timestamp tolerance (default: the provider's window).
+    #[serde(default)]
+    pub tolerance: Option<HumanDuration>,
+    /// Largest accepted body (default 1 MiB).
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
+    /// How long a provider delivery id counts as a duplicate (default 7 days; "0s" off).
+    #[serde(default)]
+    pub dedup_window: Option<HumanDuration>,
+    /// Pending events beyond which the source answers 429.
+    #[serde(default)]
+    pub max_backlog: Option<u64>,
+    /// The public URL the provider calls (twilio, square).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Scheme options (`verify_token` for meta, `header`... for generic-hmac).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Parses and validates TOML text. Secrets stay unresolved (`env:`/`file:` as written).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let key = e.span().map(|s| locate(text, s.start)).unwrap_or_default();
+            ConfigError::new(key, e.message().to_owned())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what the types cannot: unique names and paths, known schemes, secrets.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        let mut paths = std::collections::HashSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let key = |k: &str| format!("source[{i}].{k}");
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(ConfigError::new(
+                    key("name"),
+                    "use letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if !names.insert(&s.name) {
+                return Err(ConfigError::new(
+                    key("name"),
+                    format!("`{}` is used by two sources", s.name),
+                ));
+            }
+            if !s.path.starts_with('/') {
+                return Err(ConfigError::new(key("path"), "must start with '/'"));
+            }
+            if !paths.insert(&s.path) {
+                return Err(ConfigError::new(
+                    key("path"),
+                    format!("`{}` is used by two sources", s.path),
+                ));
+            }
+            if !SCHEMES.contains(&s.scheme.as_str()) {
+                return Err(ConfigError::new(
+                    key("scheme"),
+                    format!(
+                        "unknown scheme `{}`; known: {}",
+                        s.scheme,
+                        SCHEMES.join(", ")
+                    ),
+                ));
+            }
+            if s.secrets.is_empty() {
+                return Err(ConfigError::new(
+                    key("secrets"),
+                    "at least one secret is required",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SourceConfig {
+    /// The scheme configuration, with each secret passed through `resolve` (the binary
+    /// resolves `env:` and `file:` there).
+    pub fn scheme_config(
+        &self,
+        index: usize,
+        resolve: &dyn Fn(&str) -> Result<String, String>,
+    ) -> Result<SchemeConfig, ConfigError> {
+        let secrets = self
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                resolve(s)
+                    .map(Secret::from)
+                    .map_err(|p| ConfigError::new(format!("source[{index}].secrets[{j}]"), p))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SchemeConfig {
+            secrets,
+            tolerance: self.tolerance.map(|d| d.0),
+            url: self.url.clone(),
+            options: self.options.clone(),
+        })
+    }
+}
+
+/// The dotted key at byte `offset` of `text`, best effort: the nearest table header and
+/// the key on that line.
+fn locate(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let mut table = String::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    for line in before.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let n = index
+                .entry(name.to_owned())
+                .and_modify(|n| *n += 1)
+                .or_insert(0);
+            table = format!("{name}[{n}]");
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = name.to_owned();
+        }
+    }
+    let current = text[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .lines()
+        .next()
+        .unwrap_or("");
+    let key = current.split('=').next().unwrap_or("").trim();
+    match (table.is_empty(), key.is_empty() || key.starts_with('[')) {
+        (true, true) => format!("line {line_no}"),
+        (true, false) => format!("{key} (line {line_no})"),
+        (false, true) => format!("{table} (line {line_no})"),
+        (false, false) => format!("{table}.{key} (line {line_no})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+journal = "/tmp/x.redb"
+request_timeout = "250ms"
+
+[[source]]
+name = "github"
+path = "/hooks/github"
+scheme = "github"
+secrets = ["env:GH"]
+dedup_window = "7d"
+max_body = "512KiB"
+"#;
+
+    #[test]
+    fn parses_durations_and_sizes() {
+        let c = Config::from_toml(GOOD).unwrap();
+        assert_eq!(
+            c.server.request_timeout,
+            Some(HumanDuration(Duration::from_millis(250)))
+        );
+        assert_eq!(
+            c.sources[0].dedup_window,
+            Some(HumanDuration(Duration::from_secs(7 * 86400)))
+        );
+        assert_eq!(c.sources[0].max_body, Some(ByteSize(512 * 1024)));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml(&GOOD.replace("\"250ms\"", "\"soon\"")).unwrap_err();
+        assert!(e.key.starts_with("server.request_timeout"), "{e}");
+        let e = Config::from_toml(&GOOD.replace("scheme = \"github\"", "scheme = \"gitlub\""))
+            .unwrap_err();
+        assert_eq!(e.key, "source[0].scheme");
+        let e = Config::from_toml(&GOOD.replace("max_body", "max_bdy")).unwrap_err();
+        assert!(e.key.starts_with("source[0]"), "{e}");
+        assert!(e.problem.contains("max_bdy"), "{e}");
+        let e =
+            Config::from_toml(&GOOD.replace("secrets = [\"env:GH\"]", "secrets = []")).unwrap_err();
+        assert_eq!(e.key, "source[0].secrets");
+    }
+}

@@ -1,0 +1,162 @@
+//! The journal: hookbox's durable truth and its buffer.
+//!
+//! Every verified event is appended here *before* it is acknowledged; the delivery
+//! runtime reads it back from here. [`Journal`] is the contract; [`RedbJournal`] is the
+//! embedded default, one redb file with a group-commit writer:
+//!
+//! - one thread drains a bounded queue and writes each batch in one write transaction
+//!   with `Durability::Immediate`; every append waiting in the batch is answered only
+//!   when that commit (and its fsync) has returned;
+//! - batches form from whatever is queued when the previous commit finishes, so there is
+//!   no timer adding latency at low load, and the batch grows with the load;
+//! - records are encoded (and their bodies LZ4-compressed when that pays) on the
+//!   request's task, so the writer only inserts and commits.
+//!
+//! Event ids are time-ordered, which makes the events table its own time index.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::{Event, Verified};
+
+mod error;
+mod record;
+mod redb_journal;
+mod tables;
+mod writer;
+
+pub use error::{JournalError, OpenError};
+pub use record::{EventSummary, StoredEvent};
+pub use redb_journal::{RedbJournal, RedbJournalBuilder};
+
+/// hookbox's id for an event: time-ordered (`received ms << 16 | n`), unique within a
+/// journal, shown as `evt_` and 16 hex digits so that text order is time order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId(pub(crate) u64);
+
+impl EventId {
+    /// The raw value.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// The smallest id at or after `t`.
+    pub fn lower_bound(t: SystemTime) -> Self {
+        EventId(record::millis(t) << 16)
+    }
+
+    /// When the id was allocated (millisecond precision).
+    pub fn time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.0 >> 16)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "evt_{:016x}", self.0)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s
+            .strip_prefix("evt_")
+            .ok_or("an event id starts with `evt_`")?;
+        if hex.len() != 16 {
+            return Err("an event id is `evt_` and 16 hex digits");
+        }
+        u64::from_str_radix(hex, 16)
+            .map(EventId)
+            .map_err(|_| "an event id is `evt_` and 16 hex digits")
+    }
+}
+
+/// The result of a durable append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's id (the original's, for a duplicate).
+    pub id: EventId,
+    /// True when the provider's delivery id was already journaled for this source within
+    /// the dedup window: nothing was written.
+    pub duplicate: bool,
+}
+
+/// How loaded the journal is, read cheaply by the shed layer before a body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    /// Appends queued for the writer.
+    pub queued: usize,
+    /// The queue's bound.
+    pub capacity: usize,
+    /// Free bytes on the journal's disk (`u64::MAX` when unknown).
+    pub disk_free: u64,
+    /// False while the storage is failed and being recovered.
+    pub healthy: bool,
+}
+
+/// A time-window query, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Events received at or after this time.
+    pub since: Option<SystemTime>,
+    /// Events received before this time.
+    pub until: Option<SystemTime>,
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only this event type (exact), or a prefix when it ends in `*` (`invoice.*`).
+    pub event_type: Option<String>,
+    /// Continue after this id (the previous page's `next_cursor`).
+    pub before: Option<EventId>,
+    /// At most this many events (0 means 100).
+    pub limit: usize,
+}
+
+/// One page of a [`Query`].
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The events, newest first.
+    pub events: Vec<EventSummary>,
+    /// Where the next page starts, when there may be one.
+    pub next_cursor: Option<EventId>,
+}
+
+/// True when `event_type` matches `pattern`: exact, a `prefix*`, or `*`.
+pub(crate) fn type_matches(pattern: &str, event_type: Option<&str>) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => event_type.is_some_and(|t| t.starts_with(prefix)),
+        None => event_type == Some(pattern),
+    }
+}
+
+/// The future of [`Journal::append`].
+pub type AppendFuture = Pin<Box<dyn Future<Output = Result<Appended, JournalError>> + Send>>;
+
+/// The journal contract. redb ([`RedbJournal`]) is the embedded default; a NATS
+/// JetStream backend can implement the same contract for deployments that outgrow one
+/// machine.
+pub trait Journal: Send + Sync + fmt::Debug + 'static {
+    /// Appends a verified event; resolves only when it is durable (or refused).
+    /// `dedup_window`: how long a provider delivery id of the same source counts as a
+    /// duplicate (`None`: no deduplication).
+    fn append(&self, event: &Verified<Event>, dedup_window: Option<Duration>) -> AppendFuture;
+
+    /// The current load, for shedding.
+    fn load(&self) -> Load;
+
+    /// Events of `source` not yet done or dead.
+    fn backlog(&self, source: &str) -> u64;
+
+    /// One event by id.
+    fn get(&self, id: EventId) -> Result<Option<StoredEvent>, JournalError>;
+
+    /// Events in a time window, newest first.
+    fn query(&self, query: &Query) -> Result<Page, JournalError>;
+
+    /// The event journaled for a provider delivery id, if any.
+    fn lookup(&self, source: &str, delivery_id: &str) -> Result<Option<EventId>, JournalError>;
+}

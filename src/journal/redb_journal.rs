@@ -1,0 +1,492 @@
+//! [`RedbJournal`]: the embedded journal, one redb file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageBackend};
+use tokio::sync::{oneshot, watch};
+
+use super::record::{self, millis};
+use super::tables::{BY_SOURCE, DEDUP, DUE, EVENTS, META, SOURCES, STATE};
+use super::writer::{self, AppendOp, CommitHook, Op, Opener};
+use super::{
+    type_matches, AppendFuture, EventId, Journal, JournalError, Load, OpenError, Page, Query,
+    StoredEvent,
+};
+use crate::{Event, Verified};
+
+/// The journal format version this build writes.
+const FORMAT_VERSION: u64 = 1;
+
+/// State shared by the journal handle, its writer thread and its disk watcher.
+pub(super) struct Shared {
+    /// The database. `None` only while the writer recovers from a storage failure;
+    /// readers clone the `Arc` for the length of one read transaction.
+    pub(super) db: RwLock<Option<Arc<Database>>>,
+    /// Appends handed to the writer and not yet taken into a batch.
+    pub(super) queued: AtomicUsize,
+    /// Free bytes on the journal's disk, refreshed by the disk watcher.
+    pub(super) disk_free: AtomicU64,
+    /// False from a failed commit until the database is reopened.
+    pub(super) healthy: AtomicBool,
+    /// Pending events per source (appended, not yet done or dead).
+    pub(super) backlog: RwLock<HashMap<Arc<str>, u64>>,
+    /// The highest committed event id; the delivery runtime watches it.
+    pub(super) committed: watch::Sender<u64>,
+    /// Test hook run before each commit.
+    pub(super) hook: Option<CommitHook>,
+}
+
+impl Shared {
+    pub(super) fn add_backlog(&self, added: &HashMap<Arc<str>, u64>) {
+        if added.is_empty() {
+            return;
+        }
+        let mut map = self.backlog.write().expect("backlog lock");
+        for (source, n) in added {
+            *map.entry(source.clone()).or_default() += n;
+        }
+    }
+}
+
+/// The embedded journal: one redb file and a group-commit writer thread.
+///
+/// Cheap to share behind an `Arc`. Dropping the last handle finishes the queued appends
+/// and stops the writer.
+pub struct RedbJournal {
+    /// Shared with the writer thread and the disk watcher.
+    shared: Arc<Shared>,
+    /// The writer's queue; `None` once shut down.
+    sender: SyncSender<Op>,
+    /// The queue's bound, mirrored for [`Load`].
+    capacity: usize,
+    /// Set by [`RedbJournal::shutdown`]: appends are refused from then on.
+    closing: AtomicBool,
+    /// The writer thread, joined on shutdown.
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RedbJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbJournal")
+            .field("load", &self.load())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedbJournal`].
+///
+/// ## Defaults
+/// - `queue_capacity`: 8192 appends waiting for the writer (beyond: `Overloaded`).
+/// - `max_batch`: 4096 appends per write transaction.
+/// - `cache_size`: 64 MiB of redb page cache.
+pub struct RedbJournalBuilder {
+    queue_capacity: usize,
+    max_batch: usize,
+    cache_size: usize,
+    hook: Option<CommitHook>,
+}
+
+impl std::fmt::Debug for RedbJournalBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbJournalBuilder")
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_batch", &self.max_batch)
+            .field("cache_size", &self.cache_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RedbJournalBuilder {
+    fn default() -> Self {
+        RedbJournalBuilder {
+            queue_capacity: 8192,
+            max_batch: 4096,
+            cache_size: 64 << 20,
+            hook: None,
+        }
+    }
+}
+
+impl RedbJournalBuilder {
+    /// Sets how many appends may wait for the writer.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n.max(1);
+        self
+    }
+
+    /// Sets the most appends written in one transaction.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+
+    /// Sets redb's page cache size in bytes.
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// Runs `hook(batch_len)` on the writer thread before each commit. For tests that
+    /// must hold or slow the commit.
+    #[doc(hidden)]
+    pub fn before_commit(mut self, hook: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Opens (creating if needed) the journal file at `path`.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<RedbJournal, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| OpenError::Database {
+                path: path.display().to_string(),
+                source: Box::new(e),
+            })?;
+        }
+        let cache = self.cache_size;
+        let p = path.clone();
+        let opener: Opener =
+            Box::new(move || redb::Builder::new().set_cache_size(cache).create(&p));
+        self.start(opener, path.display().to_string(), Some(path))
+    }
+
+    /// Opens the journal on a custom redb storage backend, built afresh by `backend` at
+    /// open and after each storage failure (fault-injection tests use this).
+    pub fn open_backend<B: StorageBackend>(
+        self,
+        backend: impl Fn() -> B + Send + 'static,
+    ) -> Result<RedbJournal, OpenError> {
+        let cache = self.cache_size;
+        let opener: Opener = Box::new(move || {
+            redb::Builder::new()
+                .set_cache_size(cache)
+                .create_with_backend(backend())
+        });
+        self.start(opener, "<custom backend>".into(), None)
+    }
+
+    fn start(
+        self,
+        opener: Opener,
+        name: String,
+        path: Option<PathBuf>,
+    ) -> Result<RedbJournal, OpenError> {
+        let db = opener().map_err(|e| OpenError::Database {
+            path: name.clone(),
+            source: Box::new(e),
+        })?;
+        let (last_id, backlog) = init(&db).map_err(|e| match e {
+            InitError::Version(found) => OpenError::Version {
+                found: found as u32,
+                supported: FORMAT_VERSION as u32,
+            },
+            InitError::Db(e) => OpenError::Database {
+                path: name.clone(),
+                source: e.into(),
+            },
+        })?;
+        let (committed, _) = watch::channel(last_id);
+        let shared = Arc::new(Shared {
+            db: RwLock::new(Some(Arc::new(db))),
+            queued: AtomicUsize::new(0),
+            disk_free: AtomicU64::new(u64::MAX),
+            healthy: AtomicBool::new(true),
+            backlog: RwLock::new(backlog),
+            committed,
+            hook: self.hook,
+        });
+        if let Some(path) = path {
+            watch_disk(Arc::downgrade(&shared), path);
+        }
+        let (sender, rx) = sync_channel(self.queue_capacity);
+        let w = shared.clone();
+        let max_batch = self.max_batch;
+        let handle = std::thread::Builder::new()
+            .name("hookbox-journal".into())
+            .spawn(move || writer::run(w, rx, opener, max_batch, last_id))
+            .expect("spawn the journal writer thread");
+        Ok(RedbJournal {
+            shared,
+            sender,
+            capacity: self.queue_capacity,
+            closing: AtomicBool::new(false),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+}
+
+enum InitError {
+    Version(u64),
+    Db(redb::Error),
+}
+
+impl<E: Into<redb::Error>> From<E> for InitError {
+    fn from(e: E) -> Self {
+        InitError::Db(e.into())
+    }
+}
+
+/// Creates the tables, checks the format version, and reads the last id and backlogs.
+fn init(db: &Database) -> Result<(u64, HashMap<Arc<str>, u64>), InitError> {
+    let txn = db.begin_write()?;
+    let (last, backlog) = {
+        let mut meta = txn.open_table(META)?;
+        let version = meta.get("format_version")?.map(|g| g.value());
+        match version {
+            None => {
+                meta.insert("format_version", FORMAT_VERSION)?;
+            }
+            Some(v) if v > FORMAT_VERSION => return Err(InitError::Version(v)),
+            Some(_) => {}
+        }
+        let events = txn.open_table(EVENTS)?;
+        let last = events.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+        txn.open_table(BY_SOURCE)?;
+        txn.open_table(DEDUP)?;
+        txn.open_table(STATE)?;
+        txn.open_table(DUE)?;
+        let sources = txn.open_table(SOURCES)?;
+        let mut backlog = HashMap::new();
+        for entry in sources.iter()? {
+            let (k, v) = entry?;
+            backlog.insert(Arc::from(k.value()), v.value().1);
+        }
+        (last, backlog)
+    };
+    txn.commit()?;
+    Ok((last, backlog))
+}
+
+/// Refreshes the free-space reading every 250 ms while the journal lives.
+fn watch_disk(shared: Weak<Shared>, path: PathBuf) {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ".".into());
+    let _ = std::thread::Builder::new()
+        .name("hookbox-diskwatch".into())
+        .spawn(move || {
+            while let Some(shared) = shared.upgrade() {
+                if let Ok(free) = fs4::available_space(&dir) {
+                    shared.disk_free.store(free, Ordering::Relaxed);
+                }
+                drop(shared);
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+}
+
+impl RedbJournal {
+    /// A builder with the documented defaults.
+    pub fn builder() -> RedbJournalBuilder {
+        RedbJournalBuilder::default()
+    }
+
+    /// Opens (creating if needed) the journal at `path` with the defaults.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Self::builder().open(path)
+    }
+
+    /// Finishes the appends already queued, then stops the writer. Later appends are
+    /// refused. Idempotent; also run on drop.
+    pub fn shutdown(&self) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // A full queue drains as the writer works, so this send waits at most a batch.
+        let _ = self.sender.send(Op::Shutdown);
+        if let Some(h) = self.writer.lock().expect("writer lock").take() {
+            let _ = h.join();
+        }
+    }
+
+    /// A receiver of the highest committed event id (changes after each commit).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.committed.subscribe()
+    }
+
+    /// How many events the journal holds.
+    pub fn count(&self) -> Result<u64, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        Ok(txn.open_table(EVENTS)?.len()?)
+    }
+
+    /// Every journaled event whose provider delivery id is `delivery_id`, across the
+    /// whole journal (a dedup window can expire; this counts true duplicates).
+    pub fn count_delivery(&self, source: &str, delivery_id: &str) -> Result<usize, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let by_source = txn.open_table(BY_SOURCE)?;
+        let mut n = 0;
+        for entry in by_source.range((source, 0)..=(source, u64::MAX))? {
+            let id = entry?.0.value().1;
+            if let Some(rec) = events.get(id)? {
+                if record::decode_summary(id, rec.value())?
+                    .delivery_id
+                    .as_deref()
+                    == Some(delivery_id)
+                {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn db(&self) -> Result<Arc<Database>, JournalError> {
+        self.shared
+            .db
+            .read()
+            .expect("db lock")
+            .clone()
+            .ok_or(JournalError::Unavailable(
+                "recovering from a storage failure",
+            ))
+    }
+}
+
+impl Drop for RedbJournal {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Journal for RedbJournal {
+    fn append(&self, event: &Verified<Event>, dedup_window: Option<Duration>) -> AppendFuture {
+        if self.closing.load(Ordering::Acquire) {
+            return Box::pin(std::future::ready(Err(JournalError::Unavailable(
+                "shutting down",
+            ))));
+        }
+        let queued = self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        if queued >= self.capacity {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            return Box::pin(std::future::ready(Err(JournalError::Overloaded(queued))));
+        }
+        let (reply, rx) = oneshot::channel();
+        let op = AppendOp {
+            record: record::encode(event.get()),
+            source: event.source.clone(),
+            delivery_id: event.delivery_id.clone(),
+            received_ms: millis(event.received_at),
+            dedup_window,
+            reply,
+        };
+        if let Err(e) = self.sender.try_send(Op::Append(op)) {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            let err = match e {
+                TrySendError::Full(_) => JournalError::Overloaded(queued),
+                TrySendError::Disconnected(_) => {
+                    JournalError::Unavailable("the writer has stopped")
+                }
+            };
+            return Box::pin(std::future::ready(Err(err)));
+        }
+        Box::pin(async move {
+            rx.await.unwrap_or(Err(JournalError::Unavailable(
+                "the writer stopped before committing",
+            )))
+        })
+    }
+
+    fn load(&self) -> Load {
+        Load {
+            queued: self.shared.queued.load(Ordering::Acquire),
+            capacity: self.capacity,
+            disk_free: self.shared.disk_free.load(Ordering::Relaxed),
+            healthy: self.shared.healthy.load(Ordering::Acquire),
+        }
+    }
+
+    fn backlog(&self, source: &str) -> u64 {
+        self.shared
+            .backlog
+            .read()
+            .expect("backlog lock")
+            .get(source)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn get(&self, id: EventId) -> Result<Option<StoredEvent>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let rec = events.get(id.0)?;
+        rec.map(|r| record::decode(id.0, r.value())).transpose()
+    }
+
+    fn query(&self, q: &Query) -> Result<Page, JournalError> {
+        let limit = if q.limit == 0 { 100 } else { q.limit };
+        let lo = q.since.map(|t| EventId::lower_bound(t).0).unwrap_or(0);
+        let mut hi = q
+            .until
+            .map(|t| EventId::lower_bound(t).0)
+            .unwrap_or(u64::MAX);
+        if let Some(before) = q.before {
+            hi = hi.min(before.0);
+        }
+        let mut page = Page::default();
+        if lo >= hi {
+            return Ok(page);
+        }
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let mut consider = |id: u64, bytes: &[u8]| -> Result<bool, JournalError> {
+            let s = record::decode_summary(id, bytes)?;
+            if q.event_type
+                .as_deref()
+                .is_none_or(|p| type_matches(p, s.event_type.as_deref()))
+            {
+                if page.events.len() == limit {
+                    page.next_cursor = page.events.last().map(|e| e.id);
+                    return Ok(false);
+                }
+                page.events.push(s);
+            }
+            Ok(true)
+        };
+        match &q.source {
+            Some(source) => {
+                let by_source = txn.open_table(BY_SOURCE)?;
+                for entry in by_source
+                    .range((source.as_str(), lo)..(source.as_str(), hi))?
+                    .rev()
+                {
+                    let id = entry?.0.value().1;
+                    let Some(rec) = events.get(id)? else { continue };
+                    if !consider(id, rec.value())? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for entry in events.range(lo..hi)?.rev() {
+                    let (k, v) = entry?;
+                    if !consider(k.value(), v.value())? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    fn lookup(&self, source: &str, delivery_id: &str) -> Result<Option<EventId>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let dedup = txn.open_table(DEDUP)?;
+        let found = dedup.get((source, delivery_id))?;
+        Ok(found.map(|g| EventId(g.value().0)))
+    }
+}

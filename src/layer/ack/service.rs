@@ -1,0 +1,196 @@
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::journal::{EventId, Journal, JournalError};
+use crate::layer::problem::{problem, retry_after};
+use crate::{Event, Verified};
+
+/// The default dedup window: 7 days.
+pub(crate) const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Put on the request by [`Ack`] once the event is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    /// The event's journal id (the original's, for a duplicate).
+    pub id: EventId,
+    /// True when this delivery was a duplicate and nothing was written.
+    pub duplicate: bool,
+}
+
+/// Applies [`Ack`]. Must come after a [`VerifyLayer`](crate::VerifyLayer).
+///
+/// ## Defaults
+/// - `dedup_window`: 7 days.
+#[derive(Debug, Clone)]
+pub struct AckLayer {
+    journal: Arc<dyn Journal>,
+    dedup_window: Option<Duration>,
+}
+
+impl AckLayer {
+    /// Appends to `journal`.
+    pub fn new(journal: Arc<dyn Journal>) -> Self {
+        AckLayer {
+            journal,
+            dedup_window: Some(DEFAULT_DEDUP_WINDOW),
+        }
+    }
+
+    /// Sets the dedup window (`None`: never deduplicate).
+    pub fn dedup_window(mut self, window: Option<Duration>) -> Self {
+        self.dedup_window = window;
+        self
+    }
+}
+
+impl<S> Layer<S> for AckLayer {
+    type Service = Ack<S>;
+
+    fn layer(&self, inner: S) -> Ack<S> {
+        Ack {
+            inner,
+            journal: self.journal.clone(),
+            dedup_window: self.dedup_window,
+        }
+    }
+}
+
+/// Journals the request's [`Verified<Event>`], then calls the inner service with an
+/// [`Acked`] extension.
+#[derive(Debug, Clone)]
+pub struct Ack<S> {
+    inner: S,
+    journal: Arc<dyn Journal>,
+    dedup_window: Option<Duration>,
+}
+
+/// The refusal for a journal error: 503 + Retry-After, the append did not happen.
+fn journal_unavailable(source: &str, e: &JournalError) -> Response<Body> {
+    let (kind, secs) = match e {
+        JournalError::Overloaded(_) => ("journal_overloaded", 1),
+        JournalError::Storage(_) => ("journal_storage_failed", 5),
+        _ => ("journal_unavailable", 5),
+    };
+    metrics::counter!("hookbox_shed_total", "source" => source.to_owned(), "reason" => kind)
+        .increment(1);
+    tracing::warn!(source, error = %e, "append refused; answering 503");
+    let mut res = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        kind,
+        "The event could not be stored; retry later",
+        &e.to_string(),
+    );
+    retry_after(&mut res, secs);
+    res
+}
+
+type BoxFut = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<S> Service<Request<Body>> for Ack<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFut;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> BoxFut {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let Some(event) = req.extensions().get::<Verified<Event>>().cloned() else {
+            return Box::pin(async {
+                Ok(problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "not_verified",
+                    "AckLayer received a request that no VerifyLayer verified",
+                    "put a VerifyLayer before the AckLayer",
+                ))
+            });
+        };
+        let append = self.journal.append(&event, self.dedup_window);
+        Box::pin(async move {
+            let started = Instant::now();
+            let source = &*event.source;
+            match append.await {
+                Ok(a) => {
+                    let took = started.elapsed().as_secs_f64();
+                    metrics::histogram!("hookbox_ingest_seconds", "source" => source.to_owned())
+                        .record(took);
+                    let what = if a.duplicate {
+                        "hookbox_duplicates_total"
+                    } else {
+                        "hookbox_acked_total"
+                    };
+                    metrics::counter!(what, "source" => source.to_owned()).increment(1);
+                    tracing::debug!(source, id = %a.id, duplicate = a.duplicate, "event journaled");
+                    req.extensions_mut().insert(Acked {
+                        id: a.id,
+                        duplicate: a.duplicate,
+                    });
+                    inner.call(req).await
+                }
+                Err(e) => Ok(journal_unavailable(source, &e)),
+            }
+        })
+    }
+}
+
+/// The terminal service of an endpoint: `202 {"id"}`, or `200 {"id", "duplicate": true}`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Accepted;
+
+impl Service<Request<Body>> for Accepted {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let res = match req.extensions().get::<Acked>() {
+            Some(a) => {
+                let (status, body) = if a.duplicate {
+                    (
+                        StatusCode::OK,
+                        format!(r#"{{"id":"{}","duplicate":true}}"#, a.id),
+                    )
+                } else {
+                    (StatusCode::ACCEPTED, format!(r#"{{"id":"{}"}}"#, a.id))
+                };
+                let mut res = Response::new(Body::from(body));
+                *res.status_mut() = status;
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                res
+            }
+            None => problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "not_journaled",
+                "Accepted received a request that no AckLayer journaled",
+                "put an AckLayer before Accepted",
+            ),
+        };
+        std::future::ready(Ok(res))
+    }
+}

@@ -1,0 +1,125 @@
+//! The standalone server: a router built from a [`Config`], and [`run`] with graceful
+//! shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use http::{Request, StatusCode};
+use tokio::net::TcpListener;
+
+use crate::layer::problem::problem;
+use crate::{
+    Config, ConfigError, Hookbox, Journal, OpenError, RedbJournal, ShedLayer, Source, Verifier,
+};
+
+/// Starting or running the server failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The configuration is invalid.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The journal could not be opened.
+    #[error(transparent)]
+    Journal(#[from] OpenError),
+    /// The listener failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds the [`Hookbox`] of `config` over `journal`; `resolve` turns each configured
+/// secret (`env:NAME`, `file:PATH` or inline) into its value.
+pub fn hookbox(
+    config: &Config,
+    journal: Arc<dyn Journal>,
+    resolve: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Hookbox, ConfigError> {
+    let s = &config.server;
+    let mut shed = ShedLayer::new(journal.clone());
+    if let Some(t) = s.request_timeout {
+        shed = shed.timeout(t.0);
+    }
+    if let Some(n) = s.max_in_flight {
+        shed = shed.max_in_flight(n);
+    }
+    if let Some(floor) = s.disk_floor {
+        shed = shed.disk_floor(floor.0);
+    }
+    let mut hb = Hookbox::new(journal).shed(shed);
+    for (i, src) in config.sources.iter().enumerate() {
+        let scheme = src.scheme_config(i, resolve)?;
+        let verifier = Verifier::new(&src.scheme, &scheme)
+            .map_err(|e| ConfigError::new(format!("source[{i}]"), e.to_string()))?;
+        let mut source = Source::new(src.name.as_str(), verifier).max_backlog(src.max_backlog);
+        if let Some(b) = src.max_body {
+            source = source.max_body(b.0 as usize);
+        }
+        if let Some(w) = src.dedup_window {
+            source = source.dedup_window((!w.0.is_zero()).then_some(w.0));
+        }
+        hb = hb.source(source);
+    }
+    Ok(hb)
+}
+
+/// The webhook router: each source's endpoint at its path; anything else is a 404
+/// problem.
+pub fn router(config: &Config, hookbox: &Hookbox) -> Router {
+    let mut app = Router::new();
+    for src in &config.sources {
+        app = app.route_service(&src.path, hookbox.endpoint(&src.name));
+    }
+    app.fallback(|req: Request<Body>| async move {
+        problem(
+            StatusCode::NOT_FOUND,
+            "unknown_endpoint",
+            "No webhook source is configured at this path",
+            &format!(
+                "{} {} matches no [[source]] path",
+                req.method(),
+                req.uri().path()
+            ),
+        )
+    })
+}
+
+/// Runs the server on `listener` until `shutdown` resolves: then stops accepting, lets
+/// requests in flight finish (up to `server.shutdown_grace`), and flushes the journal.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    resolve: &dyn Fn(&str) -> Result<String, String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let s = &config.server;
+    let mut builder = RedbJournal::builder();
+    if let Some(n) = s.queue_capacity {
+        builder = builder.queue_capacity(n);
+    }
+    let journal = Arc::new(builder.open(&s.journal)?);
+    let hb = hookbox(&config, journal.clone(), resolve)?;
+    let app = router(&config, &hb);
+    let grace = s.shutdown_grace.map_or(Duration::from_secs(10), |d| d.0);
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        let _ = stop_tx.send(true);
+    });
+    tokio::select! {
+        r = serve => r?,
+        _ = async {
+            let _ = stop_rx.wait_for(|v| *v).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still in flight after the grace period were dropped (never acknowledged)"),
+    }
+    drop(hb);
+    // Appends already queued are committed and answered before the writer stops.
+    journal.shutdown();
+    tracing::info!("journal flushed; bye");
+    Ok(())
+}
