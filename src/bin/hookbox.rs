@@ -29,6 +29,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server: verify, journal and acknowledge webhooks for the configured sources.
+    ///
+    /// Stops on Ctrl-C or SIGTERM: no new connections, requests in flight finish (up to
+    /// `server.shutdown_grace`), queued appends are committed, exit status 0.
+    Serve(ServeArgs),
     /// Verify a captured webhook: prints `ok` or the error kind, then an explanation.
     ///
     /// Exit status: 0 when the signature verifies, 1 when it is rejected, 2 on a usage
@@ -94,12 +99,29 @@ struct SignArgs {
     id: Option<String>,
 }
 
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The TOML configuration file.
+    #[arg(
+        long,
+        short,
+        value_name = "PATH",
+        default_value = "hookbox.toml",
+        env = "HOOKBOX_CONFIG"
+    )]
+    config: std::path::PathBuf,
+    /// Override `server.listen` (e.g. `127.0.0.1:0` for an ephemeral port).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+}
+
 /// A usage error: message for stderr, exit 2.
 struct Usage(String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve(args),
         Command::Verify(args) => verify(args),
         Command::Sign(args) => sign_cmd(args),
     };
@@ -305,4 +327,77 @@ fn sign_cmd(args: SignArgs) -> Result<ExitCode, Usage> {
     };
     write().map_err(|e| Usage(format!("writing output: {e}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves a configured secret: `env:NAME`, `file:PATH` (trailing newline trimmed), or
+/// the text itself.
+fn resolve_secret(spec: &str) -> Result<String, String> {
+    if let Some(name) = spec.strip_prefix("env:") {
+        std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
+    } else if let Some(path) = spec.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+            .map_err(|e| format!("cannot read `{path}`: {e}"))
+    } else {
+        Ok(spec.to_owned())
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode, Usage> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HOOKBOX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let text = std::fs::read_to_string(&args.config)
+        .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    let mut config = hookbox::Config::from_toml(&text)
+        .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    // Resolve every secret now so a bad one fails at start, naming its key.
+    for (i, s) in config.sources.iter().enumerate() {
+        s.scheme_config(i, &resolve_secret)
+            .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    }
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| Usage(format!("starting the runtime: {e}")))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|e| Usage(format!("server.listen {}: {e}", config.server.listen)))?;
+        let addr = listener.local_addr().map_err(|e| Usage(e.to_string()))?;
+        println!("hookbox listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        hookbox::server::run(listener, config, &resolve_secret, shutdown_signal())
+            .await
+            .map_err(|e| Usage(e.to_string()))?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }

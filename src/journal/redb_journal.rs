@@ -319,29 +319,6 @@ impl RedbJournal {
         Ok(txn.open_table(EVENTS)?.len()?)
     }
 
-    /// Every journaled event whose provider delivery id is `delivery_id`, across the
-    /// whole journal (a dedup window can expire; this counts true duplicates).
-    pub fn count_delivery(&self, source: &str, delivery_id: &str) -> Result<usize, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let events = txn.open_table(EVENTS)?;
-        let by_source = txn.open_table(BY_SOURCE)?;
-        let mut n = 0;
-        for entry in by_source.range((source, 0)..=(source, u64::MAX))? {
-            let id = entry?.0.value().1;
-            if let Some(rec) = events.get(id)? {
-                if record::decode_summary(id, rec.value())?
-                    .delivery_id
-                    .as_deref()
-                    == Some(delivery_id)
-                {
-                    n += 1;
-                }
-            }
-        }
-        Ok(n)
-    }
-
     fn db(&self) -> Result<Arc<Database>, JournalError> {
         self.shared
             .db

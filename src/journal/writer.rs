@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -50,9 +50,20 @@ pub(super) fn run(
     let mut batch: Vec<AppendOp> = Vec::with_capacity(max_batch);
     let mut stop = false;
     while !stop {
-        match rx.recv() {
+        // While the storage is failed, wake up regularly to reopen it: the shed layer
+        // refuses appends meanwhile, so no batch would arrive to trigger the recovery.
+        let first = if shared.healthy.load(Ordering::Acquire) {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(Duration::from_millis(100))
+        };
+        match first {
             Ok(Op::Append(op)) => batch.push(op),
-            Ok(Op::Shutdown) | Err(_) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                recover(&shared, &opener);
+                continue;
+            }
+            Ok(Op::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
         }
         // Whatever queued up during the previous commit forms this batch.
         while batch.len() < max_batch {

@@ -3,5 +3,7 @@
 mod support;
 
 mod cli;
+mod crash;
+mod ingest;
 mod roundtrip;
 mod verify_layer;

@@ -39,3 +39,28 @@ pub(crate) fn hookbox_bin() -> std::process::Command {
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
+
+/// How many times each provider delivery id of `source` is in the journal (all pages).
+pub(crate) fn delivery_counts(
+    journal: &dyn hookbox::Journal,
+    source: &str,
+) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    let mut q = hookbox::Query {
+        source: Some(source.into()),
+        limit: 1000,
+        ..Default::default()
+    };
+    loop {
+        let page = journal.query(&q).expect("query");
+        for e in &page.events {
+            *counts
+                .entry(e.delivery_id.clone().unwrap_or_default())
+                .or_default() += 1;
+        }
+        match page.next_cursor {
+            Some(c) => q.before = Some(c),
+            None => return counts,
+        }
+    }
+}
