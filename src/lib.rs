@@ -30,8 +30,9 @@ pub use error::{BuildError, Error, ErrorKind, VerifyError};
 pub use event::{Event, Verified};
 pub use hookbox::{Endpoint, Hookbox, Source};
 pub use journal::{
-    AppendFuture, Appended, EventId, EventSummary, Journal, JournalError, Load, OpenError, Page,
-    Query, RedbJournal, RedbJournalBuilder, StoredEvent,
+    AppendFuture, AppendOptions, Appended, Attempt, AttemptOutcome, EventId, EventState,
+    EventSummary, Journal, JournalError, Load, Next, OpenError, Page, Query, Ready, RedbJournal,
+    RedbJournalBuilder, RedriveFilter, ReplayFilter, ReplayStatus, State, StoredEvent, WriteFuture,
 };
 pub use layer::ack::{Accepted, Ack, AckLayer, Acked};
 pub use layer::shed::{Shed, ShedLayer};

@@ -25,12 +25,17 @@ use crate::{Event, Verified};
 mod error;
 mod record;
 mod redb_journal;
+mod state;
 mod tables;
 mod writer;
 
 pub use error::{JournalError, OpenError};
 pub use record::{EventSummary, StoredEvent};
 pub use redb_journal::{RedbJournal, RedbJournalBuilder};
+pub use state::{
+    Attempt, AttemptOutcome, EventState, Next, Ready, RedriveFilter, ReplayFilter, ReplayStatus,
+    State,
+};
 
 /// hookbox's id for an event: time-ordered (`received ms << 16 | n`), unique within a
 /// journal, shown as `evt_` and 16 hex digits so that text order is time order.
@@ -57,6 +62,19 @@ impl EventId {
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "evt_{:016x}", self.0)
+    }
+}
+
+impl serde::Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -110,6 +128,8 @@ pub struct Query {
     pub source: Option<String>,
     /// Only this event type (exact), or a prefix when it ends in `*` (`invoice.*`).
     pub event_type: Option<String>,
+    /// Only events in this delivery state.
+    pub state: Option<State>,
     /// Continue after this id (the previous page's `next_cursor`).
     pub before: Option<EventId>,
     /// At most this many events (0 means 100).
@@ -133,23 +153,37 @@ pub(crate) fn type_matches(pattern: &str, event_type: Option<&str>) -> bool {
     }
 }
 
+/// How to append an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendOptions {
+    /// How long a provider delivery id of the same source counts as a duplicate
+    /// (`None`: no deduplication).
+    pub dedup_window: Option<Duration>,
+    /// The ordering key: deliveries of one key happen one at a time, in order.
+    pub order_key: Option<String>,
+}
+
 /// The future of [`Journal::append`].
 pub type AppendFuture = Pin<Box<dyn Future<Output = Result<Appended, JournalError>> + Send>>;
+
+/// The future of a journal write other than an append.
+pub type WriteFuture<T> = Pin<Box<dyn Future<Output = Result<T, JournalError>> + Send>>;
 
 /// The journal contract. redb ([`RedbJournal`]) is the embedded default; a NATS
 /// JetStream backend can implement the same contract for deployments that outgrow one
 /// machine.
 pub trait Journal: Send + Sync + fmt::Debug + 'static {
     /// Appends a verified event; resolves only when it is durable (or refused).
-    /// `dedup_window`: how long a provider delivery id of the same source counts as a
-    /// duplicate (`None`: no deduplication).
-    fn append(&self, event: &Verified<Event>, dedup_window: Option<Duration>) -> AppendFuture;
+    fn append(&self, event: &Verified<Event>, opts: &AppendOptions) -> AppendFuture;
 
     /// The current load, for shedding.
     fn load(&self) -> Load;
 
     /// Events of `source` not yet done or dead.
     fn backlog(&self, source: &str) -> u64;
+
+    /// Every source with its backlog.
+    fn sources(&self) -> Vec<(String, u64)>;
 
     /// One event by id.
     fn get(&self, id: EventId) -> Result<Option<StoredEvent>, JournalError>;
@@ -159,4 +193,55 @@ pub trait Journal: Send + Sync + fmt::Debug + 'static {
 
     /// The event journaled for a provider delivery id, if any.
     fn lookup(&self, source: &str, delivery_id: &str) -> Result<Option<EventId>, JournalError>;
+
+    /// Up to `limit` deliveries of `source` due at `now`, oldest first, leaving out those
+    /// `skip` names (in flight) and those held back by per-key order.
+    fn ready(
+        &self,
+        source: &str,
+        now: SystemTime,
+        limit: usize,
+        skip: &dyn Fn(EventId, Option<u64>) -> bool,
+    ) -> Result<Vec<Ready>, JournalError>;
+
+    /// When the earliest waiting delivery of `source` is due (ms), if any.
+    fn next_due(&self, source: &str) -> Result<Option<u64>, JournalError>;
+
+    /// Records an attempt and what follows it. Not fsynced on its own: a crash may
+    /// forget it, and the delivery then happens again.
+    fn settle(&self, source: &str, ready: Ready, attempt: Attempt, next: Next) -> WriteFuture<()>;
+
+    /// A memoised step's stored result.
+    fn step_result(&self, id: EventId, name: &str) -> Result<Option<Vec<u8>>, JournalError>;
+
+    /// Stores a step's result durably.
+    fn save_step(&self, id: EventId, name: &str, value: Vec<u8>) -> WriteFuture<()>;
+
+    /// An event's delivery state (`None`: no such event).
+    fn state(&self, id: EventId) -> Result<Option<EventState>, JournalError>;
+
+    /// Every attempt of an event, oldest first.
+    fn attempts(&self, id: EventId) -> Result<Vec<Attempt>, JournalError>;
+
+    /// Dead events (the DLQ), oldest id first, with their sources.
+    fn dead(
+        &self,
+        source: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(EventId, String)>, JournalError>;
+
+    /// How many events are dead.
+    fn dead_count(&self) -> Result<u64, JournalError>;
+
+    /// Moves matching dead events back to pending; resolves to how many.
+    fn redrive(&self, filter: RedriveFilter) -> WriteFuture<u64>;
+
+    /// Queues new deliveries of the events of a window.
+    fn replay(&self, filter: ReplayFilter) -> WriteFuture<ReplayStatus>;
+
+    /// A replay's progress.
+    fn replay_status(&self, id: u64) -> Result<Option<ReplayStatus>, JournalError>;
+
+    /// Changes after each commit that appended events (the highest id).
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
 }

@@ -12,11 +12,14 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Sto
 use tokio::sync::{oneshot, watch};
 
 use super::record::{self, millis};
-use super::tables::{BY_SOURCE, DEDUP, DUE, EVENTS, META, SOURCES, STATE};
-use super::writer::{self, AppendOp, CommitHook, Op, Opener};
+use super::state::{Attempt, EventState, Next, Ready, RedriveFilter, ReplayFilter, ReplayStatus};
+use super::tables::{
+    ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, META, ORDER, READY, REPLAYS, SOURCES, STATE, STEPS,
+};
+use super::writer::{self, AppendOp, CommitHook, Op, Opener, OutcomeOp};
 use super::{
-    type_matches, AppendFuture, EventId, Journal, JournalError, Load, OpenError, Page, Query,
-    StoredEvent,
+    type_matches, AppendFuture, AppendOptions, EventId, Journal, JournalError, Load, OpenError,
+    Page, Query, StoredEvent, WriteFuture,
 };
 use crate::{Event, Verified};
 
@@ -43,13 +46,14 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn add_backlog(&self, added: &HashMap<Arc<str>, u64>) {
-        if added.is_empty() {
+    pub(super) fn apply_pending(&self, delta: &HashMap<Arc<str>, i64>) {
+        if delta.is_empty() {
             return;
         }
         let mut map = self.backlog.write().expect("backlog lock");
-        for (source, n) in added {
-            *map.entry(source.clone()).or_default() += n;
+        for (source, n) in delta {
+            let v = map.entry(source.clone()).or_default();
+            *v = (*v as i64 + n).max(0) as u64;
         }
     }
 }
@@ -250,7 +254,12 @@ fn init(db: &Database) -> Result<(u64, HashMap<Arc<str>, u64>), InitError> {
         txn.open_table(BY_SOURCE)?;
         txn.open_table(DEDUP)?;
         txn.open_table(STATE)?;
-        txn.open_table(DUE)?;
+        txn.open_table(READY)?;
+        txn.open_table(DEAD)?;
+        txn.open_table(ATTEMPTS)?;
+        txn.open_table(STEPS)?;
+        txn.open_table(ORDER)?;
+        txn.open_table(REPLAYS)?;
         let sources = txn.open_table(SOURCES)?;
         let mut backlog = HashMap::new();
         for entry in sources.iter()? {
@@ -307,16 +316,35 @@ impl RedbJournal {
         }
     }
 
-    /// A receiver of the highest committed event id (changes after each commit).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.shared.committed.subscribe()
-    }
-
     /// How many events the journal holds.
     pub fn count(&self) -> Result<u64, JournalError> {
         let db = self.db()?;
         let txn = db.begin_read()?;
         Ok(txn.open_table(EVENTS)?.len()?)
+    }
+
+    /// Hands a non-append op to the writer; resolves when its batch commits.
+    fn submit<T: Send + 'static>(
+        &self,
+        op: Op,
+        rx: oneshot::Receiver<Result<T, JournalError>>,
+    ) -> WriteFuture<T> {
+        if self.closing.load(Ordering::Acquire) {
+            return Box::pin(std::future::ready(Err(JournalError::Unavailable(
+                "shutting down",
+            ))));
+        }
+        // Not bounded like appends: these are few, and come from inside hookbox.
+        let sender = self.sender.clone();
+        Box::pin(async move {
+            let sent = tokio::task::spawn_blocking(move || sender.send(op)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                return Err(JournalError::Unavailable("the writer has stopped"));
+            }
+            rx.await.unwrap_or(Err(JournalError::Unavailable(
+                "the writer stopped before committing",
+            )))
+        })
     }
 
     fn db(&self) -> Result<Arc<Database>, JournalError> {
@@ -338,7 +366,7 @@ impl Drop for RedbJournal {
 }
 
 impl Journal for RedbJournal {
-    fn append(&self, event: &Verified<Event>, dedup_window: Option<Duration>) -> AppendFuture {
+    fn append(&self, event: &Verified<Event>, opts: &AppendOptions) -> AppendFuture {
         if self.closing.load(Ordering::Acquire) {
             return Box::pin(std::future::ready(Err(JournalError::Unavailable(
                 "shutting down",
@@ -355,7 +383,8 @@ impl Journal for RedbJournal {
             source: event.source.clone(),
             delivery_id: event.delivery_id.clone(),
             received_ms: millis(event.received_at),
-            dedup_window,
+            dedup_window: opts.dedup_window,
+            order_key: opts.order_key.clone().unwrap_or_default(),
             reply,
         };
         if let Err(e) = self.sender.try_send(Op::Append(op)) {
@@ -459,11 +488,201 @@ impl Journal for RedbJournal {
         Ok(page)
     }
 
+    fn ready(
+        &self,
+        source: &str,
+        now: std::time::SystemTime,
+        limit: usize,
+        skip: &dyn Fn(EventId, Option<u64>) -> bool,
+    ) -> Result<Vec<Ready>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let ready = txn.open_table(READY)?;
+        let order = txn.open_table(ORDER)?;
+        let now_ms = millis(now);
+        let mut out = Vec::new();
+        for entry in ready.range((source, 0, 0, 0)..=(source, now_ms, u64::MAX, u64::MAX))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry?;
+            let (_, due_ms, id, replay) = k.value();
+            let (attempt, key) = v.value();
+            let replay = (replay != 0).then_some(replay);
+            if skip(EventId(id), replay) {
+                continue;
+            }
+            if !key.is_empty() && replay.is_none() {
+                // Per-key order: only the oldest unfinished event of a key may go.
+                let first = order
+                    .range((source, key, 0)..=(source, key, u64::MAX))?
+                    .next()
+                    .transpose()?;
+                if first.is_some_and(|(k, _)| k.value().2 != id) {
+                    continue;
+                }
+            }
+            out.push(Ready {
+                id: EventId(id),
+                attempt,
+                replay,
+                due_ms,
+                order_key: key.to_owned(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn next_due(&self, source: &str) -> Result<Option<u64>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let ready = txn.open_table(READY)?;
+        let first = ready
+            .range((source, 0, 0, 0)..=(source, u64::MAX, u64::MAX, u64::MAX))?
+            .next()
+            .transpose()?;
+        Ok(first.map(|(k, _)| k.value().1))
+    }
+
+    fn settle(&self, source: &str, ready: Ready, attempt: Attempt, next: Next) -> WriteFuture<()> {
+        let (reply, rx) = oneshot::channel();
+        let op = Op::Outcome(OutcomeOp {
+            source: Arc::from(source),
+            ready,
+            attempt,
+            next,
+            reply,
+        });
+        self.submit(op, rx)
+    }
+
+    fn step_result(&self, id: EventId, name: &str) -> Result<Option<Vec<u8>>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let steps = txn.open_table(STEPS)?;
+        Ok(steps.get((id.0, name))?.map(|g| g.value().to_vec()))
+    }
+
+    fn save_step(&self, id: EventId, name: &str, value: Vec<u8>) -> WriteFuture<()> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(
+            Op::Step {
+                id: id.0,
+                name: name.to_owned(),
+                value,
+                reply,
+            },
+            rx,
+        )
+    }
+
+    fn state(&self, id: EventId) -> Result<Option<EventState>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        if txn.open_table(EVENTS)?.get(id.0)?.is_none() {
+            return Ok(None);
+        }
+        state_of(&txn.open_table(STATE)?, id.0).map(Some)
+    }
+
+    fn attempts(&self, id: EventId) -> Result<Vec<Attempt>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let attempts = txn.open_table(ATTEMPTS)?;
+        let mut out = Vec::new();
+        for entry in attempts.range((id.0, 0)..=(id.0, u32::MAX))? {
+            let (_, v) = entry?;
+            out.push(
+                serde_json::from_slice(v.value()).map_err(|e| JournalError::Corrupt {
+                    id: id.0,
+                    problem: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn dead(
+        &self,
+        source: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(EventId, String)>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let dead = txn.open_table(DEAD)?;
+        let mut out = Vec::new();
+        for entry in dead.iter()? {
+            let (k, _) = entry?;
+            let (s, id) = k.value();
+            if source.is_none_or(|want| want == s) {
+                out.push((EventId(id), s.to_owned()));
+                if out.len() >= limit.max(1) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn dead_count(&self) -> Result<u64, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        Ok(txn.open_table(DEAD)?.len()?)
+    }
+
+    fn redrive(&self, filter: RedriveFilter) -> WriteFuture<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Op::Redrive { filter, reply }, rx)
+    }
+
+    fn replay(&self, filter: ReplayFilter) -> WriteFuture<ReplayStatus> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Op::Replay { filter, reply }, rx)
+    }
+
+    fn replay_status(&self, id: u64) -> Result<Option<ReplayStatus>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let replays = txn.open_table(REPLAYS)?;
+        let found = replays.get(id)?;
+        found
+            .map(|g| {
+                serde_json::from_slice(g.value()).map_err(|e| JournalError::Corrupt {
+                    id,
+                    problem: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    fn sources(&self) -> Vec<(String, u64)> {
+        let map = self.shared.backlog.read().expect("backlog lock");
+        map.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.committed.subscribe()
+    }
+
     fn lookup(&self, source: &str, delivery_id: &str) -> Result<Option<EventId>, JournalError> {
         let db = self.db()?;
         let txn = db.begin_read()?;
         let dedup = txn.open_table(DEDUP)?;
         let found = dedup.get((source, delivery_id))?;
         Ok(found.map(|g| EventId(g.value().0)))
+    }
+}
+
+/// The journaled state of `id`; an event never attempted is pending.
+fn state_of(
+    states: &impl ReadableTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<EventState, JournalError> {
+    match states.get(id)? {
+        Some(g) => serde_json::from_slice(g.value()).map_err(|e| JournalError::Corrupt {
+            id,
+            problem: e.to_string(),
+        }),
+        None => Ok(EventState::fresh("")),
     }
 }

@@ -19,11 +19,29 @@ pub(crate) const DEDUP: TableDefinition<(&str, &str), (u64, u64)> = TableDefinit
 /// batch, so backlog limits survive restarts without a scan.
 pub(crate) const SOURCES: TableDefinition<&str, (u64, u64)> = TableDefinition::new("sources");
 
-/// id -> state record, for events that left `Pending` (absent = pending, never tried).
+/// (source, due ms, id, replay id) -> (attempt, ordering key): deliveries waiting, by
+/// due time. Fresh events are filed at their receive time; retries at their next
+/// attempt; replays under their replay id (0 = the original delivery).
+pub(crate) const READY: TableDefinition<(&str, u64, u64, u64), (u32, &str)> =
+    TableDefinition::new("ready");
+
+/// id -> delivery state (JSON), for events that were attempted (absent = pending).
 pub(crate) const STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("state");
 
-/// (due ms, id) -> (): events waiting for a retry, by next attempt time.
-pub(crate) const DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("due");
+/// (source, id) -> dead ms: the dead-letter queue.
+pub(crate) const DEAD: TableDefinition<(&str, u64), u64> = TableDefinition::new("dead");
+
+/// (id, n) -> attempt (JSON): every attempt, original and replayed.
+pub(crate) const ATTEMPTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("attempts");
+
+/// (id, step name) -> the step's result (JSON): memoised steps.
+pub(crate) const STEPS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("steps");
+
+/// (source, ordering key, id) -> (): events of a key not yet done, for per-key order.
+pub(crate) const ORDER: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("order");
+
+/// replay id -> replay status (JSON).
+pub(crate) const REPLAYS: TableDefinition<u64, &[u8]> = TableDefinition::new("replays");
 
 /// key -> value: format version and other journal-wide facts.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

@@ -1,4 +1,11 @@
 //! The group-commit writer: one thread, one write transaction per batch.
+//!
+//! Every journal write goes through here, so redb's single writer is never contended
+//! and each batch costs one commit. A batch is durable (`Durability::Immediate`, one
+//! fsync) when it holds anything that is acknowledged to the outside (appends, step
+//! results, redrives, replays) or when the last durable commit is over a second old;
+//! batches of delivery outcomes alone commit without fsync, because losing them in a
+//! crash only means redelivering (at-least-once), never losing an event.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -6,13 +13,18 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use redb::{Database, Durability, ReadableTable};
+use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::record::millis;
+use super::record::{decode_summary, millis};
 use super::redb_journal::Shared;
-use super::tables::{BY_SOURCE, DEDUP, EVENTS, SOURCES};
-use super::{Appended, EventId, JournalError};
+use super::state::{Attempt, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus, State};
+use super::tables::{
+    ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, ORDER, READY, REPLAYS, SOURCES, STATE, STEPS,
+};
+use super::{type_matches, Appended, EventId, JournalError};
+
+type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
 /// One append waiting for its commit.
 pub(super) struct AppendOp {
@@ -22,15 +34,59 @@ pub(super) struct AppendOp {
     pub(super) delivery_id: Option<String>,
     pub(super) received_ms: u64,
     pub(super) dedup_window: Option<Duration>,
+    /// The ordering key, or empty.
+    pub(super) order_key: String,
     /// Answered after the commit returns, never before.
-    pub(super) reply: oneshot::Sender<Result<Appended, JournalError>>,
+    pub(super) reply: Reply<Appended>,
+}
+
+/// The end of one delivery attempt.
+pub(super) struct OutcomeOp {
+    pub(super) source: Arc<str>,
+    pub(super) ready: super::Ready,
+    pub(super) attempt: Attempt,
+    pub(super) next: Next,
+    pub(super) reply: Reply<()>,
 }
 
 /// What the writer thread is asked to do.
 pub(super) enum Op {
     Append(AppendOp),
+    Outcome(OutcomeOp),
+    Step {
+        id: u64,
+        name: String,
+        value: Vec<u8>,
+        reply: Reply<()>,
+    },
+    Redrive {
+        filter: RedriveFilter,
+        reply: Reply<u64>,
+    },
+    Replay {
+        filter: ReplayFilter,
+        reply: Reply<ReplayStatus>,
+    },
     /// Finish what is queued ahead of this, then stop.
     Shutdown,
+}
+
+impl Op {
+    fn durable(&self) -> bool {
+        !matches!(self, Op::Outcome(_))
+    }
+
+    fn fail(self, e: &str) {
+        let err = || JournalError::Storage(e.to_owned());
+        match self {
+            Op::Append(op) => drop(op.reply.send(Err(err()))),
+            Op::Outcome(op) => drop(op.reply.send(Err(err()))),
+            Op::Step { reply, .. } => drop(reply.send(Err(err()))),
+            Op::Redrive { reply, .. } => drop(reply.send(Err(err()))),
+            Op::Replay { reply, .. } => drop(reply.send(Err(err()))),
+            Op::Shutdown => {}
+        }
+    }
 }
 
 /// Opens (or reopens, after a storage failure) the database.
@@ -47,8 +103,9 @@ pub(super) fn run(
     max_batch: usize,
     mut last_id: u64,
 ) {
-    let mut batch: Vec<AppendOp> = Vec::with_capacity(max_batch);
+    let mut batch: Vec<Op> = Vec::with_capacity(max_batch);
     let mut stop = false;
+    let mut last_durable = Instant::now();
     while !stop {
         // While the storage is failed, wake up regularly to reopen it: the shed layer
         // refuses appends meanwhile, so no batch would arrive to trigger the recovery.
@@ -58,63 +115,59 @@ pub(super) fn run(
             rx.recv_timeout(Duration::from_millis(100))
         };
         match first {
-            Ok(Op::Append(op)) => batch.push(op),
+            Ok(Op::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(op) => batch.push(op),
             Err(RecvTimeoutError::Timeout) => {
                 recover(&shared, &opener);
                 continue;
             }
-            Ok(Op::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
         }
         // Whatever queued up during the previous commit forms this batch.
         while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(Op::Append(op)) => batch.push(op),
                 Ok(Op::Shutdown) => {
                     stop = true;
                     break;
                 }
+                Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
-        shared.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        let appends = batch.iter().filter(|o| matches!(o, Op::Append(_))).count();
+        shared.queued.fetch_sub(appends, Ordering::AcqRel);
         let db = match current_db(&shared, &opener) {
             Ok(db) => db,
             Err(e) => {
-                for op in batch.drain(..) {
-                    let _ = op.reply.send(Err(JournalError::Storage(e.clone())));
-                }
+                batch.drain(..).for_each(|op| op.fail(&e));
                 continue;
             }
         };
+        let durable =
+            batch.iter().any(Op::durable) || last_durable.elapsed() > Duration::from_secs(1);
         let started = Instant::now();
-        match write_batch(&shared, &db, &batch, &mut last_id) {
-            Ok((results, added)) => {
+        match write_batch(&shared, &db, &mut batch, &mut last_id, durable) {
+            Ok(done) => {
+                if durable {
+                    last_durable = Instant::now();
+                }
                 metrics::histogram!("hookbox_journal_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("hookbox_journal_batch_size").record(batch.len() as f64);
-                shared.add_backlog(&added);
-                if let Some(max) = results
-                    .iter()
-                    .filter_map(|r| r.as_ref().ok())
-                    .map(|a| a.id.0)
-                    .max()
-                {
+                metrics::histogram!("hookbox_journal_batch_size").record(done.replies.len() as f64);
+                shared.apply_pending(&done.pending);
+                if done.max_id > 0 {
                     shared.committed.send_if_modified(|v| {
-                        let newer = max > *v;
-                        *v = (*v).max(max);
+                        let newer = done.max_id > *v;
+                        *v = (*v).max(done.max_id);
                         newer
                     });
                 }
-                for (op, r) in batch.drain(..).zip(results) {
-                    let _ = op.reply.send(r);
+                for reply in done.replies {
+                    reply(Ok(()));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, batch = batch.len(), "journal commit failed; nothing in this batch was acknowledged");
                 metrics::counter!("hookbox_journal_commit_failures_total").increment(1);
-                for op in batch.drain(..) {
-                    let _ = op.reply.send(Err(JournalError::Storage(e.to_string())));
-                }
                 drop(db);
                 shared.healthy.store(false, Ordering::Release);
                 recover(&shared, &opener);
@@ -140,7 +193,7 @@ fn current_db(shared: &Shared, opener: &Opener) -> Result<Arc<Database>, String>
 }
 
 /// Closes the failed database (once readers let go) and opens it again, which runs
-/// redb's repair. On failure the journal stays closed; the next batch tries again.
+/// redb's repair. On failure the journal stays closed; the writer tries again shortly.
 fn recover(shared: &Shared, opener: &Opener) {
     let old = shared.db.write().expect("db lock").take();
     if let Some(mut old) = old {
@@ -175,60 +228,387 @@ fn recover(shared: &Shared, opener: &Opener) {
     }
 }
 
-type BatchResult = (Vec<Result<Appended, JournalError>>, HashMap<Arc<str>, u64>);
+/// What a committed batch leaves to do: answer its ops and update the counters.
+struct Done {
+    replies: Vec<Answer>,
+    /// Events appended per source.
+    appended: HashMap<Arc<str>, u64>,
+    /// Change of pending events per source.
+    pending: HashMap<Arc<str>, i64>,
+    /// The highest event id appended.
+    max_id: u64,
+}
 
+/// Answers an op once its batch is settled: the value after a commit, the error after
+/// a failure (so no caller is left with a silently dropped reply).
+type Answer = Box<dyn FnOnce(Result<(), &str>)>;
+
+fn answer<T: 'static>(reply: Reply<T>, value: T) -> Answer {
+    Box::new(move |r| {
+        let _ = reply.send(
+            r.map(|()| value)
+                .map_err(|e| JournalError::Storage(e.to_owned())),
+        );
+    })
+}
+
+/// Every table a batch may touch, opened once per batch.
+struct Tables<'t> {
+    events: redb::Table<'t, u64, &'static [u8]>,
+    by_source: redb::Table<'t, (&'static str, u64), ()>,
+    dedup: redb::Table<'t, (&'static str, &'static str), (u64, u64)>,
+    ready: redb::Table<'t, (&'static str, u64, u64, u64), (u32, &'static str)>,
+    state: redb::Table<'t, u64, &'static [u8]>,
+    dead: redb::Table<'t, (&'static str, u64), u64>,
+    attempts: redb::Table<'t, (u64, u32), &'static [u8]>,
+    order: redb::Table<'t, (&'static str, &'static str, u64), ()>,
+    replays: redb::Table<'t, u64, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, JournalError> {
+        Ok(Tables {
+            events: txn.open_table(EVENTS)?,
+            by_source: txn.open_table(BY_SOURCE)?,
+            dedup: txn.open_table(DEDUP)?,
+            ready: txn.open_table(READY)?,
+            state: txn.open_table(STATE)?,
+            dead: txn.open_table(DEAD)?,
+            attempts: txn.open_table(ATTEMPTS)?,
+            order: txn.open_table(ORDER)?,
+            replays: txn.open_table(REPLAYS)?,
+        })
+    }
+
+    fn get_state(&self, id: u64) -> Result<Option<EventState>, JournalError> {
+        match self.state.get(id)? {
+            Some(g) => {
+                serde_json::from_slice(g.value())
+                    .map(Some)
+                    .map_err(|e| JournalError::Corrupt {
+                        id,
+                        problem: e.to_string(),
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn put_state(&mut self, id: u64, st: &EventState) -> Result<(), JournalError> {
+        let bytes = serde_json::to_vec(st).expect("state serializes");
+        self.state.insert(id, bytes.as_slice())?;
+        Ok(())
+    }
+}
+
+/// Writes and commits `batch`. On failure every op of the batch is answered with the
+/// error before this returns.
 fn write_batch(
     shared: &Shared,
     db: &Database,
-    batch: &[AppendOp],
+    batch: &mut Vec<Op>,
     last_id: &mut u64,
-) -> Result<BatchResult, JournalError> {
+    durable: bool,
+) -> Result<Done, JournalError> {
+    let mut done = Done {
+        replies: Vec::with_capacity(batch.len()),
+        appended: HashMap::new(),
+        pending: HashMap::new(),
+        max_id: 0,
+    };
+    let mut ops = std::mem::take(batch).into_iter();
+    match write_ops(shared, db, &mut ops, &mut done, last_id, durable) {
+        Ok(()) => Ok(done),
+        Err(e) => {
+            let text = e.to_string();
+            done.replies.into_iter().for_each(|r| r(Err(&text)));
+            ops.for_each(|op| op.fail(&text));
+            Err(e)
+        }
+    }
+}
+
+fn write_ops(
+    shared: &Shared,
+    db: &Database,
+    ops: &mut std::vec::IntoIter<Op>,
+    done: &mut Done,
+    last_id: &mut u64,
+    durable: bool,
+) -> Result<(), JournalError> {
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(|e| JournalError::Storage(e.to_string()))?;
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })
+    .map_err(|e| JournalError::Storage(e.to_string()))?;
     let now_ms = millis(SystemTime::now());
-    let mut results = Vec::with_capacity(batch.len());
-    let mut added: HashMap<Arc<str>, u64> = HashMap::new();
     let mut next = *last_id;
     {
-        let mut events = txn.open_table(EVENTS)?;
-        let mut by_source = txn.open_table(BY_SOURCE)?;
-        let mut dedup = txn.open_table(DEDUP)?;
-        for op in batch {
-            if let (Some(did), Some(window)) = (&op.delivery_id, op.dedup_window) {
-                if let Some(seen) = dedup.get((&*op.source, did.as_str()))? {
-                    let (id, at) = seen.value();
-                    if now_ms.saturating_sub(at) <= window.as_millis() as u64 {
-                        results.push(Ok(Appended {
-                            id: EventId(id),
-                            duplicate: true,
-                        }));
-                        continue;
-                    }
+        let mut t = Tables::open(&txn)?;
+        for op in ops.by_ref() {
+            match op {
+                Op::Append(op) => {
+                    let a = append(&mut t, &op, &mut next, now_ms, done)?;
+                    done.replies.push(answer(op.reply, a));
                 }
+                Op::Outcome(op) => {
+                    outcome(&mut t, &op, now_ms, done)?;
+                    done.replies.push(answer(op.reply, ()));
+                }
+                Op::Step {
+                    id,
+                    name,
+                    value,
+                    reply,
+                } => {
+                    txn.open_table(STEPS)?
+                        .insert((id, name.as_str()), value.as_slice())?;
+                    done.replies.push(answer(reply, ()));
+                }
+                Op::Redrive { filter, reply } => {
+                    let n = redrive(&mut t, &filter, now_ms, done)?;
+                    done.replies.push(answer(reply, n));
+                }
+                Op::Replay { filter, reply } => {
+                    let status = replay(&mut t, &filter, now_ms)?;
+                    done.replies.push(answer(reply, status));
+                }
+                Op::Shutdown => {}
             }
-            next = (op.received_ms << 16).max(next + 1);
-            events.insert(next, op.record.as_slice())?;
-            by_source.insert((&*op.source, next), ())?;
-            if let Some(did) = &op.delivery_id {
-                dedup.insert((&*op.source, did.as_str()), (next, now_ms))?;
-            }
-            *added.entry(op.source.clone()).or_default() += 1;
-            results.push(Ok(Appended {
-                id: EventId(next),
-                duplicate: false,
-            }));
         }
         let mut sources = txn.open_table(SOURCES)?;
-        for (source, n) in &added {
+        let touched: std::collections::HashSet<&Arc<str>> =
+            done.pending.keys().chain(done.appended.keys()).collect();
+        for source in touched {
             let (total, pending) = sources.get(&**source)?.map(|g| g.value()).unwrap_or((0, 0));
-            sources.insert(&**source, (total + n, pending + n))?;
+            let appended = done.appended.get(source).copied().unwrap_or(0);
+            let delta = done.pending.get(source).copied().unwrap_or(0);
+            sources.insert(
+                &**source,
+                (total + appended, (pending as i64 + delta).max(0) as u64),
+            )?;
         }
     }
     if let Some(hook) = &shared.hook {
-        hook(batch.len());
+        hook(done.replies.len());
     }
     txn.commit()?;
     *last_id = next;
-    Ok((results, added))
+    Ok(())
+}
+
+fn append(
+    t: &mut Tables<'_>,
+    op: &AppendOp,
+    next: &mut u64,
+    now_ms: u64,
+    done: &mut Done,
+) -> Result<Appended, JournalError> {
+    if let (Some(did), Some(window)) = (&op.delivery_id, op.dedup_window) {
+        if let Some(seen) = t.dedup.get((&*op.source, did.as_str()))? {
+            let (id, at) = seen.value();
+            if now_ms.saturating_sub(at) <= window.as_millis() as u64 {
+                return Ok(Appended {
+                    id: EventId(id),
+                    duplicate: true,
+                });
+            }
+        }
+    }
+    *next = (op.received_ms << 16).max(*next + 1);
+    let id = *next;
+    t.events.insert(id, op.record.as_slice())?;
+    t.by_source.insert((&*op.source, id), ())?;
+    t.ready.insert(
+        (&*op.source, op.received_ms, id, 0),
+        (1, op.order_key.as_str()),
+    )?;
+    if !op.order_key.is_empty() {
+        t.order
+            .insert((&*op.source, op.order_key.as_str(), id), ())?;
+        t.put_state(id, &EventState::fresh(&op.order_key))?;
+    }
+    if let Some(did) = &op.delivery_id {
+        t.dedup.insert((&*op.source, did.as_str()), (id, now_ms))?;
+    }
+    *done.appended.entry(op.source.clone()).or_default() += 1;
+    *done.pending.entry(op.source.clone()).or_default() += 1;
+    done.max_id = done.max_id.max(id);
+    Ok(Appended {
+        id: EventId(id),
+        duplicate: false,
+    })
+}
+
+fn next_attempt_key(t: &Tables<'_>, id: u64) -> Result<u32, JournalError> {
+    let last = t
+        .attempts
+        .range((id, 0)..=(id, u32::MAX))?
+        .next_back()
+        .transpose()?;
+    Ok(last.map_or(1, |(k, _)| k.value().1 + 1))
+}
+
+fn outcome(
+    t: &mut Tables<'_>,
+    op: &OutcomeOp,
+    now_ms: u64,
+    done: &mut Done,
+) -> Result<(), JournalError> {
+    let r = &op.ready;
+    let id = r.id.0;
+    let source = &*op.source;
+    let replay = r.replay.unwrap_or(0);
+    if t.ready.remove((source, r.due_ms, id, replay))?.is_none() {
+        // Already settled (a redrive or a second outcome raced this one): nothing to do.
+        return Ok(());
+    }
+    let n = next_attempt_key(t, id)?;
+    let attempt = serde_json::to_vec(&op.attempt).expect("attempt serializes");
+    t.attempts.insert((id, n), attempt.as_slice())?;
+    if replay != 0 {
+        let mut status: ReplayStatus = match t.replays.get(replay)? {
+            Some(g) => serde_json::from_slice(g.value()).map_err(|e| JournalError::Corrupt {
+                id: replay,
+                problem: e.to_string(),
+            })?,
+            None => return Ok(()),
+        };
+        match &op.next {
+            Next::Done => status.done += 1,
+            Next::Dead(_) => status.failed += 1,
+            Next::RetryAt(at) => {
+                t.ready.insert(
+                    (source, *at, id, replay),
+                    (r.attempt + 1, r.order_key.as_str()),
+                )?;
+            }
+        }
+        let bytes = serde_json::to_vec(&status).expect("status serializes");
+        t.replays.insert(replay, bytes.as_slice())?;
+        return Ok(());
+    }
+    let mut st = t
+        .get_state(id)?
+        .unwrap_or_else(|| EventState::fresh(&r.order_key));
+    st.attempts = r.attempt;
+    match &op.next {
+        Next::Done => {
+            st.state = State::Done;
+            st.next_at_ms = None;
+            if !st.order_key.is_empty() {
+                t.order.remove((source, st.order_key.as_str(), id))?;
+            }
+            *done.pending.entry(op.source.clone()).or_default() -= 1;
+        }
+        Next::RetryAt(at) => {
+            st.state = State::Retrying;
+            st.next_at_ms = Some(*at);
+            st.last_error = op.attempt.error.clone();
+            t.ready
+                .insert((source, *at, id, 0), (r.attempt + 1, r.order_key.as_str()))?;
+        }
+        Next::Dead(reason) => {
+            st.state = State::Dead;
+            st.next_at_ms = None;
+            st.last_error = Some(reason.clone());
+            st.dead_at_ms = Some(now_ms);
+            t.dead.insert((source, id), now_ms)?;
+            *done.pending.entry(op.source.clone()).or_default() -= 1;
+        }
+    }
+    t.put_state(id, &st)
+}
+
+fn redrive(
+    t: &mut Tables<'_>,
+    f: &RedriveFilter,
+    now_ms: u64,
+    done: &mut Done,
+) -> Result<u64, JournalError> {
+    // Collect first: the dead table is changed while going through it.
+    let mut picked: Vec<(String, u64)> = Vec::new();
+    for entry in t.dead.iter()? {
+        let (k, v) = entry?;
+        let (source, id) = k.value();
+        let died = v.value();
+        if f.source.as_deref().is_some_and(|s| s != source)
+            || f.ids
+                .as_ref()
+                .is_some_and(|ids| !ids.contains(&EventId(id)))
+            || f.since_ms.is_some_and(|s| died < s)
+            || f.until_ms.is_some_and(|u| died >= u)
+        {
+            continue;
+        }
+        if let Some(pattern) = &f.event_type {
+            let Some(rec) = t.events.get(id)? else {
+                continue;
+            };
+            if !type_matches(
+                pattern,
+                decode_summary(id, rec.value())?.event_type.as_deref(),
+            ) {
+                continue;
+            }
+        }
+        picked.push((source.to_owned(), id));
+    }
+    for (source, id) in &picked {
+        t.dead.remove((source.as_str(), *id))?;
+        let mut st = t.get_state(*id)?.unwrap_or_else(|| EventState::fresh(""));
+        st.state = State::Pending;
+        st.redrives += 1;
+        st.dead_at_ms = None;
+        t.ready.insert(
+            (source.as_str(), now_ms, *id, 0),
+            (st.attempts + 1, st.order_key.as_str()),
+        )?;
+        t.put_state(*id, &st)?;
+        *done.pending.entry(Arc::from(source.as_str())).or_default() += 1;
+    }
+    Ok(picked.len() as u64)
+}
+
+fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplayStatus, JournalError> {
+    let lo = f.since_ms << 16;
+    let hi = f.until_ms.saturating_mul(1 << 16);
+    let mut matched: Vec<(String, u64, String)> = Vec::new();
+    if lo < hi {
+        for entry in t.events.range(lo..hi)? {
+            let (k, v) = entry?;
+            let id = k.value();
+            let s = decode_summary(id, v.value())?;
+            if f.source.as_deref().is_some_and(|src| src != s.source)
+                || f.event_type
+                    .as_deref()
+                    .is_some_and(|p| !type_matches(p, s.event_type.as_deref()))
+            {
+                continue;
+            }
+            let key = t.get_state(id)?.map(|st| st.order_key).unwrap_or_default();
+            matched.push((s.source, id, key));
+        }
+    }
+    let replay_id = t.replays.last()?.map_or(1, |(k, _)| k.value() + 1);
+    let status = ReplayStatus {
+        id: if f.dry_run { 0 } else { replay_id },
+        matched: matched.len() as u64,
+        done: 0,
+        failed: 0,
+        destination: f.destination.clone(),
+        created_ms: now_ms,
+    };
+    if !f.dry_run {
+        for (source, id, _key) in &matched {
+            // Replays are not ordered by key: they re-deliver history as it was.
+            t.ready
+                .insert((source.as_str(), now_ms, *id, replay_id), (1, ""))?;
+        }
+        let bytes = serde_json::to_vec(&status).expect("status serializes");
+        t.replays.insert(replay_id, bytes.as_slice())?;
+    }
+    Ok(status)
 }

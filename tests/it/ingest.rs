@@ -254,7 +254,7 @@ async fn a_full_disk_answers_503_acks_nothing_and_recovers() {
     let (status, retry, v) = post(&url, "msg_lost", "{}").await;
     assert_eq!(status, 503, "{v}");
     assert!(retry.is_some());
-    assert_eq!(v["kind"], "journal_storage_failed");
+    assert_eq!(v["kind"], "journal_storage_failed", "{v}");
 
     full.store(false, Ordering::SeqCst);
     let mut status = 0;

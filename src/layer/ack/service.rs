@@ -124,7 +124,13 @@ where
                 ))
             });
         };
-        let append = self.journal.append(&event, self.dedup_window);
+        let append = self.journal.append(
+            &event,
+            &crate::journal::AppendOptions {
+                dedup_window: self.dedup_window,
+                order_key: None,
+            },
+        );
         Box::pin(async move {
             let started = Instant::now();
             let source = &*event.source;

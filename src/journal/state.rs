@@ -1,0 +1,194 @@
+//! Delivery state kept in the journal: per-event state, attempts, steps, replays.
+
+use serde::{Deserialize, Serialize};
+
+use super::EventId;
+
+/// Where an event stands. `InFlight` exists only in the running process: after a crash an
+/// event that was in flight is simply `Pending` (or `Retrying`) again and is redelivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting for its first (or a redriven) attempt.
+    Pending,
+    /// Failed at least once; waiting for its next attempt.
+    Retrying,
+    /// Delivered.
+    Done,
+    /// Gave up: in the dead-letter queue until redriven.
+    Dead,
+}
+
+impl State {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Retrying => "retrying",
+            State::Done => "done",
+            State::Dead => "dead",
+        }
+    }
+
+    /// Parses a snake_case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => State::Pending,
+            "retrying" => State::Retrying,
+            "done" => State::Done,
+            "dead" => State::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// An event's delivery state as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventState {
+    /// The state.
+    pub state: State,
+    /// Attempts made so far (replays not counted).
+    pub attempts: u32,
+    /// When the next attempt is due (ms since the Unix epoch), while retrying.
+    pub next_at_ms: Option<u64>,
+    /// The last failure's reason.
+    pub last_error: Option<String>,
+    /// How many times the event was redriven out of the dead-letter queue.
+    pub redrives: u32,
+    /// When it died (ms), while dead.
+    pub dead_at_ms: Option<u64>,
+    /// The ordering key, when its source orders deliveries.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub order_key: String,
+}
+
+impl EventState {
+    /// The state of an event never attempted.
+    pub(crate) fn fresh(order_key: &str) -> Self {
+        EventState {
+            state: State::Pending,
+            attempts: 0,
+            next_at_ms: None,
+            last_error: None,
+            redrives: 0,
+            dead_at_ms: None,
+            order_key: order_key.to_owned(),
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The handler answered `Done`.
+    Done,
+    /// The handler answered `Retry`.
+    Retry,
+    /// The handler answered `Fail` (permanent).
+    Fail,
+    /// The attempt exceeded its timeout.
+    Timeout,
+    /// The handler panicked or its actor stopped.
+    Crashed,
+}
+
+/// One delivery attempt, journaled when it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1-based attempt number of this delivery (the original's, or the replay's).
+    pub n: u32,
+    /// When it started (ms since the Unix epoch).
+    pub started_ms: u64,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// The error text, for failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The replay this attempt belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<u64>,
+}
+
+/// An event ready for delivery, as handed to a source actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// The event.
+    pub id: EventId,
+    /// The attempt this delivery will be (1-based).
+    pub attempt: u32,
+    /// The replay this delivery belongs to (`None`: the original delivery).
+    pub replay: Option<u64>,
+    /// The due time the entry is filed under (ms); identifies it for the outcome.
+    pub(crate) due_ms: u64,
+    /// The ordering key, or empty.
+    pub(crate) order_key: String,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Delivered; for the original delivery the event becomes `Done`.
+    Done,
+    /// Try again at this time (ms since the Unix epoch).
+    RetryAt(u64),
+    /// Give up with this reason: the event becomes `Dead`.
+    Dead(String),
+}
+
+/// Which dead events to redrive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedriveFilter {
+    /// Exactly these events.
+    #[serde(default)]
+    pub ids: Option<Vec<EventId>>,
+    /// Only this source.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Only this event type (or `prefix*`).
+    #[serde(default, rename = "type")]
+    pub event_type: Option<String>,
+    /// Died at or after (ms).
+    #[serde(default)]
+    pub since_ms: Option<u64>,
+    /// Died before (ms).
+    #[serde(default)]
+    pub until_ms: Option<u64>,
+}
+
+/// A replay: new deliveries of the events of a window, leaving their history alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayStatus {
+    /// The replay's id.
+    pub id: u64,
+    /// Events matched (and queued for delivery).
+    pub matched: u64,
+    /// Deliveries that succeeded.
+    pub done: u64,
+    /// Deliveries that gave up.
+    pub failed: u64,
+    /// Only this destination, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// When it was created (ms).
+    pub created_ms: u64,
+}
+
+/// What to replay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayFilter {
+    /// Received at or after (ms).
+    pub since_ms: u64,
+    /// Received before (ms).
+    pub until_ms: u64,
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only this type (or `prefix*`).
+    pub event_type: Option<String>,
+    /// Deliver only to this destination.
+    pub destination: Option<String>,
+    /// Count only; queue nothing.
+    pub dry_run: bool,
+}
