@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod crash;
+mod fuzz_corpus;
 mod ingest;
 mod roundtrip;
 mod verify_layer;
