@@ -160,8 +160,9 @@ impl SchemeArgs {
         match self.now {
             None => Ok(SystemTime::now()),
             Some(t) if t >= 0.0 => Duration::try_from_secs_f64(t)
-                .map(|d| UNIX_EPOCH + d)
-                .map_err(|_| Usage(format!("--now {t}: out of range"))),
+                .ok()
+                .and_then(|d| UNIX_EPOCH.checked_add(d))
+                .ok_or_else(|| Usage(format!("--now {t}: out of range"))),
             Some(t) => Err(Usage(format!(
                 "--now {t}: must be Unix seconds, not negative"
             ))),

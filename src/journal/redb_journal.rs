@@ -334,12 +334,23 @@ impl RedbJournal {
                 "shutting down",
             ))));
         }
-        // Not bounded like appends: these are few, and come from inside hookbox.
-        let sender = self.sender.clone();
+        // Not refused when the queue is full like appends: these come from inside
+        // hookbox and are bounded by its own concurrency; wait for room off the runtime.
+        let waiting = match self.sender.try_send(op) {
+            Ok(()) => None,
+            Err(TrySendError::Full(op)) => Some((self.sender.clone(), op)),
+            Err(TrySendError::Disconnected(_)) => {
+                return Box::pin(std::future::ready(Err(JournalError::Unavailable(
+                    "the writer has stopped",
+                ))))
+            }
+        };
         Box::pin(async move {
-            let sent = tokio::task::spawn_blocking(move || sender.send(op)).await;
-            if !matches!(sent, Ok(Ok(()))) {
-                return Err(JournalError::Unavailable("the writer has stopped"));
+            if let Some((sender, op)) = waiting {
+                let sent = tokio::task::spawn_blocking(move || sender.send(op).is_ok()).await;
+                if !matches!(sent, Ok(true)) {
+                    return Err(JournalError::Unavailable("the writer has stopped"));
+                }
             }
             rx.await.unwrap_or(Err(JournalError::Unavailable(
                 "the writer stopped before committing",

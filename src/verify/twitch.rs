@@ -111,7 +111,13 @@ impl Scheme for Twitch {
 /// to the caller: it is not signed and the body alone does not determine it.
 pub(crate) fn sign(cfg: &SchemeConfig, input: &SignInput<'_>) -> Result<Signed, BuildError> {
     let scheme = Twitch::new(cfg)?;
-    let ts = OffsetDateTime::from(input.now)
+    // `From<SystemTime>` panics past year 9999; go through the checked constructor.
+    let secs = super::common::unix_millis(input.now).div_euclid(1000);
+    let nanos = secs
+        .checked_mul(1_000_000_000)
+        .ok_or(BuildError::CannotSign("twitch", "the time is out of range"))?;
+    let ts = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .map_err(|_| BuildError::CannotSign("twitch", "the time is out of range for RFC 3339"))?
         .format(&Rfc3339)
         .map_err(|_| BuildError::CannotSign("twitch", "the time cannot be written as RFC 3339"))?;
     let tag = scheme
