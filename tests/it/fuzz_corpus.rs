@@ -4,7 +4,7 @@
 //! providers' published vectors) must verify.
 
 #[path = "../../fuzz/fuzz_targets/common.rs"]
-mod common;
+pub(crate) mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
-//! How to configure each built-in scheme for a test: verifying and signing secrets, and
-//! which parts of a request its signature covers.
+//! How to configure each built-in scheme for a test: the fuzz harness's fixtures (one
+//! set of keys for the whole test suite), plus which parts of a request each scheme's
+//! signature covers.
 
-use hookbox::SchemeConfig;
+use hookbox::{SchemeConfig, SCHEMES};
 
 /// One scheme's test configuration.
 pub(crate) struct Fixture {
@@ -11,7 +12,8 @@ pub(crate) struct Fixture {
     pub(crate) verify: SchemeConfig,
     /// Configuration for signing (a private key for asymmetric schemes).
     pub(crate) sign: SchemeConfig,
-    /// Whether the signature covers every byte of the raw body.
+    /// Whether the signature covers every byte of the raw body. Twilio signs decoded
+    /// form parameters, Mailgun a token, Adyen selected fields, GitLab nothing.
     pub(crate) covers_body: bool,
     /// Headers whose every byte the signature covers (or that carry it).
     pub(crate) covered_headers: &'static [&'static str],
@@ -19,57 +21,62 @@ pub(crate) struct Fixture {
     pub(crate) body: fn() -> Vec<u8>,
 }
 
-fn cfg(secrets: &[&str]) -> SchemeConfig {
-    SchemeConfig {
-        secrets: secrets.iter().map(|s| (*s).into()).collect(),
-        ..Default::default()
-    }
-}
-
 fn json_body() -> Vec<u8> {
     br#"{"id":"evt_123","type":"invoice.paid","data":{"object":{"amount":1200,"currency":"usd"}}}"#
         .to_vec()
 }
 
-fn symmetric(
-    name: &'static str,
-    secret: &str,
-    covered_headers: &'static [&'static str],
-) -> Fixture {
-    Fixture {
-        name,
-        verify: cfg(&[secret]),
-        sign: cfg(&[secret]),
-        covers_body: true,
-        covered_headers,
-        body: json_body,
-    }
+fn adyen_body() -> Vec<u8> {
+    br#"{"live":"false","notificationItems":[{"NotificationRequestItem":{"additionalData":{},"amount":{"currency":"EUR","value":1130},"eventCode":"AUTHORISATION","merchantAccountCode":"TestMerchant","merchantReference":"ref-1","pspReference":"7914073381342284","success":"true"}}]}"#
+        .to_vec()
 }
 
-/// Every scheme that hookbox can sign, with its fixture.
+/// Every built-in scheme with its fixture.
 pub(crate) fn all() -> Vec<Fixture> {
-    let mut v = vec![
-        symmetric(
-            "standard-webhooks",
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            &["webhook-id", "webhook-timestamp", "webhook-signature"],
-        ),
-        symmetric(
-            "svix",
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            &["svix-id", "svix-timestamp", "svix-signature"],
-        ),
-        symmetric("stripe", "whsec_test_secret", &["stripe-signature"]),
-        symmetric("github", "gh-secret", &["x-hub-signature-256"]),
-        symmetric("github-sha1", "gh-secret", &["x-hub-signature"]),
-        symmetric("shopify", "shpss_secret", &["x-shopify-hmac-sha256"]),
-        symmetric("meta", "app-secret", &["x-hub-signature-256"]),
-        symmetric("intercom", "client-secret", &["x-hub-signature"]),
-        symmetric("lemonsqueezy", "lemon", &["x-signature"]),
-    ];
-    let mut square = symmetric("square", "sq-key", &["x-square-hmacsha256-signature"]);
-    square.verify.url = Some("https://example.com/hooks/square".into());
-    square.sign.url = square.verify.url.clone();
-    v.push(square);
-    v
+    SCHEMES
+        .iter()
+        .map(|&name| {
+            let f = crate::fuzz_corpus::common::fixture(name);
+            let covered_headers: &'static [&'static str] = match name {
+                "standard-webhooks" => &["webhook-id", "webhook-timestamp", "webhook-signature"],
+                "svix" => &["svix-id", "svix-timestamp", "svix-signature"],
+                "stripe" => &["stripe-signature"],
+                "github" | "meta" => &["x-hub-signature-256"],
+                "github-sha1" | "intercom" => &["x-hub-signature"],
+                "slack" => &["x-slack-signature", "x-slack-request-timestamp"],
+                "shopify" => &["x-shopify-hmac-sha256"],
+                "twilio" => &["x-twilio-signature"],
+                "square" => &["x-square-hmacsha256-signature"],
+                "paddle" => &["paddle-signature"],
+                "zoom" => &["x-zm-signature", "x-zm-request-timestamp"],
+                "linear" => &["linear-signature"],
+                "twitch" => &[
+                    "twitch-eventsub-message-id",
+                    "twitch-eventsub-message-timestamp",
+                    "twitch-eventsub-message-signature",
+                ],
+                "lemonsqueezy" => &["x-signature"],
+                "discord" => &["x-signature-ed25519", "x-signature-timestamp"],
+                "sendgrid" => &[
+                    "x-twilio-email-event-webhook-signature",
+                    "x-twilio-email-event-webhook-timestamp",
+                ],
+                "gitlab" => &["x-gitlab-token"],
+                "generic-hmac" => &["x-signature", "x-timestamp", "x-id"],
+                _ => &[],
+            };
+            Fixture {
+                name,
+                verify: f.verify,
+                sign: f.sign,
+                covers_body: !matches!(name, "twilio" | "mailgun" | "adyen" | "gitlab"),
+                covered_headers,
+                body: if name == "adyen" {
+                    adyen_body
+                } else {
+                    json_body
+                },
+            }
+        })
+        .collect()
 }
