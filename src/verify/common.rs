@@ -237,6 +237,12 @@ pub(crate) struct Tag {
 }
 
 impl Tag {
+    /// A zero-length tag, to fill fixed arrays.
+    pub(crate) const EMPTY: Tag = Tag {
+        buf: [0; 64],
+        len: 0,
+    };
+
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }

@@ -22,7 +22,7 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
 use super::common::{
     b64, check_tolerance_secs, ct_eq, decode_b64, json_meta, meta_header, parse_unix_secs,
-    truncate, unix_secs, Algorithm, KeyedMac, B64_LENIENT,
+    truncate, unix_secs, Algorithm, KeyedMac, Tag, B64_LENIENT,
 };
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
@@ -108,7 +108,18 @@ impl Core {
         check_tolerance_secs(ts, now, self.tolerance)?;
 
         let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts_text.as_bytes(), b".", req.body];
-        let tags: Vec<_> = self.hmac.iter().map(|k| k.tag(&parts)).collect();
+        // One tag per HMAC secret, on the stack for the usual few secrets.
+        let mut stack = [Tag::EMPTY; 4];
+        let heap: Vec<Tag>;
+        let tags: &[Tag] = if self.hmac.len() <= stack.len() {
+            for (slot, k) in stack.iter_mut().zip(&self.hmac) {
+                *slot = k.tag(&parts);
+            }
+            &stack[..self.hmac.len()]
+        } else {
+            heap = self.hmac.iter().map(|k| k.tag(&parts)).collect();
+            &heap
+        };
         let mut message = None;
         let (mut seen, mut undecodable, mut ok) = (0usize, None, false);
         for entry in sigs.split(' ').filter(|e| !e.is_empty()) {
@@ -122,7 +133,7 @@ impl Core {
                     seen += 1;
                     match decode_b64("v1 signature", sig, &mut buf) {
                         Ok(sig) => {
-                            for t in &tags {
+                            for t in tags {
                                 ok |= ct_eq(t.as_bytes(), sig);
                             }
                         }
