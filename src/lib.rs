@@ -1,19 +1,42 @@
 //! # hookbox
 //!
-//! Receive webhooks and never lose one.
+//! Receive webhooks and never lose one: verify every request's signature, write it to
+//! a durable journal, and acknowledge only once it is on disk.
 //!
 //! ```text
 //! POST /hooks/{source}
-//!   -> VerifyLayer   body read up to a limit; the source's scheme verifies raw bytes
-//!                    and headers -> Verified<Event>; 400/401/413 as problem+json
-//!   -> your service  receives the request with the Verified<Event> extension
+//!   -> ShedLayer     503/429 + Retry-After before the body is read: journal writer
+//!                    queue over its bound, disk under its floor, too many requests in
+//!                    flight, the source's backlog over its maximum; 503 on timeout
+//!   -> VerifyLayer   body read up to a limit (413); the source's scheme verifies raw
+//!                    bytes + headers -> Verified<Event>; 400/401 as problem+json;
+//!                    provider handshakes answered here
+//!   -> AckLayer      Journal::append (group commit, fsync) -> Acked
+//!   -> Accepted      202 {"id": ...}; a duplicate provider id -> 200 {"duplicate": true}
 //! ```
 //!
 //! - [`Verifier`] checks one provider's signatures: 22 built-in [`SCHEMES`] (Stripe,
 //!   GitHub, Standard Webhooks, Svix, Slack, Shopify, Twilio, ...) and a configurable
-//!   `generic-hmac`, or your own [`Scheme`].
-//! - [`VerifyLayer`] puts a verifier in front of any Tower service (an axum `Router`, a
-//!   hyper service) and answers provider handshakes itself.
+//!   `generic-hmac`, or your own [`Scheme`]. [`sign`] produces what a provider would send.
+//! - [`VerifyLayer`], [`ShedLayer`] and [`AckLayer`] compose in a `ServiceBuilder` on any
+//!   axum router or hyper service; [`Hookbox::endpoint`] gives all of them, ready, for
+//!   `Router::route_service`.
+//! - [`RedbJournal`] is the embedded [`Journal`]: one redb file, a group-commit writer,
+//!   time-ordered [`EventId`]s, deduplication, and the delivery state (ready queue,
+//!   attempts, memoised steps, dead letters, replays).
+//! - [`server`] builds the standalone `hookbox serve` from a [`Config`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::Router;
+//! use hookbox::{Hookbox, RedbJournal, Source, Verifier};
+//!
+//! let journal = Arc::new(RedbJournal::open("data/hookbox.redb")?);
+//! let stripe = Verifier::builder("stripe").secret("whsec_...").build()?;
+//! let hookbox = Hookbox::new(journal).source(Source::new("stripe", stripe));
+//! let app: Router = Router::new().route_service("/hooks/stripe", hookbox.endpoint("stripe"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod config;

@@ -8,7 +8,7 @@ use crate::Verifier;
 /// The default body limit: 1 MiB.
 pub(crate) const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
-/// Applies [`Verify`] to a service. See the [module docs](crate::layer) for ordering.
+/// Applies [`Verify`] to a service. See the [crate docs](crate) for the order of the layers.
 ///
 /// ## Defaults
 /// - `max_body`: 1 MiB; a larger body is refused with `413` before it is read.
