@@ -379,6 +379,31 @@ impl Verifier {
         self.inner.verify(req, at)
     }
 
+    /// Verifies a request received at `received_at` (checked against that time) and
+    /// turns it into the [`Verified<Event>`](crate::Verified) the journal accepts. For
+    /// requests that arrive other than through [`VerifyLayer`](crate::VerifyLayer),
+    /// such as from a queue.
+    pub fn verified_event(
+        &self,
+        source: impl Into<Arc<str>>,
+        headers: HeaderMap,
+        body: bytes::Bytes,
+        received_at: SystemTime,
+    ) -> Result<crate::Verified<crate::Event>, VerifyError> {
+        let inbound = Inbound::new(&headers, &body);
+        self.verify_at(&inbound, received_at)?;
+        let meta = self.describe(&inbound);
+        Ok(crate::Verified::new(crate::Event {
+            source: source.into(),
+            scheme: self.scheme_name().into(),
+            delivery_id: meta.id,
+            event_type: meta.event_type,
+            received_at,
+            headers,
+            body,
+        }))
+    }
+
     /// See [`Scheme::describe`].
     pub fn describe(&self, req: &Inbound<'_>) -> EventMeta {
         self.inner.scheme().describe(req)

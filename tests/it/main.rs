@@ -6,5 +6,6 @@ mod cli;
 mod crash;
 mod fuzz_corpus;
 mod ingest;
+mod journal;
 mod roundtrip;
 mod verify_layer;
