@@ -126,6 +126,10 @@ impl Scheme for Discord {
     }
 
     fn handshake(&self, req: &Inbound<'_>) -> Option<HandshakeReply> {
+        // Called for every verified request: a cheap scan first, a parse only for PINGs.
+        if super::common::json_pointer_str(req.body, "/type")? != "1" {
+            return None;
+        }
         let body = serde_json::from_slice::<Value>(req.body).ok()?;
         is_ping(&body).then(|| HandshakeReply::json(&json!({ "type": 1 })))
     }

@@ -134,6 +134,11 @@ impl Scheme for Slack {
     }
 
     fn handshake(&self, req: &Inbound<'_>) -> Option<HandshakeReply> {
+        // Called for every verified request: a cheap scan first, a parse only for the
+        // rare handshake.
+        if super::common::json_pointer_str(req.body, "/type")? != "url_verification" {
+            return None;
+        }
         let v: Value = serde_json::from_slice(req.body).ok()?;
         if v.get("type")?.as_str()? != "url_verification" {
             return None;

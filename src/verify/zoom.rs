@@ -50,6 +50,11 @@ impl Scheme for Zoom {
     }
 
     fn handshake(&self, req: &Inbound<'_>) -> Option<HandshakeReply> {
+        // Called for every verified request: a cheap scan first, a parse only for the
+        // rare handshake.
+        if super::common::json_pointer_str(req.body, "/event")? != "endpoint.url_validation" {
+            return None;
+        }
         let v: Value = serde_json::from_slice(req.body).ok()?;
         if v.get("event")?.as_str()? != "endpoint.url_validation" {
             return None;
