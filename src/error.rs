@@ -186,4 +186,10 @@ pub enum Error {
     /// A verifier could not be built.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The journal refused or failed an operation.
+    #[error(transparent)]
+    Journal(#[from] crate::JournalError),
+    /// The journal could not be opened.
+    #[error(transparent)]
+    Open(#[from] crate::OpenError),
 }

@@ -176,7 +176,7 @@ pub(super) fn run(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, batch = batch.len(), "journal commit failed; nothing in this batch was acknowledged");
+                tracing::error!(error = %e, batch = prev_batch, "journal commit failed; nothing in this batch was acknowledged");
                 metrics::counter!("hookbox_journal_commit_failures_total").increment(1);
                 drop(db);
                 shared.healthy.store(false, Ordering::Release);

@@ -114,7 +114,9 @@ where
     fn call(&mut self, mut req: Request<Body>) -> BoxFut {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let Some(event) = req.extensions().get::<Verified<Event>>().cloned() else {
+        // Borrowed, not cloned: `append` encodes the record before it returns, so the
+        // event's headers and body are never copied on the ingest path.
+        let Some(event) = req.extensions().get::<Verified<Event>>() else {
             return Box::pin(async {
                 Ok(problem(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,15 +127,16 @@ where
             });
         };
         let append = self.journal.append(
-            &event,
+            event,
             &crate::journal::AppendOptions {
                 dedup_window: self.dedup_window,
                 order_key: None,
             },
         );
+        let source = event.source.clone();
         Box::pin(async move {
             let started = Instant::now();
-            let source = &*event.source;
+            let source = &*source;
             match append.await {
                 Ok(a) => {
                     let took = started.elapsed().as_secs_f64();
