@@ -183,6 +183,61 @@ pub struct SourceConfig {
     /// Scheme options (`verify_token` for meta, `header`... for generic-hmac).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// The source actor's mailbox bound (default 1024).
+    #[serde(default)]
+    pub mailbox: Option<usize>,
+    /// Deliveries of this source at once (default 16).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Deliveries per second at most (default: unlimited).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// The longest one attempt may take before it counts as failed (default 30 s).
+    #[serde(default)]
+    pub attempt_timeout: Option<HumanDuration>,
+    /// When failed deliveries are tried again.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+    /// A JSON pointer (`/customer/id`) into the body: events with the same value are
+    /// delivered one at a time, in order.
+    #[serde(default)]
+    pub order_by: Option<String>,
+}
+
+/// `retry = { ... }`: when a failed delivery is tried again, and when it is given up.
+///
+/// Either a `schedule` of delays (default `5s, 5m, 30m, 2h, 5h, 10h, 10h`: eight
+/// attempts over about a day) or `backoff = "exponential"`: a random delay between zero
+/// and `base * 2^(n-1)` (full jitter), at most `cap`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// The delays before attempts 2, 3, ...
+    #[serde(default)]
+    pub schedule: Option<Vec<HumanDuration>>,
+    /// `"schedule"` (default) or `"exponential"`.
+    #[serde(default)]
+    pub backoff: Option<Backoff>,
+    /// Exponential: the first delay's upper bound (default 1 s).
+    #[serde(default)]
+    pub base: Option<HumanDuration>,
+    /// The longest delay, also for a handler's `Retry { after }` (default 10 h).
+    #[serde(default)]
+    pub cap: Option<HumanDuration>,
+    /// Attempts in all before the event is dead (default: the schedule's length + 1, or
+    /// 8 for exponential).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// How retry delays are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    /// The fixed `schedule`.
+    Schedule,
+    /// Exponential with full jitter, up to `cap`.
+    Exponential,
 }
 
 impl Config {
