@@ -293,6 +293,28 @@ impl Config {
                     ),
                 ));
             }
+            if s.order_by.as_deref().is_some_and(|p| !p.starts_with('/')) {
+                return Err(ConfigError::new(
+                    key("order_by"),
+                    "a JSON pointer starts with '/' (\"/customer/id\")",
+                ));
+            }
+            if s.concurrency == Some(0) || s.mailbox == Some(0) {
+                return Err(ConfigError::new(
+                    key(if s.mailbox == Some(0) {
+                        "mailbox"
+                    } else {
+                        "concurrency"
+                    }),
+                    "must be at least 1",
+                ));
+            }
+            if s.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                return Err(ConfigError::new(key("rate"), "must be a positive number"));
+            }
+            if let Some(r) = &s.retry {
+                crate::RetryPolicy::from_config(r, &key("retry"))?;
+            }
             if s.secrets.is_empty() {
                 return Err(ConfigError::new(
                     key("secrets"),

@@ -25,6 +25,7 @@ pub type Endpoint = BoxCloneSyncService<Request<Body>, Response<Body>, Infallibl
 /// - `max_body`: 1 MiB.
 /// - `dedup_window`: 7 days.
 /// - `max_backlog`: none (no 429).
+/// - `order_by`: none (deliveries of a source are not ordered).
 #[derive(Debug, Clone)]
 pub struct Source {
     name: Arc<str>,
@@ -32,6 +33,7 @@ pub struct Source {
     max_body: usize,
     dedup_window: Option<Duration>,
     max_backlog: Option<u64>,
+    order_by: Option<Arc<str>>,
 }
 
 impl Source {
@@ -43,6 +45,7 @@ impl Source {
             max_body: crate::layer::verify::DEFAULT_MAX_BODY,
             dedup_window: Some(crate::layer::ack::DEFAULT_DEDUP_WINDOW),
             max_backlog: None,
+            order_by: None,
         }
     }
 
@@ -61,6 +64,14 @@ impl Source {
     /// Answers 429 while this many events of the source are pending.
     pub fn max_backlog(mut self, max: Option<u64>) -> Self {
         self.max_backlog = max;
+        self
+    }
+
+    /// Delivers events with the same value at this JSON pointer (`/customer/id`) one
+    /// at a time, in the order received: a later event of a key waits while an earlier
+    /// one is retrying or dead.
+    pub fn order_by(mut self, pointer: impl Into<Arc<str>>) -> Self {
+        self.order_by = Some(pointer.into());
         self
     }
 
@@ -136,7 +147,11 @@ impl Hookbox {
         let svc = ServiceBuilder::new()
             .layer(self.shed.clone().source(s.name.clone(), s.max_backlog))
             .layer(VerifyLayer::new(s.name.clone(), s.verifier.clone()).max_body(s.max_body))
-            .layer(AckLayer::new(self.journal.clone()).dedup_window(s.dedup_window))
+            .layer(
+                AckLayer::new(self.journal.clone())
+                    .dedup_window(s.dedup_window)
+                    .order_by(s.order_by.clone()),
+            )
             .service(Accepted);
         Some(BoxCloneSyncService::new(svc))
     }

@@ -39,18 +39,25 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod actor;
 mod config;
 mod error;
 mod event;
+mod handler;
 mod hookbox;
 mod journal;
 mod layer;
+mod retry;
 pub mod server;
 mod verify;
 
-pub use config::{ByteSize, Config, ConfigError, HumanDuration, ServerConfig, SourceConfig};
+pub use actor::{RedrivePolicy, Route, Runtime, RuntimeBuilder, SourceOptions, SourceStats};
+pub use config::{
+    Backoff, ByteSize, Config, ConfigError, HumanDuration, RetryConfig, ServerConfig, SourceConfig,
+};
 pub use error::{BuildError, Error, ErrorKind, VerifyError};
 pub use event::{Event, Verified};
+pub use handler::{Delivery, Outcome, StepError};
 pub use hookbox::{Endpoint, Hookbox, Source};
 pub use journal::{
     AppendFuture, AppendOptions, Appended, Attempt, AttemptOutcome, EventId, EventState,
@@ -60,6 +67,7 @@ pub use journal::{
 pub use layer::ack::{Accepted, Ack, AckLayer, Acked};
 pub use layer::shed::{Shed, ShedLayer};
 pub use layer::verify::{ResponseFuture as VerifyResponseFuture, Verify, VerifyLayer};
+pub use retry::{RetryPolicy, DEFAULT_SCHEDULE};
 pub use verify::{
     sign, Algorithm, EventMeta, HandshakeReply, Inbound, Scheme, SchemeConfig, Secret, SignInput,
     Signed, Verifier, VerifierBuilder, SCHEMES,

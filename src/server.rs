@@ -57,6 +57,9 @@ pub fn hookbox(
         if let Some(b) = src.max_body {
             source = source.max_body(b.0 as usize);
         }
+        if let Some(p) = &src.order_by {
+            source = source.order_by(p.as_str());
+        }
         if let Some(w) = src.dedup_window {
             source = source.dedup_window((!w.0.is_zero()).then_some(w.0));
         }

@@ -30,6 +30,7 @@ mod tables;
 mod writer;
 
 pub use error::{JournalError, OpenError};
+pub(crate) use record::millis;
 pub use record::{EventSummary, StoredEvent};
 pub use redb_journal::{RedbJournal, RedbJournalBuilder};
 pub use state::{
@@ -204,8 +205,9 @@ pub trait Journal: Send + Sync + fmt::Debug + 'static {
         skip: &dyn Fn(EventId, Option<u64>) -> bool,
     ) -> Result<Vec<Ready>, JournalError>;
 
-    /// When the earliest waiting delivery of `source` is due (ms), if any.
-    fn next_due(&self, source: &str) -> Result<Option<u64>, JournalError>;
+    /// When the earliest delivery of `source` due strictly after `after` is due (ms),
+    /// if any: when a source with nothing ready now should look again.
+    fn next_due(&self, source: &str, after: SystemTime) -> Result<Option<u64>, JournalError>;
 
     /// Records an attempt and what follows it. Not fsynced on its own: a crash may
     /// forget it, and the delivery then happens again.
@@ -242,6 +244,7 @@ pub trait Journal: Send + Sync + fmt::Debug + 'static {
     /// A replay's progress.
     fn replay_status(&self, id: u64) -> Result<Option<ReplayStatus>, JournalError>;
 
-    /// Changes after each commit that appended events (the highest id).
+    /// Changes after each commit that appended events (the highest id), and after each
+    /// redrive or replay (same value, still a change).
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
 }

@@ -23,6 +23,9 @@ use super::{
 };
 use crate::{Event, Verified};
 
+/// The most READY entries one `ready` call looks at beyond those it returns.
+const MAX_READY_SCAN: usize = 16_384;
+
 /// The journal format version this build writes.
 const FORMAT_VERSION: u64 = 1;
 
@@ -512,8 +515,11 @@ impl Journal for RedbJournal {
         let order = txn.open_table(ORDER)?;
         let now_ms = millis(now);
         let mut out = Vec::new();
-        for entry in ready.range((source, 0, 0, 0)..=(source, now_ms, u64::MAX, u64::MAX))? {
-            if out.len() >= limit {
+        // Entries skipped (in flight, or held back by order) are bounded per call, so
+        // a key blocked behind a dead event costs each look a bounded scan.
+        let range = ready.range((source, 0, 0, 0)..=(source, now_ms, u64::MAX, u64::MAX))?;
+        for (scanned, entry) in range.enumerate() {
+            if out.len() >= limit || scanned >= MAX_READY_SCAN + limit {
                 break;
             }
             let (k, v) = entry?;
@@ -544,12 +550,17 @@ impl Journal for RedbJournal {
         Ok(out)
     }
 
-    fn next_due(&self, source: &str) -> Result<Option<u64>, JournalError> {
+    fn next_due(
+        &self,
+        source: &str,
+        after: std::time::SystemTime,
+    ) -> Result<Option<u64>, JournalError> {
         let db = self.db()?;
         let txn = db.begin_read()?;
         let ready = txn.open_table(READY)?;
+        let from = millis(after).saturating_add(1);
         let first = ready
-            .range((source, 0, 0, 0)..=(source, u64::MAX, u64::MAX, u64::MAX))?
+            .range((source, from, 0, 0)..=(source, u64::MAX, u64::MAX, u64::MAX))?
             .next()
             .transpose()?;
         Ok(first.map(|(k, _)| k.value().1))

@@ -156,6 +156,9 @@ pub struct RedriveFilter {
     /// Died before (ms).
     #[serde(default)]
     pub until_ms: Option<u64>,
+    /// Only events redriven fewer times than this (a redrive policy's limit).
+    #[serde(default)]
+    pub max_redrives: Option<u32>,
 }
 
 /// A replay: new deliveries of the events of a window, leaving their history alone.

@@ -164,11 +164,11 @@ pub(super) fn run(
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("hookbox_journal_batch_size").record(done.replies.len() as f64);
                 shared.apply_pending(&done.pending);
-                if done.max_id > 0 {
+                if done.max_id > 0 || done.changed {
                     shared.committed.send_if_modified(|v| {
                         let newer = done.max_id > *v;
                         *v = (*v).max(done.max_id);
-                        newer
+                        newer || done.changed
                     });
                 }
                 for reply in done.replies {
@@ -247,6 +247,8 @@ struct Done {
     pending: HashMap<Arc<str>, i64>,
     /// The highest event id appended.
     max_id: u64,
+    /// Deliveries were queued other than by appends (redrive, replay).
+    changed: bool,
 }
 
 /// Answers an op once its batch is settled: the value after a commit, the error after
@@ -325,6 +327,7 @@ fn write_batch(
         appended: HashMap::new(),
         pending: HashMap::new(),
         max_id: 0,
+        changed: false,
     };
     let mut ops = std::mem::take(batch).into_iter();
     match write_ops(shared, db, &mut ops, &mut done, last_id, durable) {
@@ -383,6 +386,7 @@ fn write_ops(
                 }
                 Op::Replay { filter, reply } => {
                     let status = replay(&mut t, &filter, now_ms)?;
+                    done.changed |= status.matched > 0 && !filter.dry_run;
                     done.replies.push(answer(reply, status));
                 }
                 Op::Shutdown => {}
@@ -566,9 +570,14 @@ fn redrive(
         }
         picked.push((source.to_owned(), id));
     }
+    let mut moved = 0u64;
     for (source, id) in &picked {
-        t.dead.remove((source.as_str(), *id))?;
         let mut st = t.get_state(*id)?.unwrap_or_else(|| EventState::fresh(""));
+        if f.max_redrives.is_some_and(|max| st.redrives >= max) {
+            continue;
+        }
+        t.dead.remove((source.as_str(), *id))?;
+        moved += 1;
         st.state = State::Pending;
         st.redrives += 1;
         st.dead_at_ms = None;
@@ -579,7 +588,8 @@ fn redrive(
         t.put_state(*id, &st)?;
         *done.pending.entry(Arc::from(source.as_str())).or_default() += 1;
     }
-    Ok(picked.len() as u64)
+    done.changed |= moved > 0;
+    Ok(moved)
 }
 
 fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplayStatus, JournalError> {

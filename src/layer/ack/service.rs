@@ -30,10 +30,12 @@ pub struct Acked {
 ///
 /// ## Defaults
 /// - `dedup_window`: 7 days.
+/// - `order_by`: none (deliveries are not ordered).
 #[derive(Debug, Clone)]
 pub struct AckLayer {
     journal: Arc<dyn Journal>,
     dedup_window: Option<Duration>,
+    order_by: Option<Arc<str>>,
 }
 
 impl AckLayer {
@@ -42,12 +44,21 @@ impl AckLayer {
         AckLayer {
             journal,
             dedup_window: Some(DEFAULT_DEDUP_WINDOW),
+            order_by: None,
         }
     }
 
     /// Sets the dedup window (`None`: never deduplicate).
     pub fn dedup_window(mut self, window: Option<Duration>) -> Self {
         self.dedup_window = window;
+        self
+    }
+
+    /// Orders deliveries by the value at this JSON pointer (`/customer/id`): events
+    /// with the same value are delivered one at a time, in order. Events whose body has
+    /// no string or number there are not ordered.
+    pub fn order_by(mut self, pointer: Option<Arc<str>>) -> Self {
+        self.order_by = pointer;
         self
     }
 }
@@ -60,6 +71,7 @@ impl<S> Layer<S> for AckLayer {
             inner,
             journal: self.journal.clone(),
             dedup_window: self.dedup_window,
+            order_by: self.order_by.clone(),
         }
     }
 }
@@ -71,6 +83,7 @@ pub struct Ack<S> {
     inner: S,
     journal: Arc<dyn Journal>,
     dedup_window: Option<Duration>,
+    order_by: Option<Arc<str>>,
 }
 
 /// The refusal for a journal error: 503 + Retry-After, the append did not happen.
@@ -130,7 +143,10 @@ where
             event,
             &crate::journal::AppendOptions {
                 dedup_window: self.dedup_window,
-                order_key: None,
+                order_key: self
+                    .order_by
+                    .as_deref()
+                    .and_then(|p| crate::verify::common::json_pointer_str(&event.body, p)),
             },
         );
         let source = event.source.clone();

@@ -1,0 +1,391 @@
+//! The source actor: pulls due deliveries of one source from the journal and runs them
+//! through the handlers, within its concurrency and rate.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::messages::{Drain, Inspect, Wake};
+use super::supervisor::HandlerSlot;
+use super::{SourceOptions, SourceStats};
+use crate::journal::{millis, Attempt, AttemptOutcome, Next, Ready};
+use crate::{Delivery, EventId, Journal, Outcome};
+
+/// Outcomes being journaled at most, beyond which the actor stops taking deliveries
+/// until the writer catches up (bounds memory when the journal is slow).
+const MAX_SETTLING: usize = 4096;
+
+/// One source's deliveries.
+pub(super) struct SourceActor {
+    source: Arc<str>,
+    journal: Arc<dyn Journal>,
+    routes: Vec<Rc<HandlerSlot>>,
+    opts: SourceOptions,
+    /// Deliveries started and not yet journaled as settled: left out of `ready`.
+    in_flight: HashSet<(EventId, Option<u64>)>,
+    /// Deliveries in their handler now.
+    running: usize,
+    /// A wake-up scheduled for the next due delivery, and when.
+    timer: Option<(SpawnHandle, u64)>,
+    /// Rate limit: tokens and when they were last refilled.
+    tokens: f64,
+    refilled: Instant,
+    draining: bool,
+    drained: Vec<oneshot::Sender<()>>,
+    started: u64,
+    restarts: u32,
+}
+
+impl SourceActor {
+    pub(super) fn new(
+        source: Arc<str>,
+        journal: Arc<dyn Journal>,
+        routes: Vec<Rc<HandlerSlot>>,
+        opts: SourceOptions,
+    ) -> Self {
+        let tokens = opts.rate.map_or(0.0, |r| r.max(1.0));
+        SourceActor {
+            source,
+            journal,
+            routes,
+            opts,
+            in_flight: HashSet::new(),
+            running: 0,
+            timer: None,
+            tokens,
+            refilled: Instant::now(),
+            draining: false,
+            drained: Vec::new(),
+            started: 0,
+            restarts: 0,
+        }
+    }
+
+    fn settling(&self) -> usize {
+        self.in_flight.len() - self.running
+    }
+
+    /// How many deliveries the rate allows now (all, without a rate).
+    fn allowance(&mut self, want: usize) -> usize {
+        let Some(rate) = self.opts.rate else {
+            return want;
+        };
+        let now = Instant::now();
+        let burst = rate.max(1.0);
+        self.tokens =
+            (self.tokens + now.duration_since(self.refilled).as_secs_f64() * rate).min(burst);
+        self.refilled = now;
+        (self.tokens.floor() as usize).min(want)
+    }
+
+    /// Starts as many due deliveries as there is room for, then arranges to look again
+    /// when the next one is due.
+    fn fill(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        let room = self.opts.concurrency.saturating_sub(self.running);
+        if room == 0 || self.settling() >= MAX_SETTLING {
+            return;
+        }
+        let allowed = self.allowance(room);
+        if allowed == 0 {
+            // Rate-limited: look again when the next token is there.
+            let rate = self.opts.rate.unwrap_or(1.0);
+            let wait = Duration::from_secs_f64(((1.0 - self.tokens) / rate).max(0.001));
+            self.wake_at(ctx, millis(SystemTime::now() + wait));
+            return;
+        }
+        let now = SystemTime::now();
+        let in_flight = &self.in_flight;
+        let ready = match self
+            .journal
+            .ready(&self.source, now, allowed, &|id, replay| {
+                in_flight.contains(&(id, replay))
+            }) {
+            Ok(r) => r,
+            Err(e) => {
+                // A source actor that cannot read its journal stops; its supervisor
+                // restarts it, and the restart waits a moment before looking again.
+                tracing::warn!(source = %self.source, error = %e, "reading due deliveries failed; restarting the source actor");
+                ctx.stop();
+                return;
+            }
+        };
+        let got = ready.len();
+        if self.opts.rate.is_some() {
+            self.tokens -= got as f64;
+        }
+        for r in ready {
+            self.dispatch(r, ctx);
+        }
+        if got < allowed {
+            match self.journal.next_due(&self.source, now) {
+                Ok(Some(at)) => self.wake_at(ctx, at),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(source = %self.source, error = %e, "reading the next due time failed")
+                }
+            }
+        }
+    }
+
+    /// Wakes up at `at_ms` (ms since the epoch) unless an earlier wake-up is set.
+    fn wake_at(&mut self, ctx: &mut Context<Self>, at_ms: u64) {
+        if let Some((handle, when)) = self.timer {
+            if when <= at_ms {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let wait = Duration::from_millis(at_ms.saturating_sub(millis(SystemTime::now())));
+        let handle = ctx.run_later(wait, |act, ctx| {
+            act.timer = None;
+            act.fill(ctx);
+        });
+        self.timer = Some((handle, at_ms));
+    }
+
+    fn dispatch(&mut self, ready: Ready, ctx: &mut Context<Self>) {
+        let key = (ready.id, ready.replay);
+        self.in_flight.insert(key);
+        self.running += 1;
+        self.started += 1;
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let event = match self.journal.get(ready.id) {
+            Ok(Some(e)) => Arc::new(e),
+            Ok(None) => {
+                return self.finish(ready, started, clock, Err(Failure::Missing), ctx);
+            }
+            Err(e) => {
+                return self.finish(
+                    ready,
+                    started,
+                    clock,
+                    Err(Failure::Journal(e.to_string())),
+                    ctx,
+                );
+            }
+        };
+        let Some(slot) = self
+            .routes
+            .iter()
+            .find(|s| s.route.matches_type(event.event_type.as_deref()))
+            .cloned()
+        else {
+            let ty = event.event_type.clone();
+            return self.finish(ready, started, clock, Err(Failure::NoRoute(ty)), ctx);
+        };
+        if ready.attempt == 1 && ready.replay.is_none() {
+            let lag = started
+                .duration_since(event.received_at)
+                .unwrap_or_default()
+                .as_secs_f64();
+            metrics::histogram!("hookbox_delivery_lag_seconds", "source" => self.source.to_string())
+                .record(lag);
+        }
+        let (recipient, generation) = slot.current();
+        let delivery = Delivery::new(event, ready.attempt, ready.replay, self.journal.clone());
+        let request = recipient.send(delivery).timeout(self.opts.attempt_timeout);
+        ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
+            let res = res.map_err(|e| match e {
+                MailboxError::Timeout => {
+                    slot.restart(generation, true);
+                    Failure::Timeout
+                }
+                MailboxError::Closed => {
+                    slot.restart(generation, false);
+                    Failure::Crashed
+                }
+            });
+            act.finish(ready, started, clock, res, ctx);
+        }));
+    }
+
+    /// Journals how an attempt ended and what follows.
+    fn finish(
+        &mut self,
+        ready: Ready,
+        started: SystemTime,
+        clock: Instant,
+        res: Result<Outcome, Failure>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.running -= 1;
+        let elapsed = clock.elapsed();
+        let n = ready.attempt;
+        let retry = |hint: Option<Duration>, reason: String| match self.opts.retry.delay(n, hint) {
+            Some(d) => Next::RetryAt(millis(SystemTime::now() + d)),
+            None => Next::Dead(reason),
+        };
+        let (outcome, error, next) = match res {
+            Ok(Outcome::Done) => (AttemptOutcome::Done, None, Next::Done),
+            Ok(Outcome::Retry { after, reason }) => (
+                AttemptOutcome::Retry,
+                Some(reason.clone()),
+                retry(after, reason),
+            ),
+            Ok(Outcome::Fail { reason }) => (
+                AttemptOutcome::Fail,
+                Some(reason.clone()),
+                Next::Dead(reason),
+            ),
+            Err(f) => {
+                let reason = f.to_string();
+                let outcome = match f {
+                    Failure::Timeout => AttemptOutcome::Timeout,
+                    Failure::Crashed => AttemptOutcome::Crashed,
+                    Failure::Missing | Failure::NoRoute(_) | Failure::Journal(_) => {
+                        AttemptOutcome::Fail
+                    }
+                };
+                let next = match f {
+                    Failure::Missing | Failure::NoRoute(_) => Next::Dead(reason.clone()),
+                    _ => retry(None, reason.clone()),
+                };
+                (outcome, Some(reason), next)
+            }
+        };
+        metrics::counter!("hookbox_attempts_total", "source" => self.source.to_string(), "outcome" => outcome_name(outcome)).increment(1);
+        metrics::histogram!("hookbox_attempt_seconds", "source" => self.source.to_string())
+            .record(elapsed.as_secs_f64());
+        if let Next::Dead(reason) = &next {
+            tracing::warn!(source = %self.source, id = %ready.id, attempt = n, reason, "event is dead");
+        } else if let Some(e) = &error {
+            tracing::debug!(source = %self.source, id = %ready.id, attempt = n, error = e, "attempt failed");
+        }
+        let attempt = Attempt {
+            n,
+            started_ms: millis(started),
+            duration_ms: elapsed.as_millis() as u64,
+            outcome,
+            error,
+            replay: ready.replay,
+        };
+        let key = (ready.id, ready.replay);
+        let settle = self.journal.settle(&self.source, ready, attempt, next);
+        ctx.spawn(settle.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = res {
+                // Not journaled: the delivery stays due and happens again.
+                tracing::warn!(source = %act.source, id = %key.0, error = %e, "journaling an outcome failed; the delivery will be repeated");
+            }
+            act.in_flight.remove(&key);
+            act.check_drained();
+            act.fill(ctx);
+        }));
+        self.fill(ctx);
+    }
+
+    fn check_drained(&mut self) {
+        if self.draining && self.in_flight.is_empty() {
+            for tx in self.drained.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// Why an attempt ended without an outcome from the handler.
+#[derive(Debug)]
+enum Failure {
+    Timeout,
+    Crashed,
+    Missing,
+    NoRoute(Option<String>),
+    Journal(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Timeout => {
+                f.write_str("the handler did not answer within the attempt timeout")
+            }
+            Failure::Crashed => f.write_str("the handler panicked or stopped"),
+            Failure::Missing => f.write_str("the event record is missing from the journal"),
+            Failure::NoRoute(Some(t)) => write!(f, "no handler route matches event type `{t}`"),
+            Failure::NoRoute(None) => f.write_str("no handler route matches events without a type"),
+            Failure::Journal(e) => write!(f, "reading the event failed: {e}"),
+        }
+    }
+}
+
+fn outcome_name(o: AttemptOutcome) -> &'static str {
+    match o {
+        AttemptOutcome::Done => "done",
+        AttemptOutcome::Retry => "retry",
+        AttemptOutcome::Fail => "fail",
+        AttemptOutcome::Timeout => "timeout",
+        AttemptOutcome::Crashed => "crashed",
+    }
+}
+
+impl Actor for SourceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.opts.mailbox);
+        self.fill(ctx);
+    }
+}
+
+impl actix::Supervised for SourceActor {
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        // Deliveries in flight were cancelled with the old context; their entries are
+        // still due in the journal and are picked up again.
+        self.restarts += 1;
+        self.in_flight.clear();
+        self.running = 0;
+        self.timer = None;
+        metrics::counter!("hookbox_source_actor_restarts_total", "source" => self.source.to_string()).increment(1);
+        ctx.run_later(Duration::from_secs(1), |act, ctx| act.fill(ctx));
+    }
+}
+
+impl Handler<Wake> for SourceActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.fill(ctx);
+    }
+}
+
+impl Handler<Drain> for SourceActor {
+    type Result = ResponseActFuture<Self, usize>;
+
+    fn handle(&mut self, msg: Drain, ctx: &mut Context<Self>) -> Self::Result {
+        self.draining = true;
+        if let Some((h, _)) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.drained.push(tx);
+        self.check_drained();
+        Box::pin(
+            async move {
+                let _ = tokio::time::timeout(msg.deadline, rx).await;
+            }
+            .into_actor(self)
+            .map(|_, act, _| act.in_flight.len()),
+        )
+    }
+}
+
+impl Handler<Inspect> for SourceActor {
+    type Result = MessageResult<Inspect>;
+
+    fn handle(&mut self, _: Inspect, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(vec![SourceStats {
+            source: self.source.to_string(),
+            running: self.running,
+            settling: self.settling(),
+            started: self.started,
+            restarts: self.restarts,
+        }])
+    }
+}
