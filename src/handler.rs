@@ -126,7 +126,8 @@ impl Delivery {
         serde_json::from_slice(&self.event.body)
     }
 
-    /// Which attempt this is, from 1 (counted per replay for replays).
+    /// Which attempt this is, from 1. A redrive starts a fresh round at 1, and each
+    /// replay counts its own attempts.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

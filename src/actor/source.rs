@@ -35,6 +35,9 @@ pub(super) struct SourceActor {
     tokens: f64,
     refilled: Instant,
     draining: bool,
+    /// Set when a drain's deadline passed: outcomes arriving later are not journaled
+    /// (the runtime is stopping; those deliveries happen again on the next start).
+    abandoned: bool,
     drained: Vec<oneshot::Sender<()>>,
     started: u64,
     restarts: u32,
@@ -59,6 +62,7 @@ impl SourceActor {
             tokens,
             refilled: Instant::now(),
             draining: false,
+            abandoned: false,
             drained: Vec::new(),
             started: 0,
             restarts: 0,
@@ -217,6 +221,9 @@ impl SourceActor {
         ctx: &mut Context<Self>,
     ) {
         self.running -= 1;
+        if self.abandoned {
+            return;
+        }
         let elapsed = clock.elapsed();
         let n = ready.attempt;
         let retry = |hint: Option<Duration>, reason: String| match self.opts.retry.delay(n, hint) {
@@ -371,7 +378,10 @@ impl Handler<Drain> for SourceActor {
                 let _ = tokio::time::timeout(msg.deadline, rx).await;
             }
             .into_actor(self)
-            .map(|_, act, _| act.in_flight.len()),
+            .map(|_, act, _| {
+                act.abandoned = !act.in_flight.is_empty();
+                act.in_flight.len()
+            }),
         )
     }
 }

@@ -47,7 +47,7 @@ impl State {
 pub struct EventState {
     /// The state.
     pub state: State,
-    /// Attempts made so far (replays not counted).
+    /// Attempts made so far, across redrives (replays not counted).
     pub attempts: u32,
     /// When the next attempt is due (ms since the Unix epoch), while retrying.
     pub next_at_ms: Option<u64>,
@@ -117,7 +117,8 @@ pub struct Attempt {
 pub struct Ready {
     /// The event.
     pub id: EventId,
-    /// The attempt this delivery will be (1-based).
+    /// The attempt this delivery will be (1-based; a redrive or a replay starts again
+    /// at 1).
     pub attempt: u32,
     /// The replay this delivery belongs to (`None`: the original delivery).
     pub replay: Option<u64>,

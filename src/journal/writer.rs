@@ -507,7 +507,7 @@ fn outcome(
     let mut st = t
         .get_state(id)?
         .unwrap_or_else(|| EventState::fresh(&r.order_key));
-    st.attempts = r.attempt;
+    st.attempts += 1;
     match &op.next {
         Next::Done => {
             st.state = State::Done;
@@ -581,9 +581,10 @@ fn redrive(
         st.state = State::Pending;
         st.redrives += 1;
         st.dead_at_ms = None;
+        // A redriven event starts a fresh round of attempts; its history is kept.
         t.ready.insert(
             (source.as_str(), now_ms, *id, 0),
-            (st.attempts + 1, st.order_key.as_str()),
+            (1, st.order_key.as_str()),
         )?;
         t.put_state(*id, &st)?;
         *done.pending.entry(Arc::from(source.as_str())).or_default() += 1;

@@ -8,4 +8,5 @@ mod fuzz_corpus;
 mod ingest;
 mod journal;
 mod roundtrip;
+mod runtime;
 mod verify_layer;

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub(crate) mod events;
 pub(crate) mod schemes;
 
 /// Serves `app` on an ephemeral loopback port until the test's runtime ends.
