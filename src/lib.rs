@@ -24,6 +24,8 @@
 //! - [`RedbJournal`] is the embedded [`Journal`]: one redb file, a group-commit writer,
 //!   time-ordered [`EventId`]s, deduplication, and the delivery state (ready queue,
 //!   attempts, memoised steps, dead letters, replays).
+//! - [`Destination`] forwards journaled events to an HTTP endpoint, re-signed with
+//!   Standard Webhooks (see [`forward`]).
 //! - [`server`] builds the standalone `hookbox serve` from a [`Config`].
 //!
 //! ```no_run
@@ -42,15 +44,20 @@
 mod config;
 mod error;
 mod event;
+pub mod forward;
 mod hookbox;
 mod journal;
 mod layer;
 pub mod server;
 mod verify;
 
-pub use config::{ByteSize, Config, ConfigError, HumanDuration, ServerConfig, SourceConfig};
+pub use config::{
+    Backoff, ByteSize, Config, ConfigError, DestinationConfig, HumanDuration, RetryConfig,
+    ServerConfig, SourceConfig,
+};
 pub use error::{BuildError, Error, ErrorKind, VerifyError};
 pub use event::{Event, Verified};
+pub use forward::{Delivered, Destination, ForwardError};
 pub use hookbox::{Endpoint, Hookbox, Source};
 pub use journal::{
     AppendFuture, AppendOptions, Appended, Attempt, AttemptOutcome, EventId, EventState,
