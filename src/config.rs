@@ -110,6 +110,9 @@ pub struct Config {
     /// `[[source]]`: one per provider endpoint.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    /// `[[destination]]`: HTTP endpoints events are forwarded to, named by sources.
+    #[serde(default, rename = "destination")]
+    pub destinations: Vec<DestinationConfig>,
 }
 
 /// `[server]`.
@@ -202,6 +205,156 @@ pub struct SourceConfig {
     /// delivered one at a time, in order.
     #[serde(default)]
     pub order_by: Option<String>,
+    /// The names of the `[[destination]]`s this source's events are forwarded to.
+    #[serde(default)]
+    pub destinations: Vec<String>,
+}
+
+/// `[[destination]]`: an HTTP endpoint events are forwarded to, re-signed with
+/// Standard Webhooks.
+///
+/// ```toml
+/// [[destination]]
+/// name = "billing"
+/// url = "https://billing.internal/webhooks"
+/// signing_secret = "env:BILLING_WEBHOOK_SECRET"
+/// timeout = "10s"
+/// permanent_statuses = [400, 410]
+/// headers = { "x-team" = "payments" }
+/// ```
+///
+/// ## Defaults
+/// - `timeout`: 30 s per attempt;
+/// - `retry`: the source's retry policy;
+/// - `permanent_statuses`: none (every failure is retried until attempts run out);
+/// - `max_connections`: 32 requests at once;
+/// - `headers`: none.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// A unique name (`"billing"`), listed by sources and used in metrics.
+    pub name: String,
+    /// Where events are `POST`ed: an `http` or `https` URL.
+    pub url: String,
+    /// The Standard Webhooks secret events are signed with: inline `whsec_<base64>`,
+    /// `env:NAME` or `file:PATH`.
+    pub signing_secret: String,
+    /// The longest one request may take, body included (default 30 s).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// When failed deliveries are tried again (default: the source's policy).
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+    /// Response statuses that send the event straight to the dead-letter queue
+    /// (`[400, 410]`; default none). A 2xx is always a success.
+    #[serde(default)]
+    pub permanent_statuses: Vec<u16>,
+    /// Requests to this destination at once, at most (default 32); also the number of
+    /// idle connections kept.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Extra headers sent with every request (`Authorization`, a routing key, ...).
+    /// They may replace `user-agent`, but not the headers hookbox signs or sets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Headers hookbox sets on forwarded requests, which `headers` may not replace.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+impl DestinationConfig {
+    /// Checks this destination, the `index`th, on its own (names are checked for
+    /// uniqueness by [`Config::validate`]).
+    pub(crate) fn check(&self, index: usize) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("destination[{index}].{k}");
+        if !valid_name(&self.name) {
+            return Err(ConfigError::new(
+                key("name"),
+                "use letters, digits, '-', '_' or '.'",
+            ));
+        }
+        match reqwest::Url::parse(&self.url) {
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                return Err(ConfigError::new(
+                    key("url"),
+                    format!("expected an http or https URL, found `{}:`", url.scheme()),
+                ));
+            }
+            Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+                return Err(ConfigError::new(key("url"), "the URL has no host"));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(ConfigError::new(
+                    key("url"),
+                    format!("not a URL like \"https://app.example/webhooks\": {e}"),
+                ));
+            }
+        }
+        if self.signing_secret.is_empty() {
+            return Err(ConfigError::new(
+                key("signing_secret"),
+                "a `whsec_` secret, `env:NAME` or `file:PATH` is required",
+            ));
+        }
+        if !self.signing_secret.starts_with("env:") && !self.signing_secret.starts_with("file:") {
+            crate::forward::check_signing_secret(&self.signing_secret)
+                .map_err(|p| ConfigError::new(key("signing_secret"), p))?;
+        }
+        if let Some(s) = self
+            .permanent_statuses
+            .iter()
+            .find(|s| !(100..=599).contains(*s))
+        {
+            return Err(ConfigError::new(
+                key("permanent_statuses"),
+                format!("{s} is not an HTTP status (100 to 599)"),
+            ));
+        }
+        if let Some(s) = self
+            .permanent_statuses
+            .iter()
+            .find(|s| (200..=299).contains(*s))
+        {
+            return Err(ConfigError::new(
+                key("permanent_statuses"),
+                format!("{s} means delivered; a 2xx cannot be a permanent failure"),
+            ));
+        }
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::new(
+                key("max_connections"),
+                "must be at least 1",
+            ));
+        }
+        for (name, value) in &self.headers {
+            let hkey = || key(&format!("headers.{name:?}"));
+            let Ok(parsed) = http::HeaderName::from_bytes(name.as_bytes()) else {
+                return Err(ConfigError::new(hkey(), "not a valid header name"));
+            };
+            if RESERVED_HEADERS.contains(&parsed.as_str())
+                || parsed.as_str().starts_with("hookbox-")
+            {
+                return Err(ConfigError::new(hkey(), "hookbox sets this header itself"));
+            }
+            if http::HeaderValue::from_str(value).is_err() {
+                return Err(ConfigError::new(
+                    hkey(),
+                    "not a valid header value (visible characters, spaces and tabs only)",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `retry = { ... }`: when a failed delivery is tried again, and when it is given up.
@@ -257,12 +410,7 @@ impl Config {
         let mut paths = std::collections::HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             let key = |k: &str| format!("source[{i}].{k}");
-            if s.name.is_empty()
-                || !s
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
+            if !valid_name(&s.name) {
                 return Err(ConfigError::new(
                     key("name"),
                     "use letters, digits, '-', '_' or '.'",
@@ -322,8 +470,40 @@ impl Config {
                 ));
             }
         }
+        let mut destinations = std::collections::HashSet::new();
+        for (i, d) in self.destinations.iter().enumerate() {
+            d.check(i)?;
+            if !destinations.insert(d.name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("destination[{i}].name"),
+                    format!("`{}` is used by two destinations", d.name),
+                ));
+            }
+        }
+        for (i, s) in self.sources.iter().enumerate() {
+            for (j, name) in s.destinations.iter().enumerate() {
+                let key = || format!("source[{i}].destinations[{j}]");
+                if !destinations.contains(name.as_str()) {
+                    return Err(ConfigError::new(
+                        key(),
+                        format!("no [[destination]] is named `{name}`"),
+                    ));
+                }
+                if s.destinations[..j].contains(name) {
+                    return Err(ConfigError::new(key(), format!("`{name}` is listed twice")));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// A source or destination name: letters, digits, '-', '_' or '.', not empty.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 impl SourceConfig {
@@ -431,5 +611,141 @@ max_body = "512KiB"
         let e =
             Config::from_toml(&GOOD.replace("secrets = [\"env:GH\"]", "secrets = []")).unwrap_err();
         assert_eq!(e.key, "source[0].secrets");
+    }
+
+    const WITH_DESTINATIONS: &str = r#"
+[server]
+
+[[source]]
+name = "github"
+path = "/hooks/github"
+scheme = "github"
+secrets = ["env:GH"]
+destinations = ["app", "audit"]
+
+[[destination]]
+name = "app"
+url = "https://app.example/webhooks"
+signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+timeout = "10s"
+permanent_statuses = [400, 410]
+max_connections = 4
+headers = { "x-team" = "payments" }
+retry = { schedule = ["1s", "1m"] }
+
+[[destination]]
+name = "audit"
+url = "http://127.0.0.1:9000/in"
+signing_secret = "env:AUDIT_SECRET"
+"#;
+
+    fn destination_error(from: &str, to: &str) -> ConfigError {
+        assert!(WITH_DESTINATIONS.contains(from), "{from}");
+        Config::from_toml(&WITH_DESTINATIONS.replacen(from, to, 1)).unwrap_err()
+    }
+
+    #[test]
+    fn parses_destinations() {
+        let c = Config::from_toml(WITH_DESTINATIONS).unwrap();
+        assert_eq!(c.sources[0].destinations, ["app", "audit"]);
+        let app = &c.destinations[0];
+        assert_eq!(app.timeout, Some(HumanDuration(Duration::from_secs(10))));
+        assert_eq!(app.permanent_statuses, [400, 410]);
+        assert_eq!(app.max_connections, Some(4));
+        assert_eq!(app.headers["x-team"], "payments");
+        assert_eq!(
+            app.retry.as_ref().unwrap().schedule.as_ref().unwrap().len(),
+            2
+        );
+        let audit = &c.destinations[1];
+        assert_eq!(audit.timeout, None);
+        assert!(audit.permanent_statuses.is_empty());
+        assert!(audit.headers.is_empty());
+        // Without any destination, sources forward nowhere.
+        assert!(Config::from_toml(GOOD).unwrap().destinations.is_empty());
+    }
+
+    #[test]
+    fn destination_names_are_unique_and_plain() {
+        let e = destination_error("name = \"audit\"", "name = \"app\"");
+        assert_eq!(e.key, "destination[1].name");
+        assert!(e.problem.contains("two destinations"), "{e}");
+        let e = destination_error("name = \"app\"", "name = \"my app\"");
+        assert_eq!(e.key, "destination[0].name");
+        let e = destination_error("name = \"app\"", "name = \"\"");
+        assert_eq!(e.key, "destination[0].name");
+    }
+
+    #[test]
+    fn destination_urls_are_http_with_a_host() {
+        for bad in ["ftp://app.example/x", "not a url", "/webhooks", "https://"] {
+            let e = destination_error("\"http://127.0.0.1:9000/in\"", &format!("{bad:?}"));
+            assert_eq!(e.key, "destination[1].url", "{bad}: {e}");
+        }
+        let e = destination_error("\"http://127.0.0.1:9000/in\"", "\"ftp://x/y\"");
+        assert!(e.problem.contains("`ftp:`"), "{e}");
+    }
+
+    #[test]
+    fn inline_signing_secrets_are_whsec() {
+        let e = destination_error("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "hunter2hunter2");
+        assert_eq!(e.key, "destination[0].signing_secret");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = destination_error("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_!!!");
+        assert_eq!(e.key, "destination[0].signing_secret");
+        let e = destination_error("\"env:AUDIT_SECRET\"", "\"\"");
+        assert_eq!(e.key, "destination[1].signing_secret");
+        // env: and file: are resolved later, by the binary.
+        Config::from_toml(&WITH_DESTINATIONS.replace("env:AUDIT_SECRET", "file:/run/s")).unwrap();
+    }
+
+    #[test]
+    fn permanent_statuses_are_failure_statuses() {
+        for bad in ["[400, 99]", "[600]", "[0]", "[410, 204]"] {
+            let e = destination_error("[400, 410]", bad);
+            assert_eq!(e.key, "destination[0].permanent_statuses", "{bad}: {e}");
+        }
+        Config::from_toml(&WITH_DESTINATIONS.replace("[400, 410]", "[100, 301, 599]")).unwrap();
+    }
+
+    #[test]
+    fn destination_headers_are_valid_and_not_reserved() {
+        let e = destination_error("\"x-team\" = \"payments\"", "\"x team\" = \"payments\"");
+        assert_eq!(e.key, "destination[0].headers.\"x team\"");
+        let e = destination_error("\"payments\"", "\"pay\\nments\"");
+        assert_eq!(e.key, "destination[0].headers.\"x-team\"");
+        assert!(e.problem.contains("value"), "{e}");
+        for reserved in [
+            "Content-Type",
+            "webhook-signature",
+            "hookbox-attempt",
+            "host",
+        ] {
+            let e = destination_error("\"x-team\"", &format!("{reserved:?}"));
+            assert_eq!(
+                e.key,
+                format!("destination[0].headers.{reserved:?}"),
+                "{reserved}"
+            );
+        }
+        Config::from_toml(&WITH_DESTINATIONS.replace("\"x-team\"", "\"Authorization\"")).unwrap();
+        Config::from_toml(&WITH_DESTINATIONS.replace("\"x-team\"", "\"user-agent\"")).unwrap();
+    }
+
+    #[test]
+    fn max_connections_is_at_least_one() {
+        let e = destination_error("max_connections = 4", "max_connections = 0");
+        assert_eq!(e.key, "destination[0].max_connections");
+    }
+
+    #[test]
+    fn sources_name_existing_destinations_once() {
+        let e = destination_error("[\"app\", \"audit\"]", "[\"app\", \"audit\", \"nope\"]");
+        assert_eq!(e.key, "source[0].destinations[2]");
+        assert!(e.problem.contains("`nope`"), "{e}");
+        let e = destination_error("[\"app\", \"audit\"]", "[\"app\", \"app\"]");
+        assert_eq!(e.key, "source[0].destinations[1]");
+        let e = destination_error("timeout = \"10s\"", "timeout = \"10s\"\nretries = 3");
+        assert!(e.key.starts_with("destination[0]"), "{e}");
     }
 }

@@ -24,6 +24,8 @@
 //! - [`RedbJournal`] is the embedded [`Journal`]: one redb file, a group-commit writer,
 //!   time-ordered [`EventId`]s, deduplication, and the delivery state (ready queue,
 //!   attempts, memoised steps, dead letters, replays).
+//! - [`Destination`] forwards journaled events to an HTTP endpoint, re-signed with
+//!   Standard Webhooks (see [`forward`]).
 //! - [`server`] builds the standalone `hookbox serve` from a [`Config`].
 //!
 //! ```no_run
@@ -43,6 +45,7 @@ mod actor;
 mod config;
 mod error;
 mod event;
+pub mod forward;
 mod handler;
 mod hookbox;
 mod journal;
@@ -53,10 +56,12 @@ mod verify;
 
 pub use actor::{RedrivePolicy, Route, Runtime, RuntimeBuilder, SourceOptions, SourceStats};
 pub use config::{
-    Backoff, ByteSize, Config, ConfigError, HumanDuration, RetryConfig, ServerConfig, SourceConfig,
+    Backoff, ByteSize, Config, ConfigError, DestinationConfig, HumanDuration, RetryConfig,
+    ServerConfig, SourceConfig,
 };
 pub use error::{BuildError, Error, ErrorKind, VerifyError};
 pub use event::{Event, Verified};
+pub use forward::{Delivered, Destination, ForwardError};
 pub use handler::{Delivery, Outcome, StepError};
 pub use hookbox::{Endpoint, Hookbox, Source};
 pub use journal::{

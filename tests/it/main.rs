@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod crash;
+mod forward;
 mod fuzz_corpus;
 mod ingest;
 mod journal;

@@ -8,8 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub(crate) mod downstream;
 pub(crate) mod events;
 pub(crate) mod schemes;
+
+pub(crate) use downstream::{downstream, Downstream, Reply};
 
 /// Serves `app` on an ephemeral loopback port until the test's runtime ends.
 pub(crate) async fn serve(app: Router) -> SocketAddr {
