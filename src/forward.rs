@@ -176,6 +176,11 @@ impl Destination {
         &self.name
     }
 
+    /// The longest one request may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The destination's own retry policy, if it has one (else the source's applies).
     pub fn retry(&self) -> Option<&RetryConfig> {
         self.retry.as_ref()

@@ -1,6 +1,7 @@
 //! The standalone server: a router built from a [`Config`], and [`run`] with graceful
 //! shutdown.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::layer::problem::problem;
 use crate::{
-    Config, ConfigError, Hookbox, Journal, OpenError, RedbJournal, ShedLayer, Source, Verifier,
+    Config, ConfigError, Destination, Hookbox, Journal, OpenError, RedbJournal, RetryPolicy,
+    Runtime, ShedLayer, Source, SourceOptions, Verifier,
 };
 
 /// Starting or running the server failed.
@@ -68,6 +70,63 @@ pub fn hookbox(
     Ok(hb)
 }
 
+/// The delivery runtime of `config`: each source with destinations forwards its events
+/// to them. `None` when no source has a destination (events are then only journaled).
+///
+/// A source's retry policy is its own `retry`, else the first of its destinations'
+/// that has one, else the default schedule. Its attempt timeout defaults to the
+/// longest destination timeout plus 5 s (waiting for a connection counts too).
+pub fn runtime(
+    config: &Config,
+    journal: Arc<dyn Journal>,
+    resolve: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Option<Runtime>, ConfigError> {
+    let mut built: HashMap<&str, Arc<Destination>> = HashMap::new();
+    for (i, d) in config.destinations.iter().enumerate() {
+        let secret = resolve(&d.signing_secret)
+            .map_err(|p| ConfigError::new(format!("destination[{i}].signing_secret"), p))?;
+        built.insert(d.name.as_str(), Arc::new(Destination::new(i, d, &secret)?));
+    }
+    let mut builder = Runtime::builder(journal);
+    let mut any = false;
+    for (i, src) in config.sources.iter().enumerate() {
+        if src.destinations.is_empty() {
+            continue;
+        }
+        let dests: Vec<Arc<Destination>> = src
+            .destinations
+            .iter()
+            .filter_map(|n| built.get(n.as_str()).cloned())
+            .collect();
+        let key = format!("source[{i}].retry");
+        let retry = match src
+            .retry
+            .as_ref()
+            .or_else(|| dests.iter().find_map(|d| d.retry()))
+        {
+            Some(r) => RetryPolicy::from_config(r, &key)?,
+            None => RetryPolicy::default(),
+        };
+        let longest = dests.iter().map(|d| d.timeout()).max().unwrap_or_default();
+        let mut opts = SourceOptions::default()
+            .retry(retry)
+            .rate(src.rate)
+            .attempt_timeout(
+                src.attempt_timeout
+                    .map_or(longest + Duration::from_secs(5), |t| t.0),
+            );
+        if let Some(n) = src.mailbox {
+            opts = opts.mailbox(n);
+        }
+        if let Some(n) = src.concurrency {
+            opts = opts.concurrency(n);
+        }
+        builder = builder.source(&src.name, opts).forward(&src.name, dests);
+        any = true;
+    }
+    Ok(any.then(|| builder.start()))
+}
+
 /// The webhook router: each source's endpoint at its path; anything else is a 404
 /// problem.
 pub fn router(config: &Config, hookbox: &Hookbox) -> Router {
@@ -104,6 +163,7 @@ pub async fn run(
     }
     let journal = Arc::new(builder.open(&s.journal)?);
     let hb = hookbox(&config, journal.clone(), resolve)?;
+    let runtime = runtime(&config, journal.clone(), resolve)?;
     let app = router(&config, &hb);
     let grace = s.shutdown_grace.map_or(Duration::from_secs(10), |d| d.0);
 
@@ -121,6 +181,15 @@ pub async fn run(
         } => tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still in flight after the grace period were dropped (never acknowledged)"),
     }
     drop(hb);
+    if let Some(rt) = runtime {
+        let left = rt.shutdown_async(grace).await;
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "deliveries still running at the deadline stay pending for the next start"
+            );
+        }
+    }
     // Appends already queued are committed and answered before the writer stops.
     journal.shutdown();
     tracing::info!("journal flushed; bye");

@@ -23,6 +23,7 @@ use actix::{Actor, Addr, Context, Handler};
 
 use crate::{Delivery, Journal, RetryPolicy};
 
+mod forward;
 mod messages;
 mod source;
 mod supervisor;
@@ -245,6 +246,12 @@ impl RuntimeBuilder {
             factory: make,
         });
         self
+    }
+
+    /// Forwards every event of `source` to `destinations` (what `hookbox serve` runs).
+    pub(crate) fn forward(self, source: &str, destinations: Vec<Arc<crate::Destination>>) -> Self {
+        let proto = forward::Forwarder::new(destinations, self.journal.clone());
+        self.handler(Route::source(source), move || proto.fresh())
     }
 
     /// Sets the options of every source not configured by [`RuntimeBuilder::source`].

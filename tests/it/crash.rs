@@ -2,16 +2,16 @@
 //! requests stream in on several connections; every request that got a 2xx must be in
 //! the journal exactly once, and the journal must open cleanly after every kill.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use hookbox::{sign, Journal, RedbJournal, SchemeConfig, SignInput};
+use hookbox::{Journal, RedbJournal};
 use rand::Rng;
 
-use crate::support::{delivery_counts, hookbox_bin};
+use crate::serve::signed;
+use crate::support::delivery_counts;
+use crate::support::server::Server;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -39,54 +39,14 @@ secrets = ["{SECRET}"]
     cfg
 }
 
-/// Starts the server and returns it with its webhook URL.
-fn start(config: &Path) -> (Child, String) {
-    let mut child = hookbox_bin()
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("HOOKBOX_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("hookbox serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("hookbox listening on ")
-        .unwrap_or_else(|| panic!("unexpected banner {line:?}"));
-    (child, format!("{addr}/hooks/sw"))
-}
-
-/// Sends distinct signed requests until the server dies; returns the acknowledged ids.
+/// Sends distinct signed requests until the server dies; records the acknowledged ids.
 async fn stream(url: String, prefix: String, acked: Arc<Mutex<Vec<String>>>) {
     let client = reqwest::Client::new();
-    let cfg = SchemeConfig {
-        secrets: vec![SECRET.into()],
-        ..Default::default()
-    };
     let body = br#"{"type":"order.created","data":{"id":"ord_1","total":4200}}"#;
     for n in 0.. {
         let id = format!("{prefix}-{n}");
-        let s = sign(
-            "standard-webhooks",
-            &cfg,
-            &SignInput {
-                body,
-                id: &id,
-                now: SystemTime::now(),
-            },
-        )
-        .unwrap();
-        let mut req = client
-            .post(&url)
-            .body(body.to_vec())
+        let req = signed(&client, &url, "standard-webhooks", SECRET, &id, body)
             .timeout(Duration::from_secs(5));
-        for (k, v) in &s.headers {
-            req = req.header(k, v);
-        }
         match req.send().await {
             Ok(res) if res.status().is_success() => acked.lock().unwrap().push(id),
             Ok(res) => panic!("unexpected status {} before the kill", res.status()),
@@ -102,21 +62,19 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_event() {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let mut rng = rand::thread_rng();
     for round in 0..20 {
-        let (mut child, url) = start(&config);
+        let mut server = Server::start(&config);
+        let url = server.url("/hooks/sw");
         let senders: Vec<_> = (0..6)
             .map(|c| tokio::spawn(stream(url.clone(), format!("r{round}c{c}"), acked.clone())))
             .collect();
         tokio::time::sleep(Duration::from_millis(rng.gen_range(50..400))).await;
-        child.kill().expect("SIGKILL"); // std's kill sends SIGKILL on Unix
-        child.wait().unwrap();
+        server.kill(); // SIGKILL
         for s in senders {
             s.await.unwrap();
         }
     }
     // One more clean start proves the journal still opens and serves.
-    let (mut child, _) = start(&config);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    Server::start(&config).kill();
 
     let journal =
         RedbJournal::open(dir.path().join("journal.redb")).expect("the journal opens cleanly");

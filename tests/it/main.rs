@@ -10,4 +10,5 @@ mod ingest;
 mod journal;
 mod roundtrip;
 mod runtime;
+mod serve;
 mod verify_layer;

@@ -11,8 +11,9 @@ use tokio::net::TcpListener;
 pub(crate) mod downstream;
 pub(crate) mod events;
 pub(crate) mod schemes;
+pub(crate) mod server;
 
-pub(crate) use downstream::{downstream, Downstream, Reply};
+pub(crate) use downstream::{downstream, Downstream, Recorded, Reply};
 
 /// Serves `app` on an ephemeral loopback port until the test's runtime ends.
 pub(crate) async fn serve(app: Router) -> SocketAddr {

@@ -1,0 +1,142 @@
+//! The handler of `hookbox serve`: forwards each event to its source's destinations.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::{Delivery, Destination, ForwardError, Journal, Outcome, StepError};
+
+/// Forwards a delivery to every destination of its source, at once.
+///
+/// With several destinations each success is memoised as a step (`forward:NAME`), so a
+/// retry (or a redrive) resends only to the destinations that failed. With one there is
+/// nothing to spare, and no step is written. A replay with a destination goes to that
+/// destination only.
+pub(crate) struct Forwarder {
+    destinations: Arc<[Arc<Destination>]>,
+    journal: Arc<dyn Journal>,
+    /// Replay id -> its destination filter, read once per replay.
+    replays: Arc<Mutex<HashMap<u64, Option<String>>>>,
+}
+
+impl Forwarder {
+    pub(crate) fn new(destinations: Vec<Arc<Destination>>, journal: Arc<dyn Journal>) -> Self {
+        Forwarder {
+            destinations: destinations.into(),
+            journal,
+            replays: Arc::default(),
+        }
+    }
+
+    /// A fresh actor sharing this one's destinations (restarts use it).
+    pub(crate) fn fresh(&self) -> Self {
+        Forwarder {
+            destinations: self.destinations.clone(),
+            journal: self.journal.clone(),
+            replays: self.replays.clone(),
+        }
+    }
+}
+
+impl Actor for Forwarder {
+    type Context = Context<Self>;
+}
+
+/// One destination's result for a delivery.
+enum Sent {
+    Ok,
+    Retry(Option<Duration>, String),
+    Permanent(String),
+}
+
+impl Handler<Delivery> for Forwarder {
+    type Result = ResponseFuture<Outcome>;
+
+    fn handle(&mut self, d: Delivery, _: &mut Context<Self>) -> Self::Result {
+        let only = d.replay().and_then(|r| {
+            let mut cache = self.replays.lock().expect("replay cache lock");
+            cache
+                .entry(r)
+                .or_insert_with(|| {
+                    self.journal
+                        .replay_status(r)
+                        .ok()
+                        .flatten()
+                        .and_then(|s| s.destination)
+                })
+                .clone()
+        });
+        let targets: Vec<Arc<Destination>> = self
+            .destinations
+            .iter()
+            .filter(|dest| only.as_deref().is_none_or(|o| o == dest.name()))
+            .cloned()
+            .collect();
+        let memoise = self.destinations.len() > 1;
+        Box::pin(async move {
+            if targets.is_empty() {
+                return Outcome::fail(format!(
+                    "the replay's destination `{}` is not a destination of source `{}`",
+                    only.unwrap_or_default(),
+                    d.source()
+                ));
+            }
+            let sends = targets.iter().map(|dest| send(&d, dest, memoise));
+            let results = futures_util::future::join_all(sends).await;
+            let mut permanent = Vec::new();
+            let mut retry = Vec::new();
+            let mut after: Option<Duration> = None;
+            let mut all_have_after = true;
+            for (dest, r) in targets.iter().zip(results) {
+                match r {
+                    Sent::Ok => {}
+                    Sent::Permanent(reason) => permanent.push(format!("{}: {reason}", dest.name())),
+                    Sent::Retry(a, reason) => {
+                        retry.push(format!("{}: {reason}", dest.name()));
+                        match a {
+                            Some(a) => after = Some(after.map_or(a, |b| b.max(a))),
+                            None => all_have_after = false,
+                        }
+                    }
+                }
+            }
+            if !permanent.is_empty() {
+                permanent.extend(retry);
+                Outcome::fail(permanent.join("; "))
+            } else if !retry.is_empty() {
+                Outcome::Retry {
+                    after: after.filter(|_| all_have_after),
+                    reason: retry.join("; "),
+                }
+            } else {
+                Outcome::Done
+            }
+        })
+    }
+}
+
+async fn send(d: &Delivery, dest: &Destination, memoise: bool) -> Sent {
+    let deliver = || async {
+        dest.deliver(d.event(), d.attempt(), d.replay())
+            .await
+            .map(|ok| ok.status.as_u16())
+    };
+    let res = if memoise {
+        match d.step(&format!("forward:{}", dest.name()), deliver).await {
+            Ok(_) => Ok(()),
+            Err(StepError::Failed(e)) => Err(e),
+            Err(e) => {
+                return Sent::Retry(None, format!("journal: {e}"));
+            }
+        }
+    } else {
+        deliver().await.map(|_| ())
+    };
+    match res {
+        Ok(()) => Sent::Ok,
+        Err(ForwardError::Permanent { reason }) => Sent::Permanent(reason),
+        Err(ForwardError::Retry { after, reason }) => Sent::Retry(after, reason),
+    }
+}

@@ -1,0 +1,280 @@
+//! `hookbox serve` end to end: providers post signed webhooks, hookbox forwards them to
+//! a real downstream application, re-signed with Standard Webhooks; crashes lose nothing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use hookbox::{sign, SchemeConfig, SignInput};
+use rand::Rng;
+
+use crate::support::server::Server;
+use crate::support::{downstream, Downstream, Recorded, Reply};
+
+/// What the application verifies forwarded events with.
+pub(crate) const APP_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const GITHUB_SECRET: &str = "gh-webhook-secret";
+pub(crate) const STRIPE_SECRET: &str = "whsec_stripe_test_4eC39HqLyjWDarjtT1zdp7dc";
+pub(crate) const SHOPIFY_SECRET: &str = "shpss_0123456789abcdef";
+pub(crate) const SW_SECRET: &str = "whsec_cHJvdmlkZXItc2VjcmV0LWZvci10ZXN0cw==";
+
+/// Writes a config with four sources (github, stripe, shopify, standard-webhooks), all
+/// forwarding to `app` at `app_url`; `extra` is appended (an `[admin]` table, say).
+pub(crate) fn write_config(dir: &Path, app_url: &str, retry: &str, extra: &str) -> PathBuf {
+    let cfg = dir.join("hookbox.toml");
+    let journal = dir.join("journal.redb");
+    let source = |name: &str, scheme: &str, secret: &str| {
+        format!(
+            "[[source]]\nname = \"{name}\"\npath = \"/hooks/{name}\"\nscheme = \"{scheme}\"\n\
+             secrets = [\"{secret}\"]\ndestinations = [\"app\"]\n\n"
+        )
+    };
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\njournal = \"{}\"\nshutdown_grace = \"2s\"\n\n{}{}{}{}\
+         [[destination]]\nname = \"app\"\nurl = \"{app_url}\"\nsigning_secret = \"{APP_SECRET}\"\n\
+         timeout = \"2s\"\nretry = {retry}\n\n{extra}",
+        journal.display(),
+        source("github", "github", GITHUB_SECRET),
+        source("stripe", "stripe", STRIPE_SECRET),
+        source("shopify", "shopify", SHOPIFY_SECRET),
+        source("sw", "standard-webhooks", SW_SECRET),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// A request as `scheme`'s provider would send it.
+pub(crate) fn signed(
+    client: &reqwest::Client,
+    url: &str,
+    scheme: &str,
+    secret: &str,
+    id: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let cfg = SchemeConfig {
+        secrets: vec![secret.into()],
+        ..Default::default()
+    };
+    let s = sign(
+        scheme,
+        &cfg,
+        &SignInput {
+            body,
+            id,
+            now: SystemTime::now(),
+        },
+    )
+    .unwrap();
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(s.body.unwrap_or_else(|| body.to_vec()));
+    for (k, v) in s.headers {
+        req = req.header(k, v);
+    }
+    req
+}
+
+/// Posts and returns hookbox's id from the 202.
+pub(crate) async fn post_ok(req: reqwest::RequestBuilder) -> String {
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    assert_eq!(status, 202, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// Checks a forwarded request the way the application would.
+pub(crate) fn verify_forwarded(r: &Recorded) -> serde_json::Value {
+    let wh = standardwebhooks::Webhook::new(APP_SECRET).unwrap();
+    wh.verify(&r.body, &r.headers)
+        .unwrap_or_else(|e| panic!("bad signature on {:?}: {e:?}", r.headers));
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_providers_are_forwarded_with_valid_standard_webhooks_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = downstream().await;
+    let cfg = write_config(dir.path(), &app.url("/webhooks"), "{}", "");
+    let server = Server::start(&cfg);
+    let client = crate::support::client();
+    let mut sent = Vec::new();
+    for (n, (scheme, secret)) in [
+        ("github", GITHUB_SECRET),
+        ("stripe", STRIPE_SECRET),
+        ("shopify", SHOPIFY_SECRET),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = format!(r#"{{"id":"evt_{n}","type":"order.created","n":{n}}}"#);
+        let url = server.url(&format!("/hooks/{scheme}"));
+        let id = post_ok(signed(
+            &client,
+            &url,
+            scheme,
+            secret,
+            &format!("d{n}"),
+            body.as_bytes(),
+        ))
+        .await;
+        sent.push((scheme, id, body));
+    }
+    let got = app.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 3, "each event once");
+    for (scheme, id, body) in &sent {
+        let r = got
+            .iter()
+            .find(|r| r.header("webhook-id") == id)
+            .unwrap_or_else(|| panic!("{scheme} event {id} not forwarded"));
+        verify_forwarded(r);
+        assert_eq!(r.uri.path(), "/webhooks");
+        assert_eq!(r.body, body.as_bytes(), "the original bytes");
+        assert_eq!(r.header("content-type"), "application/json");
+        assert_eq!(r.header("hookbox-source"), *scheme);
+        assert_eq!(r.header("hookbox-attempt"), "1");
+        assert!(r.headers.get("hookbox-replay").is_none());
+        // The application's secret is not the provider's: a provider-signed copy
+        // would not verify against it.
+        let wrong = standardwebhooks::Webhook::new(SW_SECRET).unwrap();
+        assert!(wrong.verify(&r.body, &r.headers).is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_destination_is_retried_with_the_same_webhook_id() {
+    let dir = tempfile::tempdir().unwrap();
+    // 500, then 503 with Retry-After, then 200.
+    let app = Downstream::start(|n, _| match n {
+        0 => Reply::status(500).body("database is down"),
+        1 => Reply::status(503).header("retry-after", "1"),
+        _ => Reply::ok(),
+    })
+    .await;
+    let retry = r#"{ schedule = ["200ms", "200ms", "200ms"] }"#;
+    let cfg = write_config(dir.path(), &app.url("/in"), retry, "");
+    let server = Server::start(&cfg);
+    let client = crate::support::client();
+    let url = server.url("/hooks/sw");
+    let id = post_ok(signed(
+        &client,
+        &url,
+        "standard-webhooks",
+        SW_SECRET,
+        "m1",
+        br#"{"type":"a"}"#,
+    ))
+    .await;
+    let got = app.wait_for(3, Duration::from_secs(20)).await;
+    let ids: Vec<_> = got
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(ids, [id.clone(), id.clone(), id]);
+    let attempts: Vec<_> = got
+        .iter()
+        .map(|r| r.header("hookbox-attempt").to_owned())
+        .collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
+    for r in &got {
+        verify_forwarded(r);
+    }
+    // Retry-After: 1 was honoured over the 200 ms schedule.
+    let ts = |r: &Recorded| r.header("webhook-timestamp").parse::<u64>().unwrap();
+    assert!(ts(&got[2]) > ts(&got[1]), "Retry-After: 1 honoured");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.requests().len(), 3, "nothing more after the 200");
+}
+
+/// Posts distinct events to the `sw` source until the server dies; returns the ids of
+/// those acknowledged.
+async fn stream(url: String, prefix: String, acked: Arc<Mutex<Vec<String>>>) {
+    let client = reqwest::Client::new();
+    for n in 0.. {
+        let body = format!(r#"{{"type":"order.created","n":"{prefix}-{n}"}}"#);
+        let req = signed(
+            &client,
+            &url,
+            "standard-webhooks",
+            SW_SECRET,
+            &format!("{prefix}-{n}"),
+            body.as_bytes(),
+        )
+        .timeout(Duration::from_secs(5));
+        match req.send().await {
+            Ok(res) if res.status() == 202 => {
+                let v: serde_json::Value = res.json().await.unwrap();
+                acked
+                    .lock()
+                    .unwrap()
+                    .push(v["id"].as_str().unwrap().to_owned());
+            }
+            Ok(res) => panic!("unexpected status {} before the kill", res.status()),
+            Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_no_acknowledged_event_and_delivers_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = downstream().await;
+    let cfg = write_config(dir.path(), &app.url("/in"), "{}", "");
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    for round in 0..3 {
+        let mut server = Server::start(&cfg);
+        let streams: Vec<_> = (0..4)
+            .map(|c| {
+                tokio::spawn(stream(
+                    server.url("/hooks/sw"),
+                    format!("r{round}c{c}"),
+                    acked.clone(),
+                ))
+            })
+            .collect();
+        let wait = rand::thread_rng().gen_range(300..1200);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        server.kill();
+        for s in streams {
+            s.await.unwrap();
+        }
+    }
+    let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    assert!(
+        acked.len() > 20,
+        "too few events acknowledged: {}",
+        acked.len()
+    );
+    // A last start delivers whatever was pending when the server died.
+    let mut server = Server::start(&cfg);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen: HashSet<String> = app
+            .requests()
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
+        let missing = acked.difference(&seen).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing} of {} acknowledged events never reached the application",
+            acked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for r in app.requests() {
+        verify_forwarded(&r);
+    }
+    assert_eq!(
+        server.terminate(Duration::from_secs(10)),
+        Some(0),
+        "SIGTERM exits 0"
+    );
+}
