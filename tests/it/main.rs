@@ -7,5 +7,6 @@ mod crash;
 mod fuzz_corpus;
 mod ingest;
 mod journal;
+mod retention;
 mod roundtrip;
 mod verify_layer;
