@@ -48,7 +48,9 @@ mod layer;
 pub mod server;
 mod verify;
 
-pub use config::{ByteSize, Config, ConfigError, HumanDuration, ServerConfig, SourceConfig};
+pub use config::{
+    AdminConfig, ByteSize, Config, ConfigError, HumanDuration, ServerConfig, SourceConfig,
+};
 pub use error::{BuildError, Error, ErrorKind, VerifyError};
 pub use event::{Event, Verified};
 pub use hookbox::{Endpoint, Hookbox, Source};
