@@ -24,7 +24,8 @@
 //! - [`RedbJournal`] is the embedded [`Journal`]: one redb file, a group-commit writer,
 //!   time-ordered [`EventId`]s, deduplication, and the delivery state (ready queue,
 //!   attempts, memoised steps, dead letters, replays).
-//! - [`server`] builds the standalone `hookbox serve` from a [`Config`].
+//! - [`server`] builds the standalone `hookbox serve` from a [`Config`]; [`admin`] is its
+//!   admin API (events, dead letters, replay, metrics), which the `hookbox` CLI talks to.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -39,6 +40,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod admin;
 mod config;
 mod error;
 mod event;

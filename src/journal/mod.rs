@@ -25,6 +25,7 @@ use crate::{Event, Verified};
 mod error;
 mod record;
 mod redb_journal;
+pub(crate) mod retention;
 mod state;
 mod tables;
 mod writer;
