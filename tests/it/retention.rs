@@ -180,3 +180,79 @@ async fn purge_keeps_a_dedup_entry_that_names_a_later_event() {
         "the later event's dedup entry stays"
     );
 }
+
+#[tokio::test]
+async fn hookbox_serve_purges_expired_done_events_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_path = dir.path().join("journal.redb");
+    let now = SystemTime::now();
+    let (expired, old_pending, recent_done) = {
+        let j = RedbJournal::open(&journal_path).unwrap();
+        let expired = append_event(&j, "gh", "e-1", "push", now - 40 * DAY, b"{}").await;
+        let old_pending = append_event(&j, "gh", "e-2", "push", now - 39 * DAY, b"{}").await;
+        let recent_done = append_event(&j, "gh", "e-3", "push", now - DAY, b"{}").await;
+        settle(&j, "gh", expired, None, Next::Done).await;
+        settle(&j, "gh", recent_done, None, Next::Done).await;
+        (expired, old_pending, recent_done)
+    };
+    let config = dir.path().join("hookbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+journal = "{}"
+
+[admin]
+listen = "127.0.0.1:0"
+token = "t"
+"#,
+            journal_path.display()
+        ),
+    )
+    .unwrap();
+    let server = crate::support::spawn_serve(&config, &[], true);
+    let url = format!("{}/v1/events", server.admin.as_deref().unwrap());
+    let listed = || async {
+        let page: serde_json::Value = crate::support::client()
+            .get(&url)
+            .bearer_auth("t")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().parse::<EventId>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed().await, vec![recent_done, old_pending, expired]);
+    // The first run comes shortly after start (the default retention is 30 days).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while listed().await.contains(&expired) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not purged within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(listed().await, vec![recent_done, old_pending]);
+    let metrics = crate::support::client()
+        .get(url.replace("/v1/events", "/metrics"))
+        .bearer_auth("t")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hookbox_retention_purged_total 1"),
+        "{metrics}"
+    );
+}

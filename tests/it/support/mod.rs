@@ -171,3 +171,50 @@ pub(crate) async fn settle(
         .await
         .expect("settle");
 }
+
+/// A `hookbox serve` child and where it listens; killed when dropped.
+pub(crate) struct ServeChild {
+    pub(crate) child: std::process::Child,
+    /// The webhook listener, `http://ADDR`.
+    pub(crate) url: String,
+    /// The admin API, `http://ADDR`, when `[admin]` is configured.
+    pub(crate) admin: Option<String>,
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `hookbox serve --config config` with `envs` and reads the addresses it prints
+/// (the admin one too when `admin`).
+pub(crate) fn spawn_serve(
+    config: &std::path::Path,
+    envs: &[(&str, &str)],
+    admin: bool,
+) -> ServeChild {
+    use std::io::BufRead;
+    let mut child = hookbox_bin()
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("HOOKBOX_LOG", "warn")
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("hookbox serve starts");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut banner = |prefix: &str| {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        line.trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
+            .to_owned()
+    };
+    let url = banner("hookbox listening on ");
+    let admin = admin.then(|| banner("hookbox admin on "));
+    ServeChild { child, url, admin }
+}
