@@ -103,9 +103,17 @@ async fn fill(journal: &Arc<RedbJournal>, source: &str, n: usize) -> f64 {
             tokio::spawn(async move {
                 for _ in 0..count {
                     let ev = verifier
-                        .verified_event(source.as_str(), HeaderMap::new(), body.clone(), SystemTime::now())
+                        .verified_event(
+                            source.as_str(),
+                            HeaderMap::new(),
+                            body.clone(),
+                            SystemTime::now(),
+                        )
                         .unwrap();
-                    journal.append(&ev, &AppendOptions::default()).await.unwrap();
+                    journal
+                        .append(&ev, &AppendOptions::default())
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -129,7 +137,9 @@ async fn throughput(dir: &std::path::Path, n: usize, concurrency: usize) {
     }
     let secs = started.elapsed().as_secs_f64();
     runtime.shutdown_async(Duration::from_secs(5)).await;
-    let attempts = journal.attempts(journal.query(&Default::default()).unwrap().events[0].id).unwrap();
+    let attempts = journal
+        .attempts(journal.query(&Default::default()).unwrap().events[0].id)
+        .unwrap();
     assert_eq!(attempts.len(), 1, "every delivery is journaled once");
     println!(
         "concurrency {concurrency:>4}: {n} deliveries in {secs:.2} s = {:>8.0}/s  (appending them: {:>8.0}/s)",

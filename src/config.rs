@@ -113,6 +113,9 @@ pub struct Config {
     /// `[[destination]]`: HTTP endpoints events are forwarded to, named by sources.
     #[serde(default, rename = "destination")]
     pub destinations: Vec<DestinationConfig>,
+    /// `[admin]`: the admin API; off unless configured.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 /// `[server]`.
@@ -120,7 +123,8 @@ pub struct Config {
 /// ## Defaults
 /// - `listen`: `127.0.0.1:8080`; `journal`: `data/hookbox.redb`;
 /// - `request_timeout`: 8 s; `max_in_flight`: 1024; `disk_floor`: 64 MiB;
-/// - `queue_capacity`: 8192; `shutdown_grace`: 10 s.
+/// - `queue_capacity`: 8192; `shutdown_grace`: 10 s;
+/// - `retention`: 30 days (`"0s"` keeps every event forever).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
@@ -145,6 +149,68 @@ pub struct ServerConfig {
     /// How long shutdown waits for requests in flight.
     #[serde(default)]
     pub shutdown_grace: Option<HumanDuration>,
+    /// How long delivered (`done`) events are kept; `"0s"` keeps them forever. Pending,
+    /// retrying and dead events are never removed.
+    #[serde(default)]
+    pub retention: Option<HumanDuration>,
+}
+
+impl ServerConfig {
+    /// The retention period in force: `retention`, else 30 days; `None` when `"0s"`
+    /// turned retention off.
+    pub fn retention_period(&self) -> Option<Duration> {
+        let keep = self
+            .retention
+            .map_or(Duration::from_secs(30 * 86400), |d| d.0);
+        (!keep.is_zero()).then_some(keep)
+    }
+}
+
+/// `[admin]`: the admin API (events, dead letters, replay, metrics) on a listener of its
+/// own, behind a bearer token.
+///
+/// ## Defaults
+/// - `listen`: `127.0.0.1:8081`; keep it off the public network.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where the admin API listens (port 0: any free port).
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// The bearer token every admin request must carry (except the health checks):
+    /// inline, `env:NAME` or `file:PATH`. Required.
+    pub token: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &"[redacted]")
+            .finish()
+    }
+}
+
+impl AdminConfig {
+    /// The token, passed through `resolve` (the binary resolves `env:` and `file:`
+    /// there); an empty result is an error.
+    pub fn token(
+        &self,
+        resolve: &dyn Fn(&str) -> Result<String, String>,
+    ) -> Result<Secret, ConfigError> {
+        let token = resolve(&self.token).map_err(|p| ConfigError::new("admin.token", p))?;
+        if token.trim().is_empty() {
+            return Err(ConfigError::new(
+                "admin.token",
+                "resolves to an empty token",
+            ));
+        }
+        Ok(Secret::from(token))
+    }
+}
+
+fn default_admin_listen() -> SocketAddr {
+    "127.0.0.1:8081".parse().expect("valid")
 }
 
 fn default_listen() -> SocketAddr {
@@ -494,6 +560,18 @@ impl Config {
                 }
             }
         }
+        if let Some(admin) = &self.admin {
+            let token = admin.token.trim();
+            let reference = token
+                .strip_prefix("env:")
+                .or_else(|| token.strip_prefix("file:"));
+            if token.is_empty() || reference.is_some_and(|r| r.trim().is_empty()) {
+                return Err(ConfigError::new(
+                    "admin.token",
+                    "a token is required: inline, `env:NAME` or `file:PATH`",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -540,7 +618,12 @@ fn locate(text: &str, offset: usize) -> String {
     let line_no = before.matches('\n').count() + 1;
     let mut table = String::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    for line in before.lines() {
+    // Through the end of the offset's line: an error spanning a whole table (a missing
+    // key) starts at its header, and that header names the table.
+    let line_end = text[before.len()..]
+        .find('\n')
+        .map_or(text.len(), |i| before.len() + i);
+    for line in text[..line_end].lines() {
         let t = line.trim();
         if let Some(name) = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
             let n = index
@@ -747,5 +830,83 @@ signing_secret = "env:AUDIT_SECRET"
         assert_eq!(e.key, "source[0].destinations[1]");
         let e = destination_error("timeout = \"10s\"", "timeout = \"10s\"\nretries = 3");
         assert!(e.key.starts_with("destination[0]"), "{e}");
+    }
+
+    fn with_admin(admin: &str) -> String {
+        format!("{GOOD}\n[admin]\n{admin}\n")
+    }
+
+    #[test]
+    fn admin_defaults_and_token_forms() {
+        assert!(Config::from_toml(GOOD).unwrap().admin.is_none());
+        for token in ["s3cret", "env:HOOKBOX_ADMIN", "file:/run/secrets/admin"] {
+            let c = Config::from_toml(&with_admin(&format!("token = \"{token}\""))).unwrap();
+            let admin = c.admin.unwrap();
+            assert_eq!(admin.listen, "127.0.0.1:8081".parse().unwrap());
+            assert_eq!(admin.token, token);
+            assert!(
+                !format!("{admin:?}").contains(token),
+                "Debug hides the token"
+            );
+        }
+        let c = Config::from_toml(&with_admin("listen = \"127.0.0.1:0\"\ntoken = \"t\"")).unwrap();
+        assert_eq!(c.admin.unwrap().listen.port(), 0);
+    }
+
+    #[test]
+    fn admin_errors_name_the_key() {
+        for bad in [
+            "token = \"\"",
+            "token = \"  \"",
+            "token = \"env:\"",
+            "token = \"file:\"",
+        ] {
+            let e = Config::from_toml(&with_admin(bad)).unwrap_err();
+            assert_eq!(e.key, "admin.token", "{bad}: {e}");
+        }
+        let e = Config::from_toml(&with_admin("listen = \"127.0.0.1:9\"")).unwrap_err();
+        assert!(e.key.starts_with("admin"), "{e}");
+        assert!(e.problem.contains("token"), "{e}");
+        let e =
+            Config::from_toml(&with_admin("listen = \"localhost\"\ntoken = \"t\"")).unwrap_err();
+        assert!(e.key.starts_with("admin.listen"), "{e}");
+        let e = Config::from_toml(&with_admin("token = \"t\"\ntokn = \"u\"")).unwrap_err();
+        assert!(e.key.starts_with("admin"), "{e}");
+        assert!(e.problem.contains("tokn"), "{e}");
+
+        let admin = Config::from_toml(&with_admin("token = \"env:EMPTY\""))
+            .unwrap()
+            .admin
+            .unwrap();
+        let e = admin.token(&|_| Ok(String::new())).unwrap_err();
+        assert_eq!(e.key, "admin.token");
+        let e = admin.token(&|_| Err("not set".into())).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.problem.as_str()),
+            ("admin.token", "not set")
+        );
+        assert_eq!(admin.token(&|_| Ok("t0k".into())).unwrap().expose(), "t0k");
+    }
+
+    #[test]
+    fn retention_defaults_to_30_days_and_0s_disables() {
+        let c = Config::from_toml(GOOD).unwrap();
+        assert_eq!(
+            c.server.retention_period(),
+            Some(Duration::from_secs(30 * 86400))
+        );
+        let c =
+            Config::from_toml(&GOOD.replace("[server]", "[server]\nretention = \"0s\"")).unwrap();
+        assert_eq!(c.server.retention_period(), None);
+        let c =
+            Config::from_toml(&GOOD.replace("[server]", "[server]\nretention = \"7d\"")).unwrap();
+        assert_eq!(
+            c.server.retention_period(),
+            Some(Duration::from_secs(7 * 86400))
+        );
+        let e = Config::from_toml(&GOOD.replace("[server]", "[server]\nretention = \"forever\""))
+            .unwrap_err();
+        assert!(e.key.starts_with("server.retention"), "{e}");
+        assert!(e.problem.contains("forever"), "{e}");
     }
 }

@@ -26,7 +26,8 @@
 //!   attempts, memoised steps, dead letters, replays).
 //! - [`Destination`] forwards journaled events to an HTTP endpoint, re-signed with
 //!   Standard Webhooks (see [`forward`]).
-//! - [`server`] builds the standalone `hookbox serve` from a [`Config`].
+//! - [`server`] builds the standalone `hookbox serve` from a [`Config`]; [`admin`] is its
+//!   admin API (events, dead letters, replay, metrics), which the `hookbox` CLI talks to.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -42,6 +43,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod actor;
+pub mod admin;
 mod config;
 mod error;
 mod event;
@@ -56,8 +58,8 @@ mod verify;
 
 pub use actor::{RedrivePolicy, Route, Runtime, RuntimeBuilder, SourceOptions, SourceStats};
 pub use config::{
-    Backoff, ByteSize, Config, ConfigError, DestinationConfig, HumanDuration, RetryConfig,
-    ServerConfig, SourceConfig,
+    AdminConfig, Backoff, ByteSize, Config, ConfigError, DestinationConfig, HumanDuration,
+    RetryConfig, ServerConfig, SourceConfig,
 };
 pub use error::{BuildError, Error, ErrorKind, VerifyError};
 pub use event::{Event, Verified};

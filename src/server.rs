@@ -148,14 +148,53 @@ pub fn router(config: &Config, hookbox: &Hookbox) -> Router {
     })
 }
 
+/// The sockets [`run`] serves. A `TcpListener` converts into one: the webhook listener,
+/// with the admin API (when `[admin]` is configured) bound at `admin.listen`.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Where providers post.
+    pub webhooks: TcpListener,
+    /// The admin API's listener, used when `[admin]` is configured (`None`: bind
+    /// `admin.listen`). Bind it yourself to learn a port-0 address before serving.
+    pub admin: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(webhooks: TcpListener) -> Self {
+        Listeners {
+            webhooks,
+            admin: None,
+        }
+    }
+}
+
+/// Aborts a background task when dropped, so that no way out of [`run`] leaves one
+/// holding the journal.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the server on `listener` until `shutdown` resolves: then stops accepting, lets
 /// requests in flight finish (up to `server.shutdown_grace`), and flushes the journal.
+///
+/// With `[admin]` configured the admin API serves too (see [`Listeners`]), and done
+/// events are purged after `server.retention` in the background.
 pub async fn run(
-    listener: TcpListener,
+    listener: impl Into<Listeners>,
     config: Config,
     resolve: &dyn Fn(&str) -> Result<String, String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let Listeners {
+        webhooks: listener,
+        admin: admin_listener,
+    } = listener.into();
+    // Installed before the journal opens so its first commits are measured.
+    crate::admin::metrics_handle();
     let s = &config.server;
     let mut builder = RedbJournal::builder();
     if let Some(n) = s.queue_capacity {
@@ -168,6 +207,20 @@ pub async fn run(
     let grace = s.shutdown_grace.map_or(Duration::from_secs(10), |d| d.0);
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let admin = crate::admin::start(
+        admin_listener,
+        &config,
+        journal.clone(),
+        resolve,
+        stop_rx.clone(),
+    )
+    .await?;
+    let retention = s.retention_period().map(|keep| {
+        AbortOnDrop(tokio::spawn(crate::journal::retention::run(
+            journal.clone(),
+            keep,
+        )))
+    });
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
@@ -179,6 +232,10 @@ pub async fn run(
             let _ = stop_rx.wait_for(|v| *v).await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still in flight after the grace period were dropped (never acknowledged)"),
+    }
+    drop(retention);
+    if let Some(admin) = admin {
+        admin.finish(grace).await;
     }
     drop(hb);
     if let Some(rt) = runtime {

@@ -283,9 +283,17 @@ impl SourceActor {
             }
             act.in_flight.remove(&key);
             act.check_drained();
-            act.fill(ctx);
+            act.refill(ctx);
         }));
-        self.fill(ctx);
+        self.refill(ctx);
+    }
+
+    /// Fills again once half the slots are free: each look at the journal then starts
+    /// a batch, instead of one delivery per look.
+    fn refill(&mut self, ctx: &mut Context<Self>) {
+        if self.running <= self.opts.concurrency / 2 {
+            self.fill(ctx);
+        }
     }
 
     fn check_drained(&mut self) {

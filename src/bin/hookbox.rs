@@ -1,6 +1,7 @@
-//! The `hookbox` command: verify and sign webhooks from the shell.
+//! The `hookbox` command: run the server, verify and sign webhooks from the shell, and
+//! operate a running server through its admin API.
 //!
-//! Thin by design: it parses arguments, reads files and calls the library.
+//! Thin by design: it parses arguments, reads files and calls the library or the API.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -10,11 +11,16 @@ use clap::{Args, Parser, Subcommand};
 use hookbox::{sign, BuildError, Inbound, SchemeConfig, SignInput, Verifier, SCHEMES};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
+#[path = "hookbox/client.rs"]
+mod client;
+
 /// Receive webhooks and never lose one.
 ///
 /// hookbox verifies webhook signatures for 22 providers and a configurable generic HMAC
-/// scheme. `verify` explains why a captured request passes or fails; `sign` crafts the
-/// headers a provider would send, for testing your endpoint.
+/// scheme. `serve` runs the server; `verify` explains why a captured request passes or
+/// fails; `sign` and `send` craft what a provider would send, for testing an endpoint.
+/// `events`, `dlq` and `replay` operate a running server through its admin API
+/// (`--admin URL`, `--token T`, or HOOKBOX_ADMIN_URL and HOOKBOX_ADMIN_TOKEN).
 #[derive(Debug, Parser)]
 #[command(
     name = "hookbox",
@@ -46,6 +52,14 @@ enum Command {
     /// signed body follow the headers.
     #[command(after_help = schemes_help())]
     Sign(SignArgs),
+    /// Sign a body as a provider would and POST it; exit 0 on a 2xx answer, else 1.
+    Send(client::SendArgs),
+    /// List, show, follow and export journaled events.
+    Events(client::EventsArgs),
+    /// List the dead-letter queue and redrive dead events.
+    Dlq(client::DlqArgs),
+    /// Deliver the events of a time window again and follow the progress.
+    Replay(client::ReplayArgs),
 }
 
 fn schemes_help() -> String {
@@ -124,6 +138,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Verify(args) => verify(args),
         Command::Sign(args) => sign_cmd(args),
+        Command::Send(args) => client::send(args),
+        Command::Events(args) => client::events(args),
+        Command::Dlq(args) => client::dlq(args),
+        Command::Replay(args) => client::replay(args),
     };
     match result {
         Ok(code) => code,
@@ -365,6 +383,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Usage> {
         s.scheme_config(i, &resolve_secret)
             .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
     }
+    if let Some(admin) = &config.admin {
+        admin
+            .token(&resolve_secret)
+            .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    }
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| Usage(format!("starting the runtime: {e}")))?;
     runtime.block_on(async move {
@@ -373,8 +396,23 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Usage> {
             .map_err(|e| Usage(format!("server.listen {}: {e}", config.server.listen)))?;
         let addr = listener.local_addr().map_err(|e| Usage(e.to_string()))?;
         println!("hookbox listening on http://{addr}");
+        let admin = match &config.admin {
+            Some(a) => {
+                let l = tokio::net::TcpListener::bind(a.listen)
+                    .await
+                    .map_err(|e| Usage(format!("admin.listen {}: {e}", a.listen)))?;
+                let addr = l.local_addr().map_err(|e| Usage(e.to_string()))?;
+                println!("hookbox admin on http://{addr}");
+                Some(l)
+            }
+            None => None,
+        };
         let _ = std::io::stdout().flush();
-        hookbox::server::run(listener, config, &resolve_secret, shutdown_signal())
+        let listeners = hookbox::server::Listeners {
+            webhooks: listener,
+            admin,
+        };
+        hookbox::server::run(listeners, config, &resolve_secret, shutdown_signal())
             .await
             .map_err(|e| Usage(e.to_string()))?;
         Ok(ExitCode::SUCCESS)

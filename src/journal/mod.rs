@@ -25,6 +25,7 @@ use crate::{Event, Verified};
 mod error;
 mod record;
 mod redb_journal;
+pub(crate) mod retention;
 mod state;
 mod tables;
 mod writer;
@@ -240,6 +241,13 @@ pub trait Journal: Send + Sync + fmt::Debug + 'static {
 
     /// Queues new deliveries of the events of a window.
     fn replay(&self, filter: ReplayFilter) -> WriteFuture<ReplayStatus>;
+
+    /// Retention: removes up to `limit` events that are `Done` and were received before
+    /// `before`, with their state, attempts, steps and dedup entry; resolves to how many.
+    /// Pending, retrying and dead events are kept, and so is an event with a delivery
+    /// still waiting (a replay in progress). Call again while it returns `limit`: each
+    /// call is one bounded, durable transaction.
+    fn purge(&self, before: SystemTime, limit: usize) -> WriteFuture<u64>;
 
     /// A replay's progress.
     fn replay_status(&self, id: u64) -> Result<Option<ReplayStatus>, JournalError>;

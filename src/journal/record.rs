@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::EventId;
+use super::{EventId, State};
 use crate::Event;
 
 /// The newest record version this build writes and reads.
@@ -68,7 +68,8 @@ pub struct StoredEvent {
     pub body: Bytes,
 }
 
-/// An event's metadata without headers or body, for listings.
+/// An event's metadata without headers or body, for listings, with its delivery state
+/// as of the query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSummary {
     /// hookbox's id.
@@ -83,6 +84,10 @@ pub struct EventSummary {
     pub received_at: SystemTime,
     /// The raw body's length.
     pub body_len: u32,
+    /// Its delivery state.
+    pub state: State,
+    /// Attempts of its original delivery so far (replays not counted).
+    pub attempts: u32,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -235,13 +240,15 @@ fn head(id: u64, bytes: &[u8]) -> Result<Head<'_>> {
             event_type,
             received_at,
             body_len: 0,
+            state: State::Pending,
+            attempts: 0,
         },
         scheme,
         rest: r,
     })
 }
 
-/// Decodes the metadata only.
+/// Decodes the metadata only; the state is left at `Pending` for the caller to fill.
 pub(crate) fn decode_summary(id: u64, bytes: &[u8]) -> Result<EventSummary> {
     let Head {
         mut summary,

@@ -462,18 +462,28 @@ impl Journal for RedbJournal {
         let db = self.db()?;
         let txn = db.begin_read()?;
         let events = txn.open_table(EVENTS)?;
+        let states = txn.open_table(STATE)?;
         let mut consider = |id: u64, bytes: &[u8]| -> Result<bool, JournalError> {
-            let s = record::decode_summary(id, bytes)?;
-            if q.event_type
+            let mut s = record::decode_summary(id, bytes)?;
+            if !q
+                .event_type
                 .as_deref()
                 .is_none_or(|p| type_matches(p, s.event_type.as_deref()))
             {
-                if page.events.len() == limit {
-                    page.next_cursor = page.events.last().map(|e| e.id);
-                    return Ok(false);
-                }
-                page.events.push(s);
+                return Ok(true);
             }
+            let st = state_of(&states, id)?;
+            if q.state.is_some_and(|want| want != st.state) {
+                return Ok(true);
+            }
+            if page.events.len() == limit {
+                // One more match exists: the page is full and the next one is not empty.
+                page.next_cursor = page.events.last().map(|e| e.id);
+                return Ok(false);
+            }
+            s.state = st.state;
+            s.attempts = st.attempts;
+            page.events.push(s);
             Ok(true)
         };
         match &q.source {
@@ -519,7 +529,7 @@ impl Journal for RedbJournal {
         // a key blocked behind a dead event costs each look a bounded scan.
         let range = ready.range((source, 0, 0, 0)..=(source, now_ms, u64::MAX, u64::MAX))?;
         for (scanned, entry) in range.enumerate() {
-            if out.len() >= limit || scanned >= MAX_READY_SCAN + limit {
+            if out.len() >= limit || scanned >= MAX_READY_SCAN.saturating_add(limit) {
                 break;
             }
             let (k, v) = entry?;
@@ -660,6 +670,18 @@ impl Journal for RedbJournal {
     fn replay(&self, filter: ReplayFilter) -> WriteFuture<ReplayStatus> {
         let (reply, rx) = oneshot::channel();
         self.submit(Op::Replay { filter, reply }, rx)
+    }
+
+    fn purge(&self, before: std::time::SystemTime, limit: usize) -> WriteFuture<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(
+            Op::Purge {
+                before_ms: millis(before),
+                limit,
+                reply,
+            },
+            rx,
+        )
     }
 
     fn replay_status(&self, id: u64) -> Result<Option<ReplayStatus>, JournalError> {

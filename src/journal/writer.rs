@@ -7,7 +7,7 @@
 //! batches of delivery outcomes alone commit without fsync, because losing them in a
 //! crash only means redelivering (at-least-once), never losing an event.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -67,6 +67,12 @@ pub(super) enum Op {
         filter: ReplayFilter,
         reply: Reply<ReplayStatus>,
     },
+    /// Retention: remove up to `limit` done events received before `before_ms`.
+    Purge {
+        before_ms: u64,
+        limit: usize,
+        reply: Reply<u64>,
+    },
     /// Finish what is queued ahead of this, then stop.
     Shutdown,
 }
@@ -84,6 +90,7 @@ impl Op {
             Op::Step { reply, .. } => drop(reply.send(Err(err()))),
             Op::Redrive { reply, .. } => drop(reply.send(Err(err()))),
             Op::Replay { reply, .. } => drop(reply.send(Err(err()))),
+            Op::Purge { reply, .. } => drop(reply.send(Err(err()))),
             Op::Shutdown => {}
         }
     }
@@ -389,6 +396,15 @@ fn write_ops(
                     done.changed |= status.matched > 0 && !filter.dry_run;
                     done.replies.push(answer(reply, status));
                 }
+                Op::Purge {
+                    before_ms,
+                    limit,
+                    reply,
+                } => {
+                    let mut steps = txn.open_table(STEPS)?;
+                    let n = purge(&mut t, &mut steps, before_ms, limit)?;
+                    done.replies.push(answer(reply, n));
+                }
                 Op::Shutdown => {}
             }
         }
@@ -632,4 +648,89 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplaySta
         t.replays.insert(replay_id, bytes.as_slice())?;
     }
     Ok(status)
+}
+
+/// Retention: removes up to `limit` done events received before `before_ms` with
+/// everything kept about them (record, source index, state, attempts, steps, and their
+/// dedup entry when it still names them). Pending, retrying and dead events stay, and
+/// so does a done event with a delivery still waiting (a replay in progress). A record
+/// that does not decode is left alone rather than failing the batch it shares.
+fn purge(
+    t: &mut Tables<'_>,
+    steps: &mut redb::Table<'_, (u64, &'static str), &'static [u8]>,
+    before_ms: u64,
+    limit: usize,
+) -> Result<u64, JournalError> {
+    let limit = limit.max(1);
+    let cutoff = before_ms.saturating_mul(1 << 16);
+    let replaying = replaying(t)?;
+    // Done events always have a state row (an event never attempted has none), so the
+    // state table, in id (= time) order, lists every candidate.
+    let mut picked: Vec<(u64, String, Option<String>)> = Vec::new();
+    for entry in t.state.range(0..cutoff)? {
+        if picked.len() >= limit {
+            break;
+        }
+        let (k, v) = entry?;
+        let id = k.value();
+        let done =
+            serde_json::from_slice::<EventState>(v.value()).is_ok_and(|st| st.state == State::Done);
+        if !done || replaying.contains(&id) {
+            continue;
+        }
+        let Some(rec) = t.events.get(id)? else {
+            continue;
+        };
+        if let Ok(s) = decode_summary(id, rec.value()) {
+            picked.push((id, s.source, s.delivery_id));
+        }
+    }
+    for (id, source, delivery_id) in &picked {
+        let id = *id;
+        t.events.remove(id)?;
+        t.state.remove(id)?;
+        t.by_source.remove((source.as_str(), id))?;
+        if let Some(did) = delivery_id {
+            // A later delivery with the same provider id (past the dedup window) owns
+            // the entry now: leave it.
+            let ours = t
+                .dedup
+                .get((source.as_str(), did.as_str()))?
+                .is_some_and(|g| g.value().0 == id);
+            if ours {
+                t.dedup.remove((source.as_str(), did.as_str()))?;
+            }
+        }
+        t.attempts
+            .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+        steps.retain_in((id, "")..(id.saturating_add(1), ""), |_, _| false)?;
+    }
+    Ok(picked.len() as u64)
+}
+
+/// The events with a replayed delivery still waiting. Replay entries exist exactly while
+/// their replay is incomplete (`done + failed < matched`), so the ready queue, which
+/// holds the whole backlog, is read only when some replay is.
+fn replaying(t: &Tables<'_>) -> Result<HashSet<u64>, JournalError> {
+    let mut open = false;
+    for entry in t.replays.iter()? {
+        let (_, v) = entry?;
+        // An unreadable status counts as incomplete: the safe side.
+        open = serde_json::from_slice::<ReplayStatus>(v.value())
+            .map_or(true, |s| s.done + s.failed < s.matched);
+        if open {
+            break;
+        }
+    }
+    let mut ids = HashSet::new();
+    if open {
+        for entry in t.ready.iter()? {
+            let (k, _) = entry?;
+            let (_, _, id, replay) = k.value();
+            if replay != 0 {
+                ids.insert(id);
+            }
+        }
+    }
+    Ok(ids)
 }

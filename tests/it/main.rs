@@ -2,12 +2,14 @@
 
 mod support;
 
+mod admin;
 mod cli;
 mod crash;
 mod forward;
 mod fuzz_corpus;
 mod ingest;
 mod journal;
+mod retention;
 mod roundtrip;
 mod runtime;
 mod serve;
