@@ -278,3 +278,250 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event_and_delivers_each() {
         "SIGTERM exits 0"
     );
 }
+
+const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"e2e-admin-token\"\n";
+
+/// A bearer-authenticated admin API client.
+struct Admin {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Admin {
+    fn of(server: &Server) -> Admin {
+        Admin {
+            base: server.admin.clone().expect("the admin listener"),
+            client: crate::support::client(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> serde_json::Value {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth("e2e-admin-token")
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "GET {path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth("e2e-admin-token")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "POST {path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    /// Polls `path` until `done` holds (20 s at most).
+    async fn until(
+        &self,
+        path: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.get(path).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "{path} stayed {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_downstream_fills_the_dlq_and_redrive_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = healthy.clone();
+    let app = Downstream::start(move |_, _| {
+        if h.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::ok()
+        } else {
+            Reply::status(500).body("database is down")
+        }
+    })
+    .await;
+    let retry = r#"{ schedule = ["100ms", "100ms"] }"#;
+    let cfg = write_config(dir.path(), &app.url("/in"), retry, ADMIN);
+    let server = Server::start(&cfg);
+    let admin = Admin::of(&server);
+    let client = crate::support::client();
+    let gh = post_ok(signed(
+        &client,
+        &server.url("/hooks/github"),
+        "github",
+        GITHUB_SECRET,
+        "g1",
+        br#"{"action":"opened"}"#,
+    ))
+    .await;
+    let st = post_ok(signed(
+        &client,
+        &server.url("/hooks/stripe"),
+        "stripe",
+        STRIPE_SECRET,
+        "s1",
+        br#"{"id":"evt_1","type":"charge.failed"}"#,
+    ))
+    .await;
+
+    let dlq = admin
+        .until("/v1/dlq", |v| v["events"].as_array().unwrap().len() == 2)
+        .await;
+    for e in dlq["events"].as_array().unwrap() {
+        assert_eq!(e["attempts"], 3, "{e}");
+        assert!(
+            e["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("HTTP 500: database is down"),
+            "{e}"
+        );
+    }
+    assert_eq!(app.requests().len(), 6, "three attempts each, then nothing");
+
+    // The application is back: redrive GitHub's event through the API...
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = admin
+        .post("/v1/dlq/redrive", serde_json::json!({"source": "github"}))
+        .await;
+    assert_eq!(r["redriven"], 1);
+    let ev = admin
+        .until(&format!("/v1/events/{gh}"), |v| v["state"] == "done")
+        .await;
+    let outcomes: Vec<_> = ev["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["retry", "retry", "retry", "done"],
+        "history kept across the redrive"
+    );
+    let dlq = admin.get("/v1/dlq").await;
+    assert_eq!(dlq["events"][0]["id"], st.as_str());
+
+    // ...and Stripe's with the CLI.
+    let out = crate::support::hookbox_bin()
+        .args([
+            "dlq",
+            "redrive",
+            "--source",
+            "stripe",
+            "--admin",
+            &server.admin.clone().unwrap(),
+            "--token",
+            "e2e-admin-token",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    admin
+        .until(&format!("/v1/events/{st}"), |v| v["state"] == "done")
+        .await;
+    let delivered: Vec<_> = app
+        .requests()
+        .into_iter()
+        .filter(|r| r.header("webhook-id") == st)
+        .collect();
+    assert_eq!(delivered.len(), 4);
+    verify_forwarded(&delivered[3]);
+    assert_eq!(
+        admin.get("/v1/dlq").await["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_a_window_redelivers_exactly_the_events_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = downstream().await;
+    let cfg = write_config(dir.path(), &app.url("/in"), "{}", ADMIN);
+    let server = Server::start(&cfg);
+    let admin = Admin::of(&server);
+    let client = crate::support::client();
+    let url = server.url("/hooks/sw");
+    let mut ids = Vec::new();
+    let mut marks = Vec::new();
+    for n in 0..6 {
+        if n == 2 || n == 4 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            marks.push(SystemTime::now());
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let body = format!(r#"{{"type":"order.created","n":{n}}}"#);
+        ids.push(
+            post_ok(signed(
+                &client,
+                &url,
+                "standard-webhooks",
+                SW_SECRET,
+                &format!("m{n}"),
+                body.as_bytes(),
+            ))
+            .await,
+        );
+    }
+    app.wait_for(6, Duration::from_secs(20)).await;
+    let window = serde_json::json!({"since": rfc3339(marks[0]), "until": rfc3339(marks[1])});
+
+    let mut dry = window.clone();
+    dry["dry_run"] = true.into();
+    assert_eq!(admin.post("/v1/replay", dry).await["matched"], 2);
+    let r = admin.post("/v1/replay", window).await;
+    assert_eq!(r["matched"], 2);
+    let replay = r["replay_id"].as_u64().unwrap();
+    admin
+        .until(&format!("/v1/replays/{replay}"), |v| v["complete"] == true)
+        .await;
+    let got = app.wait_for(8, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got_all = app.requests();
+    assert_eq!(
+        got_all.len(),
+        8,
+        "the two events of the window, once more each"
+    );
+    let replayed: Vec<_> = got[6..]
+        .iter()
+        .map(|r| {
+            verify_forwarded(r);
+            assert_eq!(r.header("hookbox-replay"), replay.to_string());
+            r.header("webhook-id").to_owned()
+        })
+        .collect();
+    let mut want = vec![ids[2].clone(), ids[3].clone()];
+    let mut replayed = replayed;
+    replayed.sort();
+    want.sort();
+    assert_eq!(replayed, want);
+    // The originals' own history is untouched: one attempt, done.
+    let ev = admin.get(&format!("/v1/events/{}", ids[2])).await;
+    assert_eq!(ev["state"], "done");
+    assert_eq!(ev["delivery"]["attempts"], 1);
+}

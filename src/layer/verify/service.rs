@@ -112,6 +112,7 @@ where
             let received_at = SystemTime::now();
             let (mut parts, body) = req.into_parts();
             let source = &*config.source;
+            metrics::counter!("hookbox_received_total", "source" => source.to_owned()).increment(1);
             let query = parts.uri.query();
             let empty = Inbound::new(&parts.headers, b"")
                 .with_method(&parts.method)
