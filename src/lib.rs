@@ -1,7 +1,8 @@
 //! # hookbox
 //!
 //! Receive webhooks and never lose one: verify every request's signature, write it to
-//! a durable journal, and acknowledge only once it is on disk.
+//! a durable journal, acknowledge only once it is on disk, then deliver it to handlers
+//! with retries, a dead-letter queue, redrive and replay.
 //!
 //! ```text
 //! POST /hooks/{source}
@@ -13,6 +14,13 @@
 //!                    provider handshakes answered here
 //!   -> AckLayer      Journal::append (group commit, fsync) -> Acked
 //!   -> Accepted      202 {"id": ...}; a duplicate provider id -> 200 {"duplicate": true}
+//!
+//! journal commit -> Supervisor (actix, own thread), told with try_send
+//!   -> SourceActor   one per source, bounded mailbox; pulls due events from the
+//!                    journal, at most `concurrency` at once and `rate` per second
+//!   -> handler       your actor (Handler<Delivery>) or an HTTP destination -> Outcome
+//!   -> Journal       Done | RetryAt(backoff) | Dead (DLQ); every attempt recorded;
+//!                    memoised steps make side effects exactly-once
 //! ```
 //!
 //! - [`Verifier`] checks one provider's signatures: 22 built-in [`SCHEMES`] (Stripe,
@@ -24,6 +32,10 @@
 //! - [`RedbJournal`] is the embedded [`Journal`]: one redb file, a group-commit writer,
 //!   time-ordered [`EventId`]s, deduplication, and the delivery state (ready queue,
 //!   attempts, memoised steps, dead letters, replays).
+//! - [`Runtime`] delivers journaled events to handler actors routed by source and type
+//!   ([`Route`]): a [`Delivery`] in, an [`Outcome`] out, [`Delivery::step`] for
+//!   exactly-once effects, a [`RetryPolicy`] per source, a [`RedrivePolicy`], per-key
+//!   ordering ([`Source::order_by`]), graceful shutdown, recovery after a crash.
 //! - [`Destination`] forwards journaled events to an HTTP endpoint, re-signed with
 //!   Standard Webhooks (see [`forward`]).
 //! - [`server`] builds the standalone `hookbox serve` from a [`Config`]; [`admin`] is its
@@ -56,6 +68,8 @@ mod retry;
 pub mod server;
 mod verify;
 
+/// The actix version hookbox's handler actors are written against.
+pub use actix;
 pub use actor::{RedrivePolicy, Route, Runtime, RuntimeBuilder, SourceOptions, SourceStats};
 pub use config::{
     AdminConfig, Backoff, ByteSize, Config, ConfigError, DestinationConfig, HumanDuration,
