@@ -71,7 +71,9 @@ impl Handler<Delivery> for Ignore {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let journal = Arc::new(RedbJournal::open("data/example-handler.redb")?);
-    let stripe = Verifier::builder("stripe").secret("whsec_example").build()?;
+    let stripe = Verifier::builder("stripe")
+        .secret("whsec_example")
+        .build()?;
     let hookbox = Hookbox::new(journal.clone()).source(Source::new("stripe", stripe));
     let app = axum::Router::new().route_service("/hooks/stripe", hookbox.endpoint("stripe"));
 
@@ -82,7 +84,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "stripe",
             SourceOptions::default()
                 .concurrency(8)
-                .retry(RetryPolicy::exponential(Duration::from_secs(1), Duration::from_secs(600))),
+                .retry(RetryPolicy::exponential(
+                    Duration::from_secs(1),
+                    Duration::from_secs(600),
+                )),
         )
         .start();
 

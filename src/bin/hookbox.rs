@@ -17,7 +17,9 @@ mod client;
 /// Receive webhooks and never lose one.
 ///
 /// hookbox verifies webhook signatures for 22 providers and a configurable generic HMAC
-/// scheme. `serve` runs the server; `verify` explains why a captured request passes or
+/// scheme, journals every event before acknowledging it, and forwards it to your
+/// application with retries, a dead-letter queue and replay. `serve` runs the server;
+/// `verify` explains why a captured request passes or
 /// fails; `sign` and `send` craft what a provider would send, for testing an endpoint.
 /// `events`, `dlq` and `replay` operate a running server through its admin API
 /// (`--admin URL`, `--token T`, or HOOKBOX_ADMIN_URL and HOOKBOX_ADMIN_TOKEN).
@@ -35,10 +37,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server: verify, journal and acknowledge webhooks for the configured sources.
+    /// Run the server: verify, journal and acknowledge webhooks, then forward them.
     ///
     /// Stops on Ctrl-C or SIGTERM: no new connections, requests in flight finish (up to
-    /// `server.shutdown_grace`), queued appends are committed, exit status 0.
+    /// `server.shutdown_grace`), then deliveries in flight (as long again; the rest are
+    /// delivered after the next start), queued appends are committed, exit status 0.
     Serve(ServeArgs),
     /// Verify a captured webhook: prints `ok` or the error kind, then an explanation.
     ///
