@@ -651,3 +651,85 @@ fn a_million_event_backlog_keeps_memory_bounded_and_intake_working() {
     assert!(n("in_flight_max") <= 16.0 + 4096.0, "{line}");
     assert!(n("intake_p99_ms") < 1000.0, "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_spreads_deliveries_over_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        ids.push(append(&*j, "slowapi", json!({"type": "t", "n": n})).await);
+    }
+    let (factory, calls) = script(|_| Outcome::Done, Duration::ZERO);
+    let rt = Runtime::builder(j.clone())
+        .handler(Route::source("slowapi"), factory)
+        .source("slowapi", SourceOptions::default().rate(Some(20.0)))
+        .start();
+    for id in &ids {
+        wait_state(&*j, *id, |s| s.state == State::Done).await;
+    }
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 50);
+    // A burst of one second's worth, then 20 per second: 30 more take 1.5 s.
+    let spread = calls[49].at - calls[0].at;
+    assert!(
+        spread >= ms(1300) && spread < ms(4000),
+        "50 deliveries at 20/s took {spread:?}"
+    );
+    let first_second = calls.iter().filter(|c| c.at - calls[0].at < ms(1000)).count();
+    assert!(first_second <= 41, "{first_second} in the first second");
+    rt.shutdown_async(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_by_takes_the_key_from_the_body_at_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let hb = hookbox::Hookbox::new(j.clone()).source(
+        hookbox::Source::new(
+            "orders",
+            hookbox::Verifier::builder("standard-webhooks")
+                .secret(crate::serve::SW_SECRET)
+                .build()
+                .unwrap(),
+        )
+        .order_by("/customer/id"),
+    );
+    let app = axum::Router::new().route_service("/hooks/orders", hb.endpoint("orders"));
+    let addr = crate::support::serve(app).await;
+    let client = crate::support::client();
+    let url = format!("http://{addr}/hooks/orders");
+    let mut keys = Vec::new();
+    for (n, body) in [
+        r#"{"type":"order.created","customer":{"id":"cus_42"}}"#,
+        r#"{"type":"order.created","customer":{"id":7}}"#,
+        r#"{"type":"order.created"}"#,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let req = crate::serve::signed(
+            &client,
+            &url,
+            "standard-webhooks",
+            crate::serve::SW_SECRET,
+            &format!("m{n}"),
+            body.as_bytes(),
+        );
+        let id: hookbox::EventId = crate::serve::post_ok(req).await.parse().unwrap();
+        keys.push(j.state(id).unwrap().unwrap().order_key);
+    }
+    assert_eq!(keys, ["cus_42", "7", ""]);
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/hookbox.toml"
+    ))
+    .unwrap();
+    let cfg = hookbox::Config::from_toml(&text).unwrap();
+    assert!(cfg.admin.is_some());
+    assert!(cfg.sources.iter().all(|s| s.destinations == ["app"]));
+}
