@@ -153,6 +153,25 @@ pub struct ServerConfig {
     /// retrying and dead events are never removed.
     #[serde(default)]
     pub retention: Option<HumanDuration>,
+    /// Moves dead events back to pending by themselves (off unless set).
+    #[serde(default)]
+    pub redrive: Option<RedriveConfig>,
+}
+
+/// `server.redrive = { after = "1h", max_redrives = 3 }`: a dead event is redriven once
+/// it has been dead for `after`, at most `max_redrives` times (default 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveConfig {
+    /// How long an event stays dead before it is redriven.
+    pub after: HumanDuration,
+    /// How many times one event is redriven at most.
+    #[serde(default = "one")]
+    pub max_redrives: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl ServerConfig {
@@ -908,5 +927,18 @@ signing_secret = "env:AUDIT_SECRET"
             .unwrap_err();
         assert!(e.key.starts_with("server.retention"), "{e}");
         assert!(e.problem.contains("forever"), "{e}");
+    }
+
+    #[test]
+    fn redrive_policy_parses_with_a_default_limit() {
+        let text = GOOD.replace(
+            "request_timeout = \"250ms\"",
+            "request_timeout = \"250ms\"\nredrive = { after = \"1h\" }",
+        );
+        let r = Config::from_toml(&text).unwrap().server.redrive.unwrap();
+        assert_eq!(r.after, HumanDuration(Duration::from_secs(3600)));
+        assert_eq!(r.max_redrives, 1);
+        let e = Config::from_toml(&text.replace("after", "aftr")).unwrap_err();
+        assert!(e.key.starts_with("server.redrive"), "{e}");
     }
 }

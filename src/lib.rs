@@ -73,7 +73,7 @@ pub use actix;
 pub use actor::{RedrivePolicy, Route, Runtime, RuntimeBuilder, SourceOptions, SourceStats};
 pub use config::{
     AdminConfig, Backoff, ByteSize, Config, ConfigError, DestinationConfig, HumanDuration,
-    RetryConfig, ServerConfig, SourceConfig,
+    RedriveConfig, RetryConfig, ServerConfig, SourceConfig,
 };
 pub use error::{BuildError, Error, ErrorKind, VerifyError};
 pub use event::{Event, Verified};

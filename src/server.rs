@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::layer::problem::problem;
 use crate::{
-    Config, ConfigError, Destination, Hookbox, Journal, OpenError, RedbJournal, RetryPolicy,
-    Runtime, ShedLayer, Source, SourceOptions, Verifier,
+    Config, ConfigError, Destination, Hookbox, Journal, OpenError, RedbJournal, RedrivePolicy,
+    RetryPolicy, Runtime, ShedLayer, Source, SourceOptions, Verifier,
 };
 
 /// Starting or running the server failed.
@@ -123,6 +123,12 @@ pub fn runtime(
         }
         builder = builder.source(&src.name, opts).forward(&src.name, dests);
         any = true;
+    }
+    if let Some(r) = config.server.redrive {
+        builder = builder.redrive_policy(RedrivePolicy {
+            after: r.after.0,
+            max_redrives: r.max_redrives,
+        });
     }
     Ok(any.then(|| builder.start()))
 }

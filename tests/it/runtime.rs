@@ -676,7 +676,10 @@ async fn the_rate_limit_spreads_deliveries_over_time() {
         spread >= ms(1300) && spread < ms(4000),
         "50 deliveries at 20/s took {spread:?}"
     );
-    let first_second = calls.iter().filter(|c| c.at - calls[0].at < ms(1000)).count();
+    let first_second = calls
+        .iter()
+        .filter(|c| c.at - calls[0].at < ms(1000))
+        .count();
     assert!(first_second <= 41, "{first_second} in the first second");
     rt.shutdown_async(Duration::from_secs(5)).await;
 }
