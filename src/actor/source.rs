@@ -167,13 +167,13 @@ impl SourceActor {
                 return self.finish(ready, started, clock, Err(Failure::Missing), ctx);
             }
             Err(e) => {
-                return self.finish(
-                    ready,
-                    started,
-                    clock,
-                    Err(Failure::Journal(e.to_string())),
-                    ctx,
-                );
+                // Not an attempt: the journal could not be read. The delivery stays due
+                // and is tried again shortly, its attempt count untouched.
+                tracing::warn!(source = %self.source, id = %ready.id, error = %e, "reading an event failed; trying again in a second");
+                self.running -= 1;
+                self.in_flight.remove(&key);
+                self.wake_at(ctx, millis(SystemTime::now() + Duration::from_secs(1)));
+                return;
             }
         };
         let Some(slot) = self
@@ -247,9 +247,7 @@ impl SourceActor {
                 let outcome = match f {
                     Failure::Timeout => AttemptOutcome::Timeout,
                     Failure::Crashed => AttemptOutcome::Crashed,
-                    Failure::Missing | Failure::NoRoute(_) | Failure::Journal(_) => {
-                        AttemptOutcome::Fail
-                    }
+                    Failure::Missing | Failure::NoRoute(_) => AttemptOutcome::Fail,
                 };
                 let next = match f {
                     Failure::Missing | Failure::NoRoute(_) => Next::Dead(reason.clone()),
@@ -312,7 +310,6 @@ enum Failure {
     Crashed,
     Missing,
     NoRoute(Option<String>),
-    Journal(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -325,7 +322,6 @@ impl std::fmt::Display for Failure {
             Failure::Missing => f.write_str("the event record is missing from the journal"),
             Failure::NoRoute(Some(t)) => write!(f, "no handler route matches event type `{t}`"),
             Failure::NoRoute(None) => f.write_str("no handler route matches events without a type"),
-            Failure::Journal(e) => write!(f, "reading the event failed: {e}"),
         }
     }
 }
@@ -345,7 +341,10 @@ impl Actor for SourceActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.opts.mailbox);
-        self.fill(ctx);
+        // After a restart, `restarting` has scheduled the first look a moment later.
+        if self.restarts == 0 {
+            self.fill(ctx);
+        }
     }
 }
 

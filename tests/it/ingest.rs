@@ -183,70 +183,12 @@ async fn a_slowed_writer_sheds_with_503_and_acks_stay_true() {
     }
 }
 
-/// A redb storage backend whose writes fail with "no space left on device" on demand.
-#[derive(Debug)]
-struct FullDisk {
-    inner: redb::backends::FileBackend,
-    full: Arc<AtomicBool>,
-}
-
-impl FullDisk {
-    fn check(&self) -> Result<(), std::io::Error> {
-        if self.full.load(Ordering::SeqCst) {
-            Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl redb::StorageBackend for FullDisk {
-    fn len(&self) -> Result<u64, std::io::Error> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
-        self.check()?;
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> Result<(), std::io::Error> {
-        self.check()?;
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
-        self.check()?;
-        self.inner.write(offset, data)
-    }
-    fn close(&self) -> Result<(), std::io::Error> {
-        self.inner.close()
-    }
-}
-
 #[tokio::test]
 async fn a_full_disk_answers_503_acks_nothing_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.redb");
     let full = Arc::new(AtomicBool::new(false));
-    let flag = full.clone();
-    let journal = Arc::new(
-        RedbJournal::builder()
-            .open_backend(move || {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)
-                    .unwrap();
-                FullDisk {
-                    inner: redb::backends::FileBackend::new(file).unwrap(),
-                    full: flag.clone(),
-                }
-            })
-            .unwrap(),
-    );
+    let journal = crate::support::faults::journal_on_full_disk(&path, full.clone());
     let url = app(&hookbox(journal.clone())).await;
     assert_eq!(post(&url, "msg_before", "{}").await.0, 202);
 

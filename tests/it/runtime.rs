@@ -736,3 +736,44 @@ fn the_shipped_example_config_is_valid() {
     assert!(cfg.admin.is_some());
     assert!(cfg.sources.iter().all(|s| s.destinations == ["app"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_resume_after_a_storage_failure_and_each_is_done_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let j = crate::support::faults::journal_on_full_disk(&dir.path().join("j.redb"), full.clone());
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(append(&*j, "s", json!({"type": "t", "n": n})).await);
+    }
+    let (factory, calls) = script(|_| Outcome::Done, ms(100));
+    let rt = Runtime::builder(j.clone())
+        .handler(Route::source("s"), factory)
+        .source("s", SourceOptions::default().concurrency(4))
+        .start();
+    while calls.lock().unwrap().len() < 4 {
+        tokio::time::sleep(ms(5)).await;
+    }
+    // The disk fills: outcomes cannot be journaled (the first durable commit, within a
+    // second, fails), the journal closes to recover, and the source actor, unable to
+    // read, is restarted by its supervisor.
+    full.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(ms(1500)).await;
+    full.store(false, std::sync::atomic::Ordering::SeqCst);
+    for id in &ids {
+        wait_state(&*j, *id, |s| s.state == State::Done).await;
+    }
+    for id in &ids {
+        let done = j
+            .attempts(*id)
+            .unwrap()
+            .iter()
+            .filter(|a| a.outcome == AttemptOutcome::Done)
+            .count();
+        assert_eq!(done, 1, "{id}: one journaled success");
+    }
+    let stats = rt.stats().await;
+    assert!(stats[0].restarts >= 1, "{stats:?}");
+    assert!(calls.lock().unwrap().len() >= 40);
+    rt.shutdown_async(Duration::from_secs(5)).await;
+}

@@ -72,9 +72,12 @@ pub(crate) async fn wait_state(
 ) -> EventState {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let st = journal.state(id).unwrap().expect("the event exists");
-        if done(&st) {
-            return st;
+        // A journal recovering from a storage failure cannot be read for a moment.
+        let st = journal.state(id).map(|s| s.expect("the event exists"));
+        if let Ok(st) = &st {
+            if done(st) {
+                return st.clone();
+            }
         }
         assert!(
             Instant::now() < deadline,

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 pub(crate) mod downstream;
 pub(crate) mod events;
+pub(crate) mod faults;
 pub(crate) mod schemes;
 pub(crate) mod server;
 
