@@ -394,6 +394,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Usage> {
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| Usage(format!("starting the runtime: {e}")))?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| Usage(format!("server.listen {}: {e}", config.server.listen)))?;
@@ -415,31 +416,38 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Usage> {
             webhooks: listener,
             admin,
         };
-        hookbox::server::run(listeners, config, &resolve_secret, shutdown_signal())
+        hookbox::server::run(listeners, config, &resolve_secret, shutdown)
             .await
             .map_err(|e| Usage(e.to_string()))?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: a signal that arrives while the server is still
+/// starting is then a graceful shutdown too, not the default action (death).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
