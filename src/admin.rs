@@ -19,6 +19,7 @@
 //! (401 with `WWW-Authenticate: Bearer`, 400 naming the parameter, 404) and count in
 //! `hookbox_admin_rejected_total{kind}`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,6 +61,9 @@ struct Admin {
     token_digest: [u8; 32],
     /// Renders the process's metrics for `/metrics`.
     metrics: PrometheusHandle,
+    /// Destination name -> the sources that forward to it, when the API serves a
+    /// configured server: replays to a destination are checked against it.
+    destinations: Option<HashMap<String, Vec<String>>>,
 }
 
 impl Admin {
@@ -75,11 +79,16 @@ impl Admin {
 /// The gauges `/metrics` refreshes go to the global `metrics` recorder, so `metrics`
 /// should be that recorder's handle: [`metrics_handle`] installs one and returns it.
 pub fn router(journal: Arc<dyn Journal>, token: Secret, metrics: PrometheusHandle) -> Router {
-    let admin = Arc::new(Admin {
+    routes(Admin {
         journal,
         token_digest: Sha256::digest(token.expose().as_bytes()).into(),
         metrics,
-    });
+        destinations: None,
+    })
+}
+
+fn routes(admin: Admin) -> Router {
+    let admin = Arc::new(admin);
     let guarded = Router::new()
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(show_event))
@@ -165,7 +174,25 @@ pub(crate) async fn start(
         None => TcpListener::bind(admin.listen).await?,
     };
     tracing::info!(addr = %listener.local_addr()?, "admin API listening");
-    let app = router(journal, token, metrics_handle());
+    let mut destinations: HashMap<String, Vec<String>> = config
+        .destinations
+        .iter()
+        .map(|d| (d.name.clone(), Vec::new()))
+        .collect();
+    for src in &config.sources {
+        for d in &src.destinations {
+            destinations
+                .entry(d.clone())
+                .or_default()
+                .push(src.name.clone());
+        }
+    }
+    let app = routes(Admin {
+        journal,
+        token_digest: Sha256::digest(token.expose().as_bytes()).into(),
+        metrics: metrics_handle(),
+        destinations: Some(destinations),
+    });
     Ok(Some(Running(tokio::spawn(serve(
         listener,
         app,
@@ -610,14 +637,35 @@ async fn create_replay(
     };
     check_window(Some(since), Some(until)).map_err(|e| Problem::Body(format!("since: {e}")))?;
     let dry_run = r.get::<bool>("dry_run")?.unwrap_or(false);
+    let source: Option<String> = r.get("source")?;
+    let destination: Option<String> = r.get("destination")?;
+    // A replay to one destination covers only the sources that forward to it.
+    let mut sources = None;
+    if let (Some(dest), Some(known)) = (&destination, &admin.destinations) {
+        let Some(forwarding) = known.get(dest) else {
+            return Err(Problem::Body(format!(
+                "destination: no [[destination]] is named `{dest}`"
+            )));
+        };
+        if let Some(src) = source
+            .as_deref()
+            .filter(|s| !forwarding.iter().any(|f| f == s))
+        {
+            return Err(Problem::Body(format!(
+                "destination: source `{src}` does not forward to `{dest}`"
+            )));
+        }
+        sources = Some(forwarding.clone());
+    }
     let status = admin
         .journal
         .replay(ReplayFilter {
             since_ms: millis(since),
             until_ms: millis(until),
-            source: r.get("source")?,
+            source,
+            sources,
             event_type: r.get("type")?,
-            destination: r.get("destination")?,
+            destination,
             dry_run,
         })
         .await?;

@@ -189,6 +189,8 @@ pub struct ReplayFilter {
     pub until_ms: u64,
     /// Only this source.
     pub source: Option<String>,
+    /// Only these sources (with `source`, both apply).
+    pub sources: Option<Vec<String>>,
     /// Only this type (or `prefix*`).
     pub event_type: Option<String>,
     /// Deliver only to this destination.

@@ -619,6 +619,9 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplaySta
             let id = k.value();
             let s = decode_summary(id, v.value())?;
             if f.source.as_deref().is_some_and(|src| src != s.source)
+                || f.sources
+                    .as_ref()
+                    .is_some_and(|list| !list.contains(&s.source))
                 || f.event_type
                     .as_deref()
                     .is_some_and(|p| !type_matches(p, s.event_type.as_deref()))

@@ -525,3 +525,147 @@ async fn a_replay_of_a_window_redelivers_exactly_the_events_in_it() {
     assert_eq!(ev["state"], "done");
     assert_eq!(ev["delivery"]["attempts"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_destinations_each_get_an_event_once_and_replays_can_target_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = downstream().await;
+    // The audit service fails its first request: only it gets the retry.
+    let audit = Downstream::start(|n, _| {
+        if n == 0 {
+            Reply::status(502)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let cfg = dir.path().join("hookbox.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+journal = "{journal}"
+
+{ADMIN}
+[[source]]
+name = "sw"
+path = "/hooks/sw"
+scheme = "standard-webhooks"
+secrets = ["{SW_SECRET}"]
+destinations = ["app", "audit"]
+retry = {{ schedule = ["100ms"] }}
+
+[[source]]
+name = "github"
+path = "/hooks/github"
+scheme = "github"
+secrets = ["{GITHUB_SECRET}"]
+destinations = ["app"]
+
+[[destination]]
+name = "app"
+url = "{app_url}"
+signing_secret = "{APP_SECRET}"
+
+[[destination]]
+name = "audit"
+url = "{audit_url}"
+signing_secret = "{APP_SECRET}"
+"#,
+            journal = dir.path().join("journal.redb").display(),
+            app_url = app.url("/in"),
+            audit_url = audit.url("/audit"),
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&cfg);
+    let admin = Admin::of(&server);
+    let client = crate::support::client();
+    let since = SystemTime::now();
+    let sw = post_ok(signed(
+        &client,
+        &server.url("/hooks/sw"),
+        "standard-webhooks",
+        SW_SECRET,
+        "m1",
+        br#"{"type":"a"}"#,
+    ))
+    .await;
+    let gh = post_ok(signed(
+        &client,
+        &server.url("/hooks/github"),
+        "github",
+        GITHUB_SECRET,
+        "g1",
+        br#"{"action":"opened"}"#,
+    ))
+    .await;
+    admin
+        .until(&format!("/v1/events/{sw}"), |v| v["state"] == "done")
+        .await;
+    admin
+        .until(&format!("/v1/events/{gh}"), |v| v["state"] == "done")
+        .await;
+    let ids = |d: &Downstream| {
+        d.requests()
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut got = ids(&app);
+    got.sort();
+    let mut want = vec![sw.clone(), gh.clone()];
+    want.sort();
+    assert_eq!(
+        got, want,
+        "the app got each event once, though audit needed a retry"
+    );
+    assert_eq!(
+        ids(&audit),
+        [sw.clone(), sw.clone()],
+        "audit: a 502, then the retry"
+    );
+
+    // Replays to one destination: only the sources that forward to it.
+    let window = |extra: serde_json::Value| {
+        let mut w =
+            serde_json::json!({"since": rfc3339(since), "until": rfc3339(SystemTime::now())});
+        w.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        w
+    };
+    let bad = admin
+        .client
+        .post(format!("{}/v1/replay", admin.base))
+        .bearer_auth("e2e-admin-token")
+        .json(&window(serde_json::json!({"destination": "nope"})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let r = admin
+        .post(
+            "/v1/replay",
+            window(serde_json::json!({"destination": "audit"})),
+        )
+        .await;
+    assert_eq!(r["matched"], 1, "github does not forward to audit");
+    let replay = r["replay_id"].as_u64().unwrap();
+    admin
+        .until(&format!("/v1/replays/{replay}"), |v| {
+            v["complete"] == true && v["done"] == 1
+        })
+        .await;
+    let last = audit.requests().pop().unwrap();
+    assert_eq!(last.header("webhook-id"), sw);
+    assert_eq!(last.header("hookbox-replay"), replay.to_string());
+    verify_forwarded(&last);
+    assert_eq!(
+        app.requests().len(),
+        2,
+        "the app got nothing from a replay to audit"
+    );
+}
