@@ -344,6 +344,10 @@ pub struct DestinationConfig {
     pub headers: BTreeMap<String, String>,
 }
 
+/// The largest bound `max_connections` and `server.max_in_flight` may have: each is the
+/// size of a tokio semaphore, which holds at most this many permits.
+const MAX_PERMITS: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
 /// Headers hookbox sets on forwarded requests, which `headers` may not replace.
 const RESERVED_HEADERS: &[&str] = &[
     "content-type",
@@ -415,11 +419,20 @@ impl DestinationConfig {
                 format!("{s} means delivered; a 2xx cannot be a permanent failure"),
             ));
         }
-        if self.max_connections == Some(0) {
-            return Err(ConfigError::new(
-                key("max_connections"),
-                "must be at least 1",
-            ));
+        match self.max_connections {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    key("max_connections"),
+                    "must be at least 1",
+                ));
+            }
+            Some(n) if n > MAX_PERMITS => {
+                return Err(ConfigError::new(
+                    key("max_connections"),
+                    format!("must be at most {MAX_PERMITS}"),
+                ));
+            }
+            _ => {}
         }
         for (name, value) in &self.headers {
             let hkey = || key(&format!("headers.{name:?}"));
@@ -491,6 +504,12 @@ impl Config {
 
     /// Checks what the types cannot: unique names and paths, known schemes, secrets.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_in_flight.is_some_and(|n| n > MAX_PERMITS) {
+            return Err(ConfigError::new(
+                "server.max_in_flight",
+                format!("must be at most {MAX_PERMITS}"),
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         let mut paths = std::collections::HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
@@ -838,6 +857,23 @@ signing_secret = "env:AUDIT_SECRET"
     fn max_connections_is_at_least_one() {
         let e = destination_error("max_connections = 4", "max_connections = 0");
         assert_eq!(e.key, "destination[0].max_connections");
+    }
+
+    #[test]
+    fn connection_and_in_flight_bounds_fit_a_semaphore() {
+        // Over tokio's limit, building the destination's semaphore would panic.
+        let too_many = format!("max_connections = {}", MAX_PERMITS + 1);
+        let e = destination_error("max_connections = 4", &too_many);
+        assert_eq!(e.key, "destination[0].max_connections");
+        let most = format!("max_connections = {MAX_PERMITS}");
+        let c =
+            Config::from_toml(&WITH_DESTINATIONS.replace("max_connections = 4", &most)).unwrap();
+        crate::Destination::new(0, &c.destinations[0], &c.destinations[0].signing_secret).unwrap();
+
+        let with = |n: usize| GOOD.replace("[server]", &format!("[server]\nmax_in_flight = {n}"));
+        let e = Config::from_toml(&with(MAX_PERMITS + 1)).unwrap_err();
+        assert_eq!(e.key, "server.max_in_flight");
+        Config::from_toml(&with(MAX_PERMITS)).unwrap();
     }
 
     #[test]
