@@ -344,6 +344,10 @@ pub struct DestinationConfig {
     pub headers: BTreeMap<String, String>,
 }
 
+/// The largest bound `max_connections` and `server.max_in_flight` may have: each is the
+/// size of a tokio semaphore, which holds at most this many permits.
+const MAX_PERMITS: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
 /// Headers hookbox sets on forwarded requests, which `headers` may not replace.
 const RESERVED_HEADERS: &[&str] = &[
     "content-type",
@@ -415,11 +419,20 @@ impl DestinationConfig {
                 format!("{s} means delivered; a 2xx cannot be a permanent failure"),
             ));
         }
-        if self.max_connections == Some(0) {
-            return Err(ConfigError::new(
-                key("max_connections"),
-                "must be at least 1",
-            ));
+        match self.max_connections {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    key("max_connections"),
+                    "must be at least 1",
+                ));
+            }
+            Some(n) if n > MAX_PERMITS => {
+                return Err(ConfigError::new(
+                    key("max_connections"),
+                    format!("must be at most {MAX_PERMITS}"),
+                ));
+            }
+            _ => {}
         }
         for (name, value) in &self.headers {
             let hkey = || key(&format!("headers.{name:?}"));
@@ -482,7 +495,11 @@ impl Config {
     /// Parses and validates TOML text. Secrets stay unresolved (`env:`/`file:` as written).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let key = e.span().map(|s| locate(text, s.start)).unwrap_or_default();
+            // A few of toml's errors have no position (a dotted key nested past its
+            // recursion limit): they concern the document as a whole.
+            let key = e
+                .span()
+                .map_or_else(|| "document".to_owned(), |s| locate(text, s.start));
             ConfigError::new(key, e.message().to_owned())
         })?;
         cfg.validate()?;
@@ -491,6 +508,12 @@ impl Config {
 
     /// Checks what the types cannot: unique names and paths, known schemes, secrets.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_in_flight.is_some_and(|n| n > MAX_PERMITS) {
+            return Err(ConfigError::new(
+                "server.max_in_flight",
+                format!("must be at most {MAX_PERMITS}"),
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         let mut paths = std::collections::HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
@@ -633,7 +656,12 @@ impl SourceConfig {
 /// The dotted key at byte `offset` of `text`, best effort: the nearest table header and
 /// the key on that line.
 fn locate(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
+    // A byte offset inside a multi-byte character counts as that character's start.
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
     let line_no = before.matches('\n').count() + 1;
     let mut table = String::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
@@ -643,7 +671,8 @@ fn locate(text: &str, offset: usize) -> String {
         .find('\n')
         .map_or(text.len(), |i| before.len() + i);
     for line in text[..line_end].lines() {
-        let t = line.trim();
+        // toml skips a leading byte order mark; so does the table header after it.
+        let t = line.trim_start_matches('\u{feff}').trim();
         if let Some(name) = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
             let n = index
                 .entry(name.to_owned())
@@ -841,6 +870,23 @@ signing_secret = "env:AUDIT_SECRET"
     }
 
     #[test]
+    fn connection_and_in_flight_bounds_fit_a_semaphore() {
+        // Over tokio's limit, building the destination's semaphore would panic.
+        let too_many = format!("max_connections = {}", MAX_PERMITS + 1);
+        let e = destination_error("max_connections = 4", &too_many);
+        assert_eq!(e.key, "destination[0].max_connections");
+        let most = format!("max_connections = {MAX_PERMITS}");
+        let c =
+            Config::from_toml(&WITH_DESTINATIONS.replace("max_connections = 4", &most)).unwrap();
+        crate::Destination::new(0, &c.destinations[0], &c.destinations[0].signing_secret).unwrap();
+
+        let with = |n: usize| GOOD.replace("[server]", &format!("[server]\nmax_in_flight = {n}"));
+        let e = Config::from_toml(&with(MAX_PERMITS + 1)).unwrap_err();
+        assert_eq!(e.key, "server.max_in_flight");
+        Config::from_toml(&with(MAX_PERMITS)).unwrap();
+    }
+
+    #[test]
     fn sources_name_existing_destinations_once() {
         let e = destination_error("[\"app\", \"audit\"]", "[\"app\", \"audit\", \"nope\"]");
         assert_eq!(e.key, "source[0].destinations[2]");
@@ -927,6 +973,36 @@ signing_secret = "env:AUDIT_SECRET"
             .unwrap_err();
         assert!(e.key.starts_with("server.retention"), "{e}");
         assert!(e.problem.contains("forever"), "{e}");
+    }
+
+    #[test]
+    fn locate_takes_offsets_inside_multibyte_characters() {
+        let text = "[server]\nlisten = \"日本\"\n[[source]]\nname = \"é\"é\n";
+        for offset in 0..=text.len() + 2 {
+            let key = locate(text, offset);
+            assert!(!key.is_empty(), "{offset}");
+        }
+        // Inside `本` (3 bytes) and inside the trailing `é` (2 bytes).
+        let inside = text.find('本').unwrap() + 1;
+        assert_eq!(locate(text, inside), "server.listen (line 2)");
+        let inside = text.rfind('é').unwrap() + 1;
+        assert_eq!(locate(text, inside), "source[0].name (line 4)");
+    }
+
+    #[test]
+    fn errors_without_a_position_name_the_document() {
+        // toml reports a dotted key nested past its recursion limit without a span.
+        let deep = vec!["a"; 90].join(".");
+        let e = Config::from_toml(&format!("[server]\n{deep} = 1\n")).unwrap_err();
+        assert_eq!(e.key, "document", "{e}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_first_table() {
+        let e = Config::from_toml("\u{feff}[server]\nlisten = 127.0.0.1\n").unwrap_err();
+        assert_eq!(e.key, "server.listen (line 2)", "{e}");
+        let e = Config::from_toml("\u{feff}[server]\nlistn = \"x\"\n").unwrap_err();
+        assert!(e.key.starts_with("server"), "{e}");
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl RetryPolicy {
 
     /// The delay before the attempt after attempt `n` (1-based) failed, or `None` when
     /// `n` was the last. `hint` is the handler's (or the destination's) own request,
-    /// honoured within the cap.
+    /// honoured within the cap. `n = 0` gets the first delay, like `n = 1`.
     pub fn delay(&self, n: u32, hint: Option<Duration>) -> Option<Duration> {
         if n >= self.max_attempts {
             return None;
@@ -145,7 +145,7 @@ impl RetryPolicy {
         }
         let d = match &self.kind {
             Kind::Schedule(s) => s
-                .get(n as usize - 1)
+                .get((n as usize).saturating_sub(1))
                 .or(s.last())
                 .copied()
                 .unwrap_or_default(),
@@ -210,6 +210,17 @@ mod tests {
         let delays: Vec<_> = (1..6).map(|n| p.delay(n, None)).collect();
         let s = |n| Some(Duration::from_secs(n));
         assert_eq!(delays, vec![s(1), s(2), s(2), s(2), None]);
+    }
+
+    #[test]
+    fn attempt_zero_gets_the_first_delay() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.delay(0, None), Some(DEFAULT_SCHEDULE[0]));
+        let p = RetryPolicy::schedule(Vec::new()).max_attempts(3);
+        assert_eq!(p.delay(0, None), Some(Duration::ZERO));
+        let p = RetryPolicy::exponential(Duration::from_millis(100), Duration::from_secs(1));
+        assert!(p.delay(0, None).unwrap() <= Duration::from_millis(100));
+        assert_eq!(p.delay(u32::MAX, None), None);
     }
 
     #[test]

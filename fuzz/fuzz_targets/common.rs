@@ -42,15 +42,27 @@
 //! `describe` and `handshake`: none may panic, and no error may quote a configured secret
 //! the request did not contain. A scheme whose verifier cannot be built from the fixture
 //! (not implemented yet, or a configuration the input chose) is skipped.
+//!
+//! # `config_toml`
+//!
+//! `config_toml` does not use the request format: its whole input is the text of a
+//! `hookbox serve` configuration file (invalid UTF-8 replaced by U+FFFD). See
+//! [`config_toml`] for what it builds and checks; its `valid-*` seeds must be accepted and
+//! built whole.
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hookbox::{sign, Inbound, SchemeConfig, Secret, SignInput, Signed, Verifier, VerifyError};
+use hookbox::{
+    sign, Config, ConfigError, Destination, ErrorKind, Inbound, RetryConfig, RetryPolicy,
+    SchemeConfig, Secret, SignInput, Signed, Verifier, VerifyError,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-/// What verifying one input gave: `None` when no verifier could be built for it.
+/// What verifying one input gave: `None` when no verifier could be built for it. For
+/// `config_toml`, `Some(Ok(()))` when the configuration was accepted and everything in it
+/// built, else the first rejection, as an `invalid_body` error (the file is the input).
 pub type Outcome = Option<Result<(), VerifyError>>;
 
 /// A harness that reports what it verified.
@@ -66,6 +78,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("generic_template", run_generic_template),
     ("mailgun_body", run_mailgun_body),
     ("adyen_body", run_adyen_body),
+    ("config_toml", run_config_toml),
 ];
 
 /// The whole entry point: the scheme named by the first byte, any headers, any body.
@@ -107,6 +120,17 @@ pub fn mailgun_body(data: &[u8]) {
 /// Adyen: notification JSON with an HMAC inside each item.
 pub fn adyen_body(data: &[u8]) {
     run_adyen_body(data);
+}
+
+/// A `hookbox serve` configuration file: parsed and validated by `Config::from_toml`, and
+/// when accepted, built as the server builds it at start, without I/O (secrets resolve to
+/// themselves): each source's scheme configuration and verifier, each retry table's
+/// policy and its delays (attempts 0, 1, u32::MAX..., hints up to `Duration::MAX`), the
+/// retention period, the admin token and each destination with its HTTP client. No input
+/// may panic, every `ConfigError` must name a key, and a policy's delays must end after
+/// its last attempt.
+pub fn config_toml(data: &[u8]) {
+    run_config_toml(data);
 }
 
 fn run_verify_entry(data: &[u8]) -> Outcome {
@@ -175,6 +199,116 @@ fn run_mailgun_body(data: &[u8]) -> Outcome {
 
 fn run_adyen_body(data: &[u8]) -> Outcome {
     run("adyen", &parse(data), data, no_extras)
+}
+
+// ---------------------------------------------------------------------------------------
+// `config_toml`.
+
+fn run_config_toml(data: &[u8]) -> Outcome {
+    let text = String::from_utf8_lossy(data);
+    let cfg = match Config::from_toml(&text) {
+        Ok(cfg) => cfg,
+        Err(e) => return Some(Err(rejected(&e))),
+    };
+    let identity = |s: &str| Ok::<_, String>(s.to_owned());
+    let mut first: Option<VerifyError> = None;
+    let mut note = |e: VerifyError| {
+        first.get_or_insert(e);
+    };
+
+    let _ = cfg.server.retention_period();
+    if let Some(admin) = &cfg.admin {
+        if let Err(e) = admin.token(&identity) {
+            note(rejected(&e));
+        }
+    }
+    for (i, src) in cfg.sources.iter().enumerate() {
+        match src.scheme_config(i, &identity) {
+            Ok(scheme) => {
+                if let Err(e) = Verifier::new(&src.scheme, &scheme) {
+                    note(VerifyError::new(
+                        ErrorKind::InvalidBody,
+                        format!("source[{i}]: {e}"),
+                    ));
+                }
+            }
+            Err(e) => note(rejected(&e)),
+        }
+        if let Some(r) = &src.retry {
+            if let Err(e) = retry_policy(r, &format!("source[{i}].retry")) {
+                note(e);
+            }
+        }
+    }
+    for (i, d) in cfg.destinations.iter().enumerate() {
+        if let Some(r) = &d.retry {
+            if let Err(e) = retry_policy(r, &format!("destination[{i}].retry")) {
+                note(e);
+            }
+        }
+        match Destination::new(i, d, &d.signing_secret) {
+            Ok(dest) => {
+                assert_eq!(dest.name(), d.name);
+                let _ = dest.timeout();
+                assert_eq!(dest.retry(), d.retry.as_ref());
+            }
+            Err(e) => note(rejected(&e)),
+        }
+    }
+    Some(first.map_or(Ok(()), Err))
+}
+
+/// A configuration error as the outcome; it must name a key.
+fn rejected(e: &ConfigError) -> VerifyError {
+    assert!(
+        !e.key.trim().is_empty(),
+        "a configuration error names no key: {e:?}"
+    );
+    VerifyError::new(ErrorKind::InvalidBody, e.to_string())
+}
+
+/// Builds the policy of a `retry` table and asks it for delays around its bounds.
+fn retry_policy(r: &RetryConfig, key: &str) -> Result<(), VerifyError> {
+    let policy = RetryPolicy::from_config(r, key).map_err(|e| {
+        assert!(e.key.starts_with(key), "{key}: the error names {e:?}");
+        rejected(&e)
+    })?;
+    let attempts = policy.attempts();
+    assert!(attempts >= 1, "{key}: {attempts} attempts");
+    let hints = [
+        None,
+        Some(Duration::ZERO),
+        Some(Duration::from_millis(1500)),
+        Some(Duration::from_secs(u64::MAX)),
+        Some(Duration::MAX),
+    ];
+    let ns = [
+        0,
+        1,
+        2,
+        attempts.saturating_sub(1),
+        attempts,
+        attempts.saturating_add(1),
+        u32::MAX - 1,
+        u32::MAX,
+    ];
+    for n in ns {
+        for hint in hints {
+            let delay = policy.delay(n, hint);
+            assert_eq!(
+                delay.is_none(),
+                n >= attempts,
+                "{key}: delay({n}, {hint:?}) = {delay:?} with {attempts} attempts"
+            );
+            if let (Some(d), Some(h)) = (delay, hint) {
+                assert!(
+                    d <= h,
+                    "{key}: delay({n}, {hint:?}) = {d:?} exceeds the hint"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
