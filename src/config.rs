@@ -344,6 +344,9 @@ pub struct DestinationConfig {
     pub headers: BTreeMap<String, String>,
 }
 
+/// The largest `server.queue_capacity`: appends waiting for the journal writer.
+const MAX_QUEUE: usize = 1 << 20;
+
 /// The largest bound `max_connections` and `server.max_in_flight` may have: each is the
 /// size of a tokio semaphore, which holds at most this many permits.
 const MAX_PERMITS: usize = tokio::sync::Semaphore::MAX_PERMITS;
@@ -512,6 +515,17 @@ impl Config {
             return Err(ConfigError::new(
                 "server.max_in_flight",
                 format!("must be at most {MAX_PERMITS}"),
+            ));
+        }
+        // The writer's queue is allocated whole when the journal opens.
+        if self
+            .server
+            .queue_capacity
+            .is_some_and(|n| n == 0 || n > MAX_QUEUE)
+        {
+            return Err(ConfigError::new(
+                "server.queue_capacity",
+                format!("must be between 1 and {MAX_QUEUE}"),
             ));
         }
         let mut names = std::collections::HashSet::new();
@@ -1016,5 +1030,15 @@ signing_secret = "env:AUDIT_SECRET"
         assert_eq!(r.max_redrives, 1);
         let e = Config::from_toml(&text.replace("after", "aftr")).unwrap_err();
         assert!(e.key.starts_with("server.redrive"), "{e}");
+    }
+
+    #[test]
+    fn queue_capacity_is_bounded() {
+        let with = |n: usize| GOOD.replace("[server]", &format!("[server]\nqueue_capacity = {n}"));
+        assert!(Config::from_toml(&with(8192)).is_ok());
+        for n in [0, (1 << 20) + 1, usize::MAX >> 1] {
+            let e = Config::from_toml(&with(n)).unwrap_err();
+            assert_eq!(e.key, "server.queue_capacity", "{n}");
+        }
     }
 }

@@ -113,7 +113,7 @@ pub fn runtime(
             .rate(src.rate)
             .attempt_timeout(
                 src.attempt_timeout
-                    .map_or(longest + Duration::from_secs(5), |t| t.0),
+                    .map_or(longest.saturating_add(Duration::from_secs(5)), |t| t.0),
             );
         if let Some(n) = src.mailbox {
             opts = opts.mailbox(n);

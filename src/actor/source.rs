@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::messages::{Drain, Inspect, Wake};
 use super::supervisor::HandlerSlot;
 use super::{SourceOptions, SourceStats};
-use crate::journal::{millis, Attempt, AttemptOutcome, Next, Ready};
+use crate::journal::{duration_ms, millis, millis_after, Attempt, AttemptOutcome, Next, Ready};
 use crate::{Delivery, EventId, Journal, Outcome};
 
 /// Outcomes being journaled at most, beyond which the actor stops taking deliveries
@@ -100,8 +100,11 @@ impl SourceActor {
         if allowed == 0 {
             // Rate-limited: look again when the next token is there.
             let rate = self.opts.rate.unwrap_or(1.0);
-            let wait = Duration::from_secs_f64(((1.0 - self.tokens) / rate).max(0.001));
-            self.wake_at(ctx, millis(SystemTime::now() + wait));
+            // At most an hour: a rate of one per ages still looks now and then.
+            let wait = Duration::try_from_secs_f64(((1.0 - self.tokens) / rate).max(0.001))
+                .unwrap_or(Duration::MAX)
+                .min(Duration::from_secs(3600));
+            self.wake_at(ctx, millis_after(wait));
             return;
         }
         let now = SystemTime::now();
@@ -146,7 +149,9 @@ impl SourceActor {
             }
             ctx.cancel_future(handle);
         }
-        let wait = Duration::from_millis(at_ms.saturating_sub(millis(SystemTime::now())));
+        // Capped: a delivery due in a year is looked for again within the hour.
+        let wait = Duration::from_millis(at_ms.saturating_sub(millis(SystemTime::now())))
+            .min(Duration::from_secs(3600));
         let handle = ctx.run_later(wait, |act, ctx| {
             act.timer = None;
             act.fill(ctx);
@@ -172,7 +177,7 @@ impl SourceActor {
                 tracing::warn!(source = %self.source, id = %ready.id, error = %e, "reading an event failed; trying again in a second");
                 self.running -= 1;
                 self.in_flight.remove(&key);
-                self.wake_at(ctx, millis(SystemTime::now() + Duration::from_secs(1)));
+                self.wake_at(ctx, millis_after(Duration::from_secs(1)));
                 return;
             }
         };
@@ -227,7 +232,7 @@ impl SourceActor {
         let elapsed = clock.elapsed();
         let n = ready.attempt;
         let retry = |hint: Option<Duration>, reason: String| match self.opts.retry.delay(n, hint) {
-            Some(d) => Next::RetryAt(millis(SystemTime::now() + d)),
+            Some(d) => Next::RetryAt(millis_after(d)),
             None => Next::Dead(reason),
         };
         let (outcome, error, next) = match res {
@@ -267,7 +272,7 @@ impl SourceActor {
         let attempt = Attempt {
             n,
             started_ms: millis(started),
-            duration_ms: elapsed.as_millis() as u64,
+            duration_ms: duration_ms(elapsed),
             outcome,
             error,
             replay: ready.replay,

@@ -11,7 +11,7 @@ use actix::prelude::*;
 use super::messages::{Drain, Inspect, Wake};
 use super::source::SourceActor;
 use super::{Factory, RedrivePolicy, Route, RouteSpec, RuntimeBuilder, SourceOptions, SourceStats};
-use crate::journal::{millis, RedriveFilter};
+use crate::journal::{duration_ms, millis, RedriveFilter};
 use crate::{Delivery, Journal};
 
 /// A route's handler actor, restarted from its factory when it crashes or hangs.
@@ -137,7 +137,7 @@ impl Supervisor {
         if self.draining {
             return;
         }
-        let until = millis(SystemTime::now()).saturating_sub(p.after.as_millis() as u64);
+        let until = millis(SystemTime::now()).saturating_sub(duration_ms(p.after));
         let filter = RedriveFilter {
             until_ms: Some(until),
             max_redrives: Some(p.max_redrives),
@@ -214,7 +214,9 @@ impl Handler<Drain> for Supervisor {
             let all = futures_util::future::join_all(asks);
             // The source actors answer by the deadline themselves; the margin covers a
             // stuck one.
-            match tokio::time::timeout(msg.deadline + Duration::from_secs(1), all).await {
+            match tokio::time::timeout(msg.deadline.saturating_add(Duration::from_secs(1)), all)
+                .await
+            {
                 Ok(answers) => answers.into_iter().map(|a| a.unwrap_or(0)).sum(),
                 Err(_) => 0,
             }

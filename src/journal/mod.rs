@@ -31,7 +31,7 @@ mod tables;
 mod writer;
 
 pub use error::{JournalError, OpenError};
-pub(crate) use record::millis;
+pub(crate) use record::{duration_ms, millis, millis_after};
 pub use record::{EventSummary, StoredEvent};
 pub use redb_journal::{RedbJournal, RedbJournalBuilder};
 pub use state::{

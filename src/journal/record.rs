@@ -97,6 +97,17 @@ pub(crate) fn millis(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch `d` from now, saturating (a delay of ages is
+/// "never", not a panic).
+pub(crate) fn millis_after(d: std::time::Duration) -> u64 {
+    millis(SystemTime::now()).saturating_add(duration_ms(d))
+}
+
+/// `d` in whole milliseconds, saturating at `u64::MAX`.
+pub(crate) fn duration_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn put_str(out: &mut Vec<u8>, s: &[u8]) {
     let n = s.len().min(u16::MAX as usize - 1);
     out.extend_from_slice(&(n as u16).to_le_bytes());

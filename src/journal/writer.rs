@@ -439,7 +439,7 @@ fn append(
     if let (Some(did), Some(window)) = (&op.delivery_id, op.dedup_window) {
         if let Some(seen) = t.dedup.get((&*op.source, did.as_str()))? {
             let (id, at) = seen.value();
-            if now_ms.saturating_sub(at) <= window.as_millis() as u64 {
+            if now_ms.saturating_sub(at) <= super::record::duration_ms(window) {
                 return Ok(Appended {
                     id: EventId(id),
                     duplicate: true,

@@ -777,3 +777,30 @@ async fn deliveries_resume_after_a_storage_failure_and_each_is_done_once() {
     assert!(calls.lock().unwrap().len() >= 40);
     rt.shutdown_async(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_delays_and_rates_are_far_future_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let (factory, calls) = script(|_| Outcome::retry("later"), Duration::ZERO);
+    let ages = Duration::from_secs(300_000_000_000 * 365 * 86400 / 1000);
+    let rt = Runtime::builder(j.clone())
+        .handler(Route::source("s"), factory)
+        .source(
+            "s",
+            SourceOptions::default()
+                .rate(Some(1e-300))
+                .retry(RetryPolicy::schedule(vec![ages, Duration::MAX])),
+        )
+        .start();
+    let a = append(&*j, "s", json!({"type": "t"})).await;
+    let b = append(&*j, "s", json!({"type": "t"})).await;
+    let st = wait_state(&*j, a, |s| s.state == State::Retrying).await;
+    assert!(st.next_at_ms.unwrap() > hookbox_ms(std::time::SystemTime::now()) + 86_400_000);
+    // The rate allows one delivery now and the next in ages: b waits, nothing panics.
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    assert_eq!(j.state(b).unwrap().unwrap().state, State::Pending);
+    assert!(rt.stats().await[0].started >= 1, "the actor is alive");
+    rt.shutdown_async(Duration::from_secs(5)).await;
+}
