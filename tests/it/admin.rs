@@ -1315,3 +1315,32 @@ async fn cli_failures_exit_1_with_one_line_and_usage_errors_exit_2() {
         "{help}"
     );
 }
+
+#[tokio::test]
+async fn readyz_answers_503_while_the_journal_recovers_from_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let journal =
+        crate::support::faults::journal_on_full_disk(&dir.path().join("j.redb"), full.clone());
+    let app = hookbox::admin::router(
+        journal.clone(),
+        Secret::from(TOKEN),
+        hookbox::admin::metrics_handle(),
+    );
+    let url = format!("http://{}/readyz", serve(app).await);
+    let client = crate::support::client();
+    assert_eq!(send(client.get(&url)).await.status, StatusCode::OK);
+
+    full.store(true, std::sync::atomic::Ordering::SeqCst);
+    let failed = crate::support::events::append_result(&*journal, "s", json!({"type": "t"})).await;
+    assert!(failed.is_err(), "the append failed on the full disk");
+    let r = send(client.get(&url)).await;
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+
+    full.store(false, std::sync::atomic::Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while send(client.get(&url)).await.status != StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
