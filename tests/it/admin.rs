@@ -1317,11 +1317,13 @@ async fn cli_failures_exit_1_with_one_line_and_usage_errors_exit_2() {
 }
 
 #[tokio::test]
-async fn readyz_answers_503_while_the_journal_recovers_from_a_full_disk() {
+async fn readyz_answers_503_while_the_journal_recovers_from_a_failed_disk() {
     let dir = tempfile::tempdir().unwrap();
+    // Reads fail too, so the journal cannot reopen until the disk is back: the
+    // unhealthy window lasts as long as the fault, not just one reopen.
     let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let journal =
-        crate::support::faults::journal_on_full_disk(&dir.path().join("j.redb"), full.clone());
+        crate::support::faults::journal_on_dead_disk(&dir.path().join("j.redb"), full.clone());
     let app = hookbox::admin::router(
         journal.clone(),
         Secret::from(TOKEN),
@@ -1333,8 +1335,16 @@ async fn readyz_answers_503_while_the_journal_recovers_from_a_full_disk() {
 
     full.store(true, std::sync::atomic::Ordering::SeqCst);
     let failed = crate::support::events::append_result(&*journal, "s", json!({"type": "t"})).await;
-    assert!(failed.is_err(), "the append failed on the full disk");
-    let r = send(client.get(&url)).await;
+    assert!(failed.is_err(), "the append failed on the failed disk");
+    // The writer marks the journal unhealthy just after answering the failed append.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = send(client.get(&url)).await;
+        if r.status != StatusCode::OK || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, "not_ready");
 
     full.store(false, std::sync::atomic::Ordering::SeqCst);
