@@ -343,35 +343,29 @@ impl Runtime {
     ///
     /// Blocks the calling thread; from async code call it in `spawn_blocking`, or use
     /// [`Runtime::shutdown_async`].
-    pub fn shutdown(mut self, deadline: Duration) -> usize {
-        let addr = self.supervisor.clone();
+    pub fn shutdown(self, deadline: Duration) -> usize {
         let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
             .build()
             .expect("a current-thread runtime for shutdown");
-        let left =
-            rt.block_on(async move { addr.send(Drain { deadline }).await.unwrap_or_default() });
-        self.stop();
+        let left = rt.block_on(self.drain(deadline));
+        drop(self); // stops the actor system and joins its thread
         left
     }
 
     /// [`Runtime::shutdown`] for async callers.
-    pub async fn shutdown_async(mut self, deadline: Duration) -> usize {
-        let left = self
-            .supervisor
+    pub async fn shutdown_async(self, deadline: Duration) -> usize {
+        let left = self.drain(deadline).await;
+        // Joining the actor thread blocks: off the async runtime.
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+        left
+    }
+
+    /// Stops taking deliveries and waits for those in flight; how many were left.
+    async fn drain(&self, deadline: Duration) -> usize {
+        self.supervisor
             .send(Drain { deadline })
             .await
-            .unwrap_or_default();
-        let system = self.system.clone();
-        let thread = self.thread.take();
-        let _ = tokio::task::spawn_blocking(move || {
-            system.stop();
-            if let Some(t) = thread {
-                let _ = t.join();
-            }
-        })
-        .await;
-        left
+            .unwrap_or_default()
     }
 
     fn stop(&mut self) {

@@ -41,6 +41,37 @@ pub(super) struct SourceActor {
     drained: Vec<oneshot::Sender<()>>,
     started: u64,
     restarts: u32,
+    metrics: SourceMetrics,
+}
+
+/// Every attempt outcome, in the order of [`SourceMetrics::attempts`].
+const OUTCOMES: [AttemptOutcome; 5] = [
+    AttemptOutcome::Done,
+    AttemptOutcome::Retry,
+    AttemptOutcome::Fail,
+    AttemptOutcome::Timeout,
+    AttemptOutcome::Crashed,
+];
+
+/// The source's metric handles, registered once instead of looked up per delivery.
+struct SourceMetrics {
+    /// `hookbox_attempts_total{source, outcome}`, in the order of [`OUTCOMES`].
+    attempts: [metrics::Counter; 5],
+    attempt_seconds: metrics::Histogram,
+    lag: metrics::Histogram,
+}
+
+impl SourceMetrics {
+    fn new(source: &str) -> Self {
+        let attempts = OUTCOMES.map(|o| {
+            metrics::counter!("hookbox_attempts_total", "source" => source.to_owned(), "outcome" => outcome_name(o))
+        });
+        SourceMetrics {
+            attempts,
+            attempt_seconds: metrics::histogram!("hookbox_attempt_seconds", "source" => source.to_owned()),
+            lag: metrics::histogram!("hookbox_delivery_lag_seconds", "source" => source.to_owned()),
+        }
+    }
 }
 
 impl SourceActor {
@@ -52,6 +83,7 @@ impl SourceActor {
     ) -> Self {
         let tokens = opts.rate.map_or(0.0, |r| r.max(1.0));
         SourceActor {
+            metrics: SourceMetrics::new(&source),
             source,
             journal,
             routes,
@@ -100,10 +132,8 @@ impl SourceActor {
         if allowed == 0 {
             // Rate-limited: look again when the next token is there.
             let rate = self.opts.rate.unwrap_or(1.0);
-            // At most an hour: a rate of one per ages still looks now and then.
             let wait = Duration::try_from_secs_f64(((1.0 - self.tokens) / rate).max(0.001))
-                .unwrap_or(Duration::MAX)
-                .min(Duration::from_secs(3600));
+                .unwrap_or(Duration::MAX);
             self.wake_at(ctx, millis_after(wait));
             return;
         }
@@ -195,8 +225,7 @@ impl SourceActor {
                 .duration_since(event.received_at)
                 .unwrap_or_default()
                 .as_secs_f64();
-            metrics::histogram!("hookbox_delivery_lag_seconds", "source" => self.source.to_string())
-                .record(lag);
+            self.metrics.lag.record(lag);
         }
         let (recipient, generation) = slot.current();
         let delivery = Delivery::new(event, ready.attempt, ready.replay, self.journal.clone());
@@ -249,21 +278,19 @@ impl SourceActor {
             ),
             Err(f) => {
                 let reason = f.to_string();
-                let outcome = match f {
-                    Failure::Timeout => AttemptOutcome::Timeout,
-                    Failure::Crashed => AttemptOutcome::Crashed,
-                    Failure::Missing | Failure::NoRoute(_) => AttemptOutcome::Fail,
-                };
-                let next = match f {
-                    Failure::Missing | Failure::NoRoute(_) => Next::Dead(reason.clone()),
-                    _ => retry(None, reason.clone()),
+                let (outcome, next) = match f {
+                    Failure::Timeout => (AttemptOutcome::Timeout, retry(None, reason.clone())),
+                    Failure::Crashed => (AttemptOutcome::Crashed, retry(None, reason.clone())),
+                    Failure::Missing | Failure::NoRoute(_) => {
+                        (AttemptOutcome::Fail, Next::Dead(reason.clone()))
+                    }
                 };
                 (outcome, Some(reason), next)
             }
         };
-        metrics::counter!("hookbox_attempts_total", "source" => self.source.to_string(), "outcome" => outcome_name(outcome)).increment(1);
-        metrics::histogram!("hookbox_attempt_seconds", "source" => self.source.to_string())
-            .record(elapsed.as_secs_f64());
+        let slot = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
+        self.metrics.attempts[slot].increment(1);
+        self.metrics.attempt_seconds.record(elapsed.as_secs_f64());
         if let Next::Dead(reason) = &next {
             tracing::warn!(source = %self.source, id = %ready.id, attempt = n, reason, "event is dead");
         } else if let Some(e) = &error {
