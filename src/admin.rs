@@ -255,7 +255,6 @@ enum Problem {
     NotFound(String),
     NotReady,
     Journal(JournalError),
-    Internal(String),
 }
 
 impl Problem {
@@ -316,12 +315,6 @@ impl IntoResponse for Problem {
                     e.to_string(),
                 )
             }
-            Problem::Internal(detail) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "The request failed",
-                detail,
-            ),
         };
         metrics::counter!("hookbox_admin_rejected_total", "kind" => kind).increment(1);
         let mut res = problem(status, kind, title, &detail);
@@ -338,15 +331,6 @@ impl IntoResponse for Problem {
         }
         res
     }
-}
-
-/// Runs a blocking journal read off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
-) -> Result<T, Problem> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(Problem::Internal(format!("journal read failed: {e}"))))
 }
 
 /// A request's query parameters, each known to the route and given at most once. An
@@ -535,8 +519,7 @@ async fn list_events(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json
         limit: p.limit()?,
     };
     check_window(q.since, q.until).map_err(|e| Problem::param("since", e))?;
-    let journal = admin.journal.clone();
-    let page = blocking(move || Ok(journal.query(&q)?)).await?;
+    let page = admin.journal.query(&q).await?;
     Ok(Json(json!({
         "events": page.events.iter().map(summary_json).collect::<Vec<_>>(),
         "next_cursor": page.next_cursor,
@@ -553,15 +536,11 @@ async fn show_event(
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let id = event_id(&raw)?;
-    let journal = admin.journal.clone();
-    let (event, state, attempts) = blocking(move || {
-        let Some(event) = journal.get(id)? else {
-            return Err(Problem::NotFound(format!("no event {id}")));
-        };
-        let state = journal.state(id)?;
-        Ok((event, state, journal.attempts(id)?))
-    })
-    .await?;
+    let journal = &admin.journal;
+    let Some(event) = journal.get(id).await? else {
+        return Err(Problem::NotFound(format!("no event {id}")));
+    };
+    let (state, attempts) = tokio::try_join!(journal.state(id), journal.attempts(id))?;
     let headers: Vec<[String; 2]> = event
         .headers
         .iter()
@@ -689,8 +668,9 @@ async fn replay_status(
     let id: u64 = raw
         .parse()
         .map_err(|_| Problem::param("id", format!("`{raw}` is not a replay id (a number)")))?;
-    let journal = admin.journal.clone();
-    let status = blocking(move || Ok(journal.replay_status(id)?))
+    let status = admin
+        .journal
+        .replay_status(id)
         .await?
         .ok_or_else(|| Problem::NotFound(format!("no replay {id}")))?;
     Ok(Json(json!({
@@ -708,24 +688,19 @@ async fn list_dlq(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Va
     let p = Params::parse(&uri, &["source", "limit"])?;
     let limit = p.limit()?;
     let source = p.get("source").map(str::to_owned);
-    let journal = admin.journal.clone();
-    let events = blocking(move || {
-        let mut out = Vec::new();
-        for (id, source) in journal.dead(source.as_deref(), limit)? {
-            let event_type = journal.get(id)?.and_then(|e| e.event_type);
-            let st = journal.state(id)?;
-            out.push(json!({
-                "id": id,
-                "source": source,
-                "type": event_type,
-                "dead_at": st.as_ref().and_then(|s| s.dead_at_ms).map(rfc3339_ms),
-                "last_error": st.as_ref().and_then(|s| s.last_error.clone()),
-                "attempts": st.as_ref().map_or(0, |s| s.attempts),
-            }));
-        }
-        Ok(out)
-    })
-    .await?;
+    let journal = &admin.journal;
+    let mut events = Vec::new();
+    for (id, source) in journal.dead(source.as_deref(), limit).await? {
+        let (event, st) = tokio::try_join!(journal.get(id), journal.state(id))?;
+        events.push(json!({
+            "id": id,
+            "source": source,
+            "type": event.and_then(|e| e.event_type),
+            "dead_at": st.as_ref().and_then(|s| s.dead_at_ms).map(rfc3339_ms),
+            "last_error": st.as_ref().and_then(|s| s.last_error.clone()),
+            "attempts": st.as_ref().map_or(0, |s| s.attempts),
+        }));
+    }
     Ok(Json(json!({ "events": events })))
 }
 
@@ -761,8 +736,7 @@ async fn redrive(Shared(admin): Shared<Arc<Admin>>, body: Bytes) -> Result<Json<
 }
 
 async fn render_metrics(Shared(admin): Shared<Arc<Admin>>) -> Result<Response, Problem> {
-    let journal = admin.journal.clone();
-    let dead = blocking(move || Ok(journal.dead_count()?)).await?;
+    let dead = admin.journal.dead_count().await?;
     metrics::gauge!("hookbox_dlq_size").set(dead as f64);
     for (source, backlog) in admin.journal.sources() {
         metrics::gauge!("hookbox_backlog", "source" => source).set(backlog as f64);

@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -121,7 +120,7 @@ pub struct Config {
 /// `[server]`.
 ///
 /// ## Defaults
-/// - `listen`: `127.0.0.1:8080`; `journal`: `data/hookbox.redb`;
+/// - `listen`: `127.0.0.1:8080`; `journal`: `data/hookbox.redb`; `lease`: 30 s;
 /// - `request_timeout`: 8 s; `max_in_flight`: 1024; `disk_floor`: 64 MiB;
 /// - `queue_capacity`: 8192; `shutdown_grace`: 10 s;
 /// - `retention`: 30 days (`"0s"` keeps every event forever).
@@ -131,9 +130,19 @@ pub struct ServerConfig {
     /// Where providers post.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// The journal file.
+    /// The journal: a redb file path (one node), or a PostgreSQL URL
+    /// (`postgres://user:pass@host/db?sslmode=require`, several nodes). Also `env:NAME`
+    /// or `file:PATH`, since a URL carries a password.
     #[serde(default = "default_journal")]
-    pub journal: PathBuf,
+    pub journal: String,
+    /// This node's name in a PostgreSQL cluster; unique among live nodes (default: host
+    /// name and process id).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// How long a node may be silent before the others take its deliveries over
+    /// (PostgreSQL only; default 30 s).
+    #[serde(default)]
+    pub lease: Option<HumanDuration>,
     /// The longest a request may take before a 503.
     #[serde(default)]
     pub request_timeout: Option<HumanDuration>,
@@ -236,7 +245,7 @@ fn default_listen() -> SocketAddr {
     "127.0.0.1:8080".parse().expect("valid")
 }
 
-fn default_journal() -> PathBuf {
+fn default_journal() -> String {
     "data/hookbox.redb".into()
 }
 
@@ -526,6 +535,33 @@ impl Config {
             return Err(ConfigError::new(
                 "server.queue_capacity",
                 format!("must be between 1 and {MAX_QUEUE}"),
+            ));
+        }
+        if self.server.journal.trim().is_empty() {
+            return Err(ConfigError::new(
+                "server.journal",
+                "a redb file path or a postgres:// URL is required",
+            ));
+        }
+        if self
+            .server
+            .lease
+            .is_some_and(|d| d.0 < Duration::from_secs(1) || d.0 > Duration::from_secs(3600))
+        {
+            return Err(ConfigError::new(
+                "server.lease",
+                "must be between 1s and 1h",
+            ));
+        }
+        if self
+            .server
+            .node
+            .as_deref()
+            .is_some_and(|n| n.is_empty() || n.len() > 200)
+        {
+            return Err(ConfigError::new(
+                "server.node",
+                "must be 1 to 200 characters",
             ));
         }
         let mut names = std::collections::HashSet::new();

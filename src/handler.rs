@@ -41,15 +41,15 @@ use http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{EventId, Journal, JournalError, StoredEvent};
+use crate::{Claim, EventId, Journal, JournalError, StoredEvent};
 
 /// One delivery of an event to a handler: the event, which attempt this is, and the
 /// journal for memoised [`steps`](Delivery::step).
 #[derive(Clone)]
 pub struct Delivery {
     event: Arc<StoredEvent>,
-    attempt: u32,
-    replay: Option<u64>,
+    /// The claim this delivery runs under: its steps are stored with its fencing token.
+    claim: Claim,
     journal: Arc<dyn Journal>,
 }
 
@@ -59,24 +59,19 @@ impl fmt::Debug for Delivery {
             .field("id", &self.event.id)
             .field("source", &self.event.source)
             .field("event_type", &self.event.event_type)
-            .field("attempt", &self.attempt)
-            .field("replay", &self.replay)
+            .field("attempt", &self.claim.attempt)
+            .field("replay", &self.claim.replay)
             .finish_non_exhaustive()
     }
 }
 
 impl Delivery {
-    /// A delivery of `event`. The runtime builds these; tests of handlers may too.
-    pub fn new(
-        event: Arc<StoredEvent>,
-        attempt: u32,
-        replay: Option<u64>,
-        journal: Arc<dyn Journal>,
-    ) -> Self {
+    /// A delivery of `event` under `claim` (from [`Journal::claim`]). The runtime
+    /// builds these; tests of handlers may too.
+    pub fn new(event: Arc<StoredEvent>, claim: Claim, journal: Arc<dyn Journal>) -> Self {
         Delivery {
             event,
-            attempt,
-            replay,
+            claim,
             journal,
         }
     }
@@ -129,12 +124,12 @@ impl Delivery {
     /// Which attempt this is, from 1. A redrive starts a fresh round at 1, and each
     /// replay counts its own attempts.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.claim.attempt
     }
 
     /// The replay this delivery belongs to (`None`: the original delivery).
     pub fn replay(&self) -> Option<u64> {
-        self.replay
+        self.claim.replay
     }
 
     /// A stable key for an external call made in step `step`, to pass as the remote
@@ -142,7 +137,7 @@ impl Delivery {
     /// one window memoisation cannot: a crash after the effect and before its result
     /// was journaled.
     pub fn idempotency_key(&self, step: &str) -> String {
-        match self.replay {
+        match self.claim.replay {
             None => format!("{}:{step}", self.event.id),
             Some(r) => format!("{}:replay-{r}:{step}", self.event.id),
         }
@@ -160,23 +155,28 @@ impl Delivery {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let key = match self.replay {
+        let key = match self.claim.replay {
             None => name.to_owned(),
             Some(r) => format!("replay-{r}/{name}"),
         };
         let id = self.event.id;
-        if let Some(stored) = self.journal.step_result(id, &key)? {
-            return serde_json::from_slice(&stored).map_err(|e| StepError::Stored {
+        let decode = |stored: &[u8]| {
+            serde_json::from_slice(stored).map_err(|e| StepError::Stored {
                 step: name.to_owned(),
                 problem: e.to_string(),
-            });
+            })
+        };
+        if let Some(stored) = self.journal.step_result(id, &key).await? {
+            return decode(&stored);
         }
         let value = f().await.map_err(StepError::Failed)?;
         let bytes = serde_json::to_vec(&value).map_err(|e| StepError::Stored {
             step: name.to_owned(),
             problem: e.to_string(),
         })?;
-        self.journal.save_step(id, &key, bytes).await?;
+        // A delivery whose claim was taken back stores nothing (`LeaseLost`); the node
+        // that holds it now runs the step under its own claim.
+        self.journal.save_step(&self.claim, &key, bytes).await?;
         Ok(value)
     }
 }

@@ -81,9 +81,10 @@ pub use forward::{Delivered, Destination, ForwardError};
 pub use handler::{Delivery, Outcome, StepError};
 pub use hookbox::{Endpoint, Hookbox, Source};
 pub use journal::{
-    AppendFuture, AppendOptions, Appended, Attempt, AttemptOutcome, EventId, EventState,
-    EventSummary, Journal, JournalError, Load, Next, OpenError, Page, Query, Ready, RedbJournal,
-    RedbJournalBuilder, RedriveFilter, ReplayFilter, ReplayStatus, State, StoredEvent, WriteFuture,
+    AppendFuture, AppendOptions, Appended, Attempt, AttemptOutcome, Claim, EventId, EventState,
+    EventSummary, Journal, JournalError, JournalFuture, Load, Next, OpenError, Page,
+    PostgresJournal, PostgresJournalBuilder, Query, RedbJournal, RedbJournalBuilder,
+    RedriveFilter, ReplayFilter, ReplayStatus, SslMode, State, StoredEvent,
 };
 pub use layer::ack::{Accepted, Ack, AckLayer, Acked};
 pub use layer::shed::{Shed, ShedLayer};

@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::layer::problem::problem;
 use crate::{
-    Config, ConfigError, Destination, Hookbox, Journal, OpenError, RedbJournal, RedrivePolicy,
+    Config, ConfigError, Destination, Hookbox, Journal, OpenError, PostgresJournal, RedbJournal,
+    RedrivePolicy,
     RetryPolicy, Runtime, ShedLayer, Source, SourceOptions, Verifier,
 };
 
@@ -174,6 +175,35 @@ impl From<TcpListener> for Listeners {
     }
 }
 
+/// Opens the journal `server.journal` names: a PostgreSQL database for a `postgres://`
+/// URL (after `resolve`, so `env:` and `file:` work), else a redb file.
+pub async fn open_journal(
+    config: &Config,
+    resolve: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Arc<dyn Journal>, ServeError> {
+    let s = &config.server;
+    let target = resolve(&s.journal).map_err(|p| ConfigError::new("server.journal", p))?;
+    let target = target.trim();
+    if crate::journal::is_url(target) {
+        let mut builder = PostgresJournal::builder(target);
+        if let Some(n) = s.queue_capacity {
+            builder = builder.queue_capacity(n);
+        }
+        if let Some(node) = &s.node {
+            builder = builder.node(node.clone());
+        }
+        if let Some(lease) = s.lease {
+            builder = builder.lease(lease.0);
+        }
+        return Ok(Arc::new(builder.open().await?));
+    }
+    let mut builder = RedbJournal::builder();
+    if let Some(n) = s.queue_capacity {
+        builder = builder.queue_capacity(n);
+    }
+    Ok(Arc::new(builder.open(target)?))
+}
+
 /// Aborts a background task when dropped, so that no way out of [`run`] leaves one
 /// holding the journal.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -202,11 +232,7 @@ pub async fn run(
     // Installed before the journal opens so its first commits are measured.
     crate::admin::metrics_handle();
     let s = &config.server;
-    let mut builder = RedbJournal::builder();
-    if let Some(n) = s.queue_capacity {
-        builder = builder.queue_capacity(n);
-    }
-    let journal = Arc::new(builder.open(&s.journal)?);
+    let journal = open_journal(&config, resolve).await?;
     let hb = hookbox(&config, journal.clone(), resolve)?;
     let runtime = runtime(&config, journal.clone(), resolve)?;
     let app = router(&config, &hb);
@@ -254,7 +280,9 @@ pub async fn run(
         }
     }
     // Appends already queued are committed and answered before the writer stops.
-    journal.shutdown();
+    if let Err(e) = journal.close().await {
+        tracing::warn!(error = %e, "closing the journal failed");
+    }
     tracing::info!("journal flushed; bye");
     Ok(())
 }

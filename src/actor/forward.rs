@@ -55,27 +55,36 @@ impl Handler<Delivery> for Forwarder {
     type Result = ResponseFuture<Outcome>;
 
     fn handle(&mut self, d: Delivery, _: &mut Context<Self>) -> Self::Result {
-        let only = d.replay().and_then(|r| {
-            let mut cache = self.replays.lock().expect("replay cache lock");
-            cache
-                .entry(r)
-                .or_insert_with(|| {
-                    self.journal
-                        .replay_status(r)
-                        .ok()
-                        .flatten()
-                        .and_then(|s| s.destination)
-                })
-                .clone()
-        });
-        let targets: Vec<Arc<Destination>> = self
-            .destinations
-            .iter()
-            .filter(|dest| only.as_deref().is_none_or(|o| o == dest.name()))
-            .cloned()
-            .collect();
-        let memoise = self.destinations.len() > 1;
+        let cache = self.replays.clone();
+        let journal = self.journal.clone();
+        let destinations = self.destinations.clone();
         Box::pin(async move {
+            let only = match d.replay() {
+                None => None,
+                Some(r) => {
+                    let cached = cache.lock().expect("replay cache lock").get(&r).cloned();
+                    match cached {
+                        Some(only) => only,
+                        None => {
+                            let only = journal
+                                .replay_status(r)
+                                .await
+                                .ok()
+                                .flatten()
+                                .and_then(|s| s.destination);
+                            let mut cache = cache.lock().expect("replay cache lock");
+                            cache.insert(r, only.clone());
+                            only
+                        }
+                    }
+                }
+            };
+            let targets: Vec<Arc<Destination>> = destinations
+                .iter()
+                .filter(|dest| only.as_deref().is_none_or(|o| o == dest.name()))
+                .cloned()
+                .collect();
+            let memoise = destinations.len() > 1;
             if targets.is_empty() {
                 return Outcome::fail(format!(
                     "the replay's destination `{}` is not a destination of source `{}`",

@@ -1,7 +1,7 @@
 //! The source actor: pulls due deliveries of one source from the journal and runs them
 //! through the handlers, within its concurrency and rate.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use super::messages::{Drain, Inspect, Wake};
 use super::supervisor::HandlerSlot;
 use super::{SourceOptions, SourceStats};
-use crate::journal::{duration_ms, millis, millis_after, Attempt, AttemptOutcome, Next, Ready};
-use crate::{Delivery, EventId, Journal, Outcome};
+use crate::journal::{duration_ms, millis, millis_after, Attempt, AttemptOutcome, Claim, Next};
+use crate::{Delivery, EventId, Journal, JournalError, Outcome, StoredEvent};
 
 /// Outcomes being journaled at most, beyond which the actor stops taking deliveries
 /// until the writer catches up (bounds memory when the journal is slow).
@@ -25,8 +25,13 @@ pub(super) struct SourceActor {
     journal: Arc<dyn Journal>,
     routes: Vec<Rc<HandlerSlot>>,
     opts: SourceOptions,
-    /// Deliveries started and not yet journaled as settled: left out of `ready`.
-    in_flight: HashSet<(EventId, Option<u64>)>,
+    /// Claims held: deliveries started and not yet journaled as settled. Given back
+    /// to the journal when the actor restarts or a drain gives up on them.
+    in_flight: HashMap<(EventId, Option<u64>), Claim>,
+    /// A claim is being read from the journal; `fill` calls meanwhile set `again`.
+    claiming: bool,
+    /// Fill once more when the claim in progress returns.
+    again: bool,
     /// Deliveries in their handler now.
     running: usize,
     /// A wake-up scheduled for the next due delivery, and when.
@@ -88,7 +93,9 @@ impl SourceActor {
             journal,
             routes,
             opts,
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
+            claiming: false,
+            again: false,
             running: 0,
             timer: None,
             tokens,
@@ -137,38 +144,78 @@ impl SourceActor {
             self.wake_at(ctx, millis_after(wait));
             return;
         }
+        if self.claiming {
+            self.again = true;
+            return;
+        }
+        self.claiming = true;
         let now = SystemTime::now();
-        let in_flight = &self.in_flight;
-        let ready = match self
-            .journal
-            .ready(&self.source, now, allowed, &|id, replay| {
-                in_flight.contains(&(id, replay))
-            }) {
-            Ok(r) => r,
+        let claim = self.journal.claim(&self.source, now, allowed);
+        ctx.spawn(claim.into_actor(self).map(move |res, act, ctx| {
+            act.claiming = false;
+            act.claimed(res, now, allowed, ctx);
+            if std::mem::take(&mut act.again) {
+                act.fill(ctx);
+            }
+        }));
+    }
+
+    /// Starts the deliveries a claim returned; when it returned fewer than asked for,
+    /// arranges to look again when the next one is due.
+    fn claimed(
+        &mut self,
+        res: Result<Vec<Claim>, JournalError>,
+        now: SystemTime,
+        allowed: usize,
+        ctx: &mut Context<Self>,
+    ) {
+        let claims = match res {
+            Ok(c) => c,
             Err(e) => {
                 // A source actor that cannot read its journal stops; its supervisor
                 // restarts it, and the restart waits a moment before looking again.
-                tracing::warn!(source = %self.source, error = %e, "reading due deliveries failed; restarting the source actor");
+                tracing::warn!(source = %self.source, error = %e, "claiming due deliveries failed; restarting the source actor");
                 ctx.stop();
                 return;
             }
         };
-        let got = ready.len();
+        let got = claims.len();
         if self.opts.rate.is_some() {
             self.tokens -= got as f64;
         }
-        for r in ready {
-            self.dispatch(r, ctx);
+        if self.draining {
+            // Claimed while a drain began: give them back untouched.
+            self.give_back(claims);
+            return;
+        }
+        for c in claims {
+            self.dispatch(c, ctx);
         }
         if got < allowed {
-            match self.journal.next_due(&self.source, now) {
-                Ok(Some(at)) => self.wake_at(ctx, at),
+            let next = self.journal.next_due(&self.source, now);
+            ctx.spawn(next.into_actor(self).map(|res, act, ctx| match res {
+                Ok(Some(at)) => act.wake_at(ctx, at),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(source = %self.source, error = %e, "reading the next due time failed")
+                    tracing::warn!(source = %act.source, error = %e, "reading the next due time failed")
                 }
-            }
+            }));
         }
+    }
+
+    /// Gives claims back to the journal without an attempt: due again at once, here or
+    /// on another node.
+    fn give_back(&self, claims: Vec<Claim>) {
+        if claims.is_empty() {
+            return;
+        }
+        let fut = self.journal.abandon(claims);
+        let source = self.source.clone();
+        actix::spawn(async move {
+            if let Err(e) = fut.await {
+                tracing::warn!(%source, error = %e, "giving claims back failed; they are taken back when the lease runs out");
+            }
+        });
     }
 
     /// Wakes up at `at_ms` (ms since the epoch) unless an earlier wake-up is set.
@@ -189,24 +236,42 @@ impl SourceActor {
         self.timer = Some((handle, at_ms));
     }
 
-    fn dispatch(&mut self, ready: Ready, ctx: &mut Context<Self>) {
-        let key = (ready.id, ready.replay);
-        self.in_flight.insert(key);
+    fn dispatch(&mut self, claim: Claim, ctx: &mut Context<Self>) {
+        let key = (claim.id, claim.replay);
+        self.in_flight.insert(key, claim.clone());
         self.running += 1;
         self.started += 1;
         let started = SystemTime::now();
         let clock = Instant::now();
-        let event = match self.journal.get(ready.id) {
+        let get = self.journal.get(claim.id);
+        ctx.spawn(get.into_actor(self).map(move |res, act, ctx| {
+            act.run(claim, res, started, clock, ctx);
+        }));
+    }
+
+    /// Hands a claimed delivery whose event was read to its handler.
+    fn run(
+        &mut self,
+        ready: Claim,
+        res: Result<Option<StoredEvent>, JournalError>,
+        started: SystemTime,
+        clock: Instant,
+        ctx: &mut Context<Self>,
+    ) {
+        let key = (ready.id, ready.replay);
+        let event = match res {
             Ok(Some(e)) => Arc::new(e),
             Ok(None) => {
                 return self.finish(ready, started, clock, Err(Failure::Missing), ctx);
             }
             Err(e) => {
-                // Not an attempt: the journal could not be read. The delivery stays due
-                // and is tried again shortly, its attempt count untouched.
+                // Not an attempt: the journal could not be read. The claim is given
+                // back and the delivery tried again shortly, its attempt count untouched.
                 tracing::warn!(source = %self.source, id = %ready.id, error = %e, "reading an event failed; trying again in a second");
                 self.running -= 1;
-                self.in_flight.remove(&key);
+                if let Some(c) = self.in_flight.remove(&key) {
+                    self.give_back(vec![c]);
+                }
                 self.wake_at(ctx, millis_after(Duration::from_secs(1)));
                 return;
             }
@@ -228,7 +293,7 @@ impl SourceActor {
             self.metrics.lag.record(lag);
         }
         let (recipient, generation) = slot.current();
-        let delivery = Delivery::new(event, ready.attempt, ready.replay, self.journal.clone());
+        let delivery = Delivery::new(event, ready.clone(), self.journal.clone());
         let request = recipient.send(delivery).timeout(self.opts.attempt_timeout);
         ctx.spawn(request.into_actor(self).map(move |res, act, ctx| {
             let res = res.map_err(|e| match e {
@@ -248,7 +313,7 @@ impl SourceActor {
     /// Journals how an attempt ended and what follows.
     fn finish(
         &mut self,
-        ready: Ready,
+        ready: Claim,
         started: SystemTime,
         clock: Instant,
         res: Result<Outcome, Failure>,
@@ -305,11 +370,19 @@ impl SourceActor {
             replay: ready.replay,
         };
         let key = (ready.id, ready.replay);
-        let settle = self.journal.settle(&self.source, ready, attempt, next);
+        let settle = self.journal.settle(ready, attempt, next);
         ctx.spawn(settle.into_actor(self).map(move |res, act, ctx| {
-            if let Err(e) = res {
-                // Not journaled: the delivery stays due and happens again.
-                tracing::warn!(source = %act.source, id = %key.0, error = %e, "journaling an outcome failed; the delivery will be repeated");
+            match res {
+                Ok(()) => {}
+                Err(JournalError::LeaseLost { .. }) => {
+                    // Another node took the delivery over: its outcome is the one kept.
+                    metrics::counter!("hookbox_claims_lost_total", "source" => act.source.to_string()).increment(1);
+                    tracing::info!(source = %act.source, id = %key.0, "the claim was taken over; this attempt's outcome is dropped");
+                }
+                Err(e) => {
+                    // Not journaled: the delivery stays due and happens again.
+                    tracing::warn!(source = %act.source, id = %key.0, error = %e, "journaling an outcome failed; the delivery will be repeated");
+                }
             }
             act.in_flight.remove(&key);
             act.check_drained();
@@ -385,7 +458,10 @@ impl actix::Supervised for SourceActor {
         // Deliveries in flight were cancelled with the old context; their entries are
         // still due in the journal and are picked up again.
         self.restarts += 1;
-        self.in_flight.clear();
+        let claims = self.in_flight.drain().map(|(_, c)| c).collect();
+        self.give_back(claims);
+        self.claiming = false;
+        self.again = false;
         self.running = 0;
         self.timer = None;
         metrics::counter!("hookbox_source_actor_restarts_total", "source" => self.source.to_string()).increment(1);
@@ -418,8 +494,13 @@ impl Handler<Drain> for SourceActor {
             }
             .into_actor(self)
             .map(|_, act, _| {
+                // Past the deadline: what is still running is given back, so another
+                // node (or the next start) delivers it; its outcome is not journaled.
                 act.abandoned = !act.in_flight.is_empty();
-                act.in_flight.len()
+                let left = act.in_flight.len();
+                let claims = act.in_flight.drain().map(|(_, c)| c).collect();
+                act.give_back(claims);
+                left
             }),
         )
     }

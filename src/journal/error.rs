@@ -13,6 +13,16 @@ pub enum JournalError {
     /// The journal is shutting down or recovering from a storage failure.
     #[error("the journal is not accepting writes: {0}")]
     Unavailable(&'static str),
+    /// The claim this write presented is no longer held: its node was declared dead
+    /// and another took the delivery over, or the claim was abandoned. Nothing was
+    /// written; the delivery belongs to whoever holds it now.
+    #[error("the claim on {id} was taken back (fencing token {token} is stale)")]
+    LeaseLost {
+        /// The event.
+        id: u64,
+        /// The stale token.
+        token: u64,
+    },
     /// A stored record could not be decoded (corruption or a newer format).
     #[error("journal record {id} is unreadable: {problem}")]
     Corrupt {
@@ -26,7 +36,10 @@ pub enum JournalError {
 impl JournalError {
     /// True when the condition is temporary and the sender should retry later (503).
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, JournalError::Corrupt { .. })
+        !matches!(
+            self,
+            JournalError::Corrupt { .. } | JournalError::LeaseLost { .. }
+        )
     }
 }
 
@@ -42,7 +55,10 @@ pub enum OpenError {
         /// redb's explanation.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The file was written by a newer, incompatible hookbox.
+    /// The database's address or options are wrong (`server.journal`).
+    #[error("journal configuration: {0}")]
+    Config(String),
+    /// The file or the database schema was written by a newer, incompatible hookbox.
     #[error("journal format version {found} is newer than this hookbox understands ({supported})")]
     Version {
         /// The version in the file.

@@ -1,8 +1,9 @@
 //! The journal: hookbox's durable truth and its buffer.
 //!
 //! Every verified event is appended here *before* it is acknowledged; the delivery
-//! runtime reads it back from here. [`Journal`] is the contract; [`RedbJournal`] is the
-//! embedded default, one redb file with a group-commit writer:
+//! runtime claims it back from here. [`Journal`] is the contract, with two backends:
+//! [`PostgresJournal`] for several nodes on one database (see `postgres/`), and
+//! [`RedbJournal`], the embedded default, one redb file with a group-commit writer:
 //!
 //! - one thread drains a bounded queue and writes each batch in one write transaction
 //!   with `Durability::Immediate`; every append waiting in the batch is answered only
@@ -23,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::{Event, Verified};
 
 mod error;
+mod postgres;
 mod record;
 mod redb_journal;
 pub(crate) mod retention;
@@ -33,9 +35,11 @@ mod writer;
 pub use error::{JournalError, OpenError};
 pub(crate) use record::{duration_ms, millis, millis_after};
 pub use record::{EventSummary, StoredEvent};
+pub(crate) use postgres::is_url;
+pub use postgres::{PostgresJournal, PostgresJournalBuilder, SslMode};
 pub use redb_journal::{RedbJournal, RedbJournalBuilder};
 pub use state::{
-    Attempt, AttemptOutcome, EventState, Next, Ready, RedriveFilter, ReplayFilter, ReplayStatus,
+    Attempt, AttemptOutcome, Claim, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus,
     State,
 };
 
@@ -165,15 +169,26 @@ pub struct AppendOptions {
     pub order_key: Option<String>,
 }
 
+/// The future of every journal call that is not answered from counters: reads resolve
+/// with what the journal holds, writes only once they are durable (or refused).
+pub type JournalFuture<T> = Pin<Box<dyn Future<Output = Result<T, JournalError>> + Send>>;
+
 /// The future of [`Journal::append`].
-pub type AppendFuture = Pin<Box<dyn Future<Output = Result<Appended, JournalError>> + Send>>;
+pub type AppendFuture = JournalFuture<Appended>;
 
-/// The future of a journal write other than an append.
-pub type WriteFuture<T> = Pin<Box<dyn Future<Output = Result<T, JournalError>> + Send>>;
-
-/// The journal contract. redb ([`RedbJournal`]) is the embedded default; a NATS
-/// JetStream backend can implement the same contract for deployments that outgrow one
-/// machine.
+/// The journal contract, one behaviour for every backend: [`RedbJournal`] (one process,
+/// one file) and [`PostgresJournal`] (several nodes on one database) both pass the same
+/// contract test suite (`tests/it/contract.rs`).
+///
+/// Deliveries are *claimed*: [`claim`](Journal::claim) hands out due deliveries with a
+/// fencing token, and [`settle`](Journal::settle), [`save_step`](Journal::save_step)
+/// and [`abandon`](Journal::abandon) present it. A claim that was taken back meanwhile
+/// (its node was declared dead and another took the delivery over, or it was abandoned)
+/// fails with [`JournalError::LeaseLost`] and changes nothing. No transaction or lock is
+/// held while a delivery runs.
+///
+/// `load`, `backlog` and `sources` are answered from counters (refreshed about once a
+/// second on PostgreSQL): the shed layer reads them before a body, per request.
 pub trait Journal: Send + Sync + fmt::Debug + 'static {
     /// Appends a verified event; resolves only when it is durable (or refused).
     fn append(&self, event: &Verified<Event>, opts: &AppendOptions) -> AppendFuture;
@@ -187,72 +202,78 @@ pub trait Journal: Send + Sync + fmt::Debug + 'static {
     /// Every source with its backlog.
     fn sources(&self) -> Vec<(String, u64)>;
 
+    /// How many events the journal holds.
+    fn count(&self) -> JournalFuture<u64>;
+
     /// One event by id.
-    fn get(&self, id: EventId) -> Result<Option<StoredEvent>, JournalError>;
+    fn get(&self, id: EventId) -> JournalFuture<Option<StoredEvent>>;
 
     /// Events in a time window, newest first.
-    fn query(&self, query: &Query) -> Result<Page, JournalError>;
+    fn query(&self, query: &Query) -> JournalFuture<Page>;
 
     /// The event journaled for a provider delivery id, if any.
-    fn lookup(&self, source: &str, delivery_id: &str) -> Result<Option<EventId>, JournalError>;
+    fn lookup(&self, source: &str, delivery_id: &str) -> JournalFuture<Option<EventId>>;
 
-    /// Up to `limit` deliveries of `source` due at `now`, oldest first, leaving out those
-    /// `skip` names (in flight) and those held back by per-key order.
-    fn ready(
-        &self,
-        source: &str,
-        now: SystemTime,
-        limit: usize,
-        skip: &dyn Fn(EventId, Option<u64>) -> bool,
-    ) -> Result<Vec<Ready>, JournalError>;
+    /// Claims up to `limit` deliveries of `source` due at `now`, oldest first: none that
+    /// is claimed already (here or on another node), none held back by per-key order.
+    fn claim(&self, source: &str, now: SystemTime, limit: usize) -> JournalFuture<Vec<Claim>>;
 
     /// When the earliest delivery of `source` due strictly after `after` is due (ms),
     /// if any: when a source with nothing ready now should look again.
-    fn next_due(&self, source: &str, after: SystemTime) -> Result<Option<u64>, JournalError>;
+    fn next_due(&self, source: &str, after: SystemTime) -> JournalFuture<Option<u64>>;
 
-    /// Records an attempt and what follows it. Not fsynced on its own: a crash may
-    /// forget it, and the delivery then happens again.
-    fn settle(&self, source: &str, ready: Ready, attempt: Attempt, next: Next) -> WriteFuture<()>;
+    /// Records an attempt of a claimed delivery and what follows it, and ends the claim.
+    /// [`JournalError::LeaseLost`] when the claim is no longer held: nothing is
+    /// recorded. Not fsynced on its own on redb: a crash may forget it, and the delivery
+    /// then happens again.
+    fn settle(&self, claim: Claim, attempt: Attempt, next: Next) -> JournalFuture<()>;
+
+    /// Gives claims back without an attempt (shutdown, a restarted source actor): the
+    /// deliveries are due again at once. Claims no longer held are ignored.
+    fn abandon(&self, claims: Vec<Claim>) -> JournalFuture<()>;
 
     /// A memoised step's stored result.
-    fn step_result(&self, id: EventId, name: &str) -> Result<Option<Vec<u8>>, JournalError>;
+    fn step_result(&self, id: EventId, name: &str) -> JournalFuture<Option<Vec<u8>>>;
 
-    /// Stores a step's result durably.
-    fn save_step(&self, id: EventId, name: &str, value: Vec<u8>) -> WriteFuture<()>;
+    /// Stores a step's result durably, for the claimed delivery's event. The first
+    /// writer wins: when the step is stored already, the stored value is kept.
+    /// [`JournalError::LeaseLost`] when the claim is no longer held.
+    fn save_step(&self, claim: &Claim, name: &str, value: Vec<u8>) -> JournalFuture<()>;
 
     /// An event's delivery state (`None`: no such event).
-    fn state(&self, id: EventId) -> Result<Option<EventState>, JournalError>;
+    fn state(&self, id: EventId) -> JournalFuture<Option<EventState>>;
 
     /// Every attempt of an event, oldest first.
-    fn attempts(&self, id: EventId) -> Result<Vec<Attempt>, JournalError>;
+    fn attempts(&self, id: EventId) -> JournalFuture<Vec<Attempt>>;
 
     /// Dead events (the DLQ), oldest id first, with their sources.
-    fn dead(
-        &self,
-        source: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(EventId, String)>, JournalError>;
+    fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<(EventId, String)>>;
 
     /// How many events are dead.
-    fn dead_count(&self) -> Result<u64, JournalError>;
+    fn dead_count(&self) -> JournalFuture<u64>;
 
     /// Moves matching dead events back to pending; resolves to how many.
-    fn redrive(&self, filter: RedriveFilter) -> WriteFuture<u64>;
+    fn redrive(&self, filter: RedriveFilter) -> JournalFuture<u64>;
 
     /// Queues new deliveries of the events of a window.
-    fn replay(&self, filter: ReplayFilter) -> WriteFuture<ReplayStatus>;
+    fn replay(&self, filter: ReplayFilter) -> JournalFuture<ReplayStatus>;
 
     /// Retention: removes up to `limit` events that are `Done` and were received before
     /// `before`, with their state, attempts, steps and dedup entry; resolves to how many.
     /// Pending, retrying and dead events are kept, and so is an event with a delivery
     /// still waiting (a replay in progress). Call again while it returns `limit`: each
     /// call is one bounded, durable transaction.
-    fn purge(&self, before: SystemTime, limit: usize) -> WriteFuture<u64>;
+    fn purge(&self, before: SystemTime, limit: usize) -> JournalFuture<u64>;
 
     /// A replay's progress.
-    fn replay_status(&self, id: u64) -> Result<Option<ReplayStatus>, JournalError>;
+    fn replay_status(&self, id: u64) -> JournalFuture<Option<ReplayStatus>>;
 
     /// Changes after each commit that appended events (the highest id), and after each
-    /// redrive or replay (same value, still a change).
+    /// redrive or replay (same value, still a change). On PostgreSQL it also changes when
+    /// another node commits (LISTEN/NOTIFY); the runtime polls besides.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Finishes what is queued, then stops: later calls are refused. On PostgreSQL the
+    /// node also gives its claims back, so other nodes take them over at once.
+    fn close(&self) -> JournalFuture<()>;
 }

@@ -12,14 +12,14 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Sto
 use tokio::sync::{oneshot, watch};
 
 use super::record::{self, millis};
-use super::state::{Attempt, EventState, Next, Ready, RedriveFilter, ReplayFilter, ReplayStatus};
+use super::state::{Attempt, Claim, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus};
 use super::tables::{
     ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, META, ORDER, READY, REPLAYS, SOURCES, STATE, STEPS,
 };
 use super::writer::{self, AppendOp, CommitHook, Op, Opener, OutcomeOp};
 use super::{
-    type_matches, AppendFuture, AppendOptions, EventId, Journal, JournalError, Load, OpenError,
-    Page, Query, StoredEvent, WriteFuture,
+    type_matches, AppendFuture, AppendOptions, EventId, Journal, JournalError, JournalFuture, Load,
+    OpenError, Page, Query, StoredEvent,
 };
 use crate::{Event, Verified};
 
@@ -76,6 +76,11 @@ pub struct RedbJournal {
     closing: AtomicBool,
     /// The writer thread, joined on shutdown.
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Claims held, by (event, replay) -> fencing token. In memory: one process is the
+    /// only node, and a crash ends every claim with it.
+    claims: Mutex<HashMap<(u64, u64), u64>>,
+    /// The last fencing token handed out.
+    tokens: AtomicU64,
 }
 
 impl std::fmt::Debug for RedbJournal {
@@ -224,6 +229,8 @@ impl RedbJournalBuilder {
             capacity: self.queue_capacity,
             closing: AtomicBool::new(false),
             writer: Mutex::new(Some(handle)),
+            claims: Mutex::new(HashMap::new()),
+            tokens: AtomicU64::new(0),
         })
     }
 }
@@ -319,8 +326,9 @@ impl RedbJournal {
         }
     }
 
-    /// How many events the journal holds.
-    pub fn count(&self) -> Result<u64, JournalError> {
+    /// How many events the journal holds (synchronously; [`Journal::count`] is the
+    /// same as a future).
+    pub fn len(&self) -> Result<u64, JournalError> {
         let db = self.db()?;
         let txn = db.begin_read()?;
         Ok(txn.open_table(EVENTS)?.len()?)
@@ -331,7 +339,7 @@ impl RedbJournal {
         &self,
         op: Op,
         rx: oneshot::Receiver<Result<T, JournalError>>,
-    ) -> WriteFuture<T> {
+    ) -> JournalFuture<T> {
         if self.closing.load(Ordering::Acquire) {
             return Box::pin(std::future::ready(Err(JournalError::Unavailable(
                 "shutting down",
@@ -362,14 +370,7 @@ impl RedbJournal {
     }
 
     fn db(&self) -> Result<Arc<Database>, JournalError> {
-        self.shared
-            .db
-            .read()
-            .expect("db lock")
-            .clone()
-            .ok_or(JournalError::Unavailable(
-                "recovering from a storage failure",
-            ))
+        db_of(&self.shared)
     }
 }
 
@@ -379,17 +380,303 @@ impl Drop for RedbJournal {
     }
 }
 
+/// The reads, synchronous: redb reads are served from its page cache in microseconds,
+/// so the futures of the contract run them in place.
+impl RedbJournal {
+    fn read_get(&self, id: EventId) -> Result<Option<StoredEvent>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let rec = events.get(id.0)?;
+        rec.map(|r| record::decode(id.0, r.value())).transpose()
+    }
+
+    fn read_claim(
+        &self,
+        source: &str,
+        now: std::time::SystemTime,
+        limit: usize,
+    ) -> Result<Vec<Claim>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let ready = txn.open_table(READY)?;
+        let order = txn.open_table(ORDER)?;
+        let now_ms = millis(now);
+        let mut out = Vec::new();
+        let source_arc: Arc<str> = Arc::from(source);
+        // Held for the scan: two claimers of one source never get the same delivery.
+        let mut claims = self.claims.lock().expect("claims lock");
+        // Entries skipped (claimed, or held back by order) are bounded per call, so a
+        // key blocked behind a dead event costs each look a bounded scan.
+        let range = ready.range((source, 0, 0, 0)..=(source, now_ms, u64::MAX, u64::MAX))?;
+        for (scanned, entry) in range.enumerate() {
+            if out.len() >= limit || scanned >= MAX_READY_SCAN.saturating_add(limit) {
+                break;
+            }
+            let (k, v) = entry?;
+            let (_, due_ms, id, replay) = k.value();
+            let (attempt, key) = v.value();
+            if claims.contains_key(&(id, replay)) {
+                continue;
+            }
+            let replay = (replay != 0).then_some(replay);
+            if !key.is_empty() && replay.is_none() {
+                // Per-key order: only the oldest unfinished event of a key may go.
+                let first = order
+                    .range((source, key, 0)..=(source, key, u64::MAX))?
+                    .next()
+                    .transpose()?;
+                if first.is_some_and(|(k, _)| k.value().2 != id) {
+                    continue;
+                }
+            }
+            let token = self.tokens.fetch_add(1, Ordering::Relaxed) + 1;
+            claims.insert((id, replay.unwrap_or(0)), token);
+            out.push(Claim {
+                id: EventId(id),
+                attempt,
+                replay,
+                due_ms,
+                order_key: key.to_owned(),
+                source: source_arc.clone(),
+                token,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ends `claim` if it is still held; false when it was taken back.
+    fn release(&self, claim: &Claim) -> bool {
+        let mut claims = self.claims.lock().expect("claims lock");
+        let key = (claim.id.0, claim.replay.unwrap_or(0));
+        if claims.get(&key) == Some(&claim.token) {
+            claims.remove(&key);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn holds(&self, claim: &Claim) -> bool {
+        let claims = self.claims.lock().expect("claims lock");
+        claims.get(&(claim.id.0, claim.replay.unwrap_or(0))) == Some(&claim.token)
+    }
+
+    fn read_next_due(
+        &self,
+        source: &str,
+        after: std::time::SystemTime,
+    ) -> Result<Option<u64>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let ready = txn.open_table(READY)?;
+        let from = millis(after).saturating_add(1);
+        let first = ready
+            .range((source, from, 0, 0)..=(source, u64::MAX, u64::MAX, u64::MAX))?
+            .next()
+            .transpose()?;
+        Ok(first.map(|(k, _)| k.value().1))
+    }
+
+    fn read_step_result(&self, id: EventId, name: &str) -> Result<Option<Vec<u8>>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let steps = txn.open_table(STEPS)?;
+        Ok(steps.get((id.0, name))?.map(|g| g.value().to_vec()))
+    }
+
+    fn read_state(&self, id: EventId) -> Result<Option<EventState>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        if txn.open_table(EVENTS)?.get(id.0)?.is_none() {
+            return Ok(None);
+        }
+        state_of(&txn.open_table(STATE)?, id.0).map(Some)
+    }
+
+    fn read_attempts(&self, id: EventId) -> Result<Vec<Attempt>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let attempts = txn.open_table(ATTEMPTS)?;
+        let mut out = Vec::new();
+        for entry in attempts.range((id.0, 0)..=(id.0, u32::MAX))? {
+            let (_, v) = entry?;
+            out.push(
+                serde_json::from_slice(v.value()).map_err(|e| JournalError::Corrupt {
+                    id: id.0,
+                    problem: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn read_dead_count(&self) -> Result<u64, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        Ok(txn.open_table(DEAD)?.len()?)
+    }
+
+    fn read_replay_status(&self, id: u64) -> Result<Option<ReplayStatus>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let replays = txn.open_table(REPLAYS)?;
+        let found = replays.get(id)?;
+        found
+            .map(|g| {
+                serde_json::from_slice(g.value()).map_err(|e| JournalError::Corrupt {
+                    id,
+                    problem: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    fn read_lookup(&self, source: &str, delivery_id: &str) -> Result<Option<EventId>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        let dedup = txn.open_table(DEDUP)?;
+        let found = dedup.get((source, delivery_id))?;
+        Ok(found.map(|g| EventId(g.value().0)))
+    }
+}
+
+fn read_query(shared: &Shared, q: &Query) -> Result<Page, JournalError> {
+    let limit = if q.limit == 0 { 100 } else { q.limit };
+    let lo = q.since.map(|t| EventId::lower_bound(t).0).unwrap_or(0);
+    let mut hi = q
+        .until
+        .map(|t| EventId::lower_bound(t).0)
+        .unwrap_or(u64::MAX);
+    if let Some(before) = q.before {
+        hi = hi.min(before.0);
+    }
+    let mut page = Page::default();
+    if lo >= hi {
+        return Ok(page);
+    }
+    let db = db_of(shared)?;
+    let txn = db.begin_read()?;
+    let events = txn.open_table(EVENTS)?;
+    let states = txn.open_table(STATE)?;
+    let mut consider = |id: u64, bytes: &[u8]| -> Result<bool, JournalError> {
+        let mut s = record::decode_summary(id, bytes)?;
+        if !q
+            .event_type
+            .as_deref()
+            .is_none_or(|p| type_matches(p, s.event_type.as_deref()))
+        {
+            return Ok(true);
+        }
+        let st = state_of(&states, id)?;
+        if q.state.is_some_and(|want| want != st.state) {
+            return Ok(true);
+        }
+        if page.events.len() == limit {
+            // One more match exists: the page is full and the next one is not empty.
+            page.next_cursor = page.events.last().map(|e| e.id);
+            return Ok(false);
+        }
+        s.state = st.state;
+        s.attempts = st.attempts;
+        page.events.push(s);
+        Ok(true)
+    };
+    match &q.source {
+        Some(source) => {
+            let by_source = txn.open_table(BY_SOURCE)?;
+            for entry in by_source
+                .range((source.as_str(), lo)..(source.as_str(), hi))?
+                .rev()
+            {
+                let id = entry?.0.value().1;
+                let Some(rec) = events.get(id)? else { continue };
+                if !consider(id, rec.value())? {
+                    break;
+                }
+            }
+        }
+        None => {
+            for entry in events.range(lo..hi)?.rev() {
+                let (k, v) = entry?;
+                if !consider(k.value(), v.value())? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(page)
+}
+
+/// Claims due deliveries: scans the READY queue, leaving out those claimed already
+/// and those held back by per-key order, and records a claim for each it returns.
+
+fn read_dead(
+    shared: &Shared,
+    source: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(EventId, String)>, JournalError> {
+    let db = db_of(shared)?;
+    let txn = db.begin_read()?;
+    let dead = txn.open_table(DEAD)?;
+    let mut out = Vec::new();
+    for entry in dead.iter()? {
+        let (k, _) = entry?;
+        let (s, id) = k.value();
+        if source.is_none_or(|want| want == s) {
+            out.push((EventId(id), s.to_owned()));
+            if out.len() >= limit.max(1) {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+
+/// The live database, or `Unavailable` while the writer recovers it.
+fn db_of(shared: &Shared) -> Result<Arc<Database>, JournalError> {
+    shared
+        .db
+        .read()
+        .expect("db lock")
+        .clone()
+        .ok_or(JournalError::Unavailable(
+            "recovering from a storage failure",
+        ))
+}
+
+/// Runs a read that may scan far (queries, the DLQ) on the blocking pool, off the
+/// async workers; in place when there is no tokio runtime.
+fn offload<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&Shared) -> Result<T, JournalError> + Send + 'static,
+) -> JournalFuture<T> {
+    let shared = shared.clone();
+    if tokio::runtime::Handle::try_current().is_err() {
+        return done(f(&shared));
+    }
+    Box::pin(async move {
+        tokio::task::spawn_blocking(move || f(&shared))
+            .await
+            .unwrap_or_else(|_| Err(JournalError::Unavailable("a journal read panicked")))
+    })
+}
+
+/// A result already at hand, as the contract's future.
+fn done<T: Send + 'static>(r: Result<T, JournalError>) -> JournalFuture<T> {
+    Box::pin(std::future::ready(r))
+}
+
 impl Journal for RedbJournal {
     fn append(&self, event: &Verified<Event>, opts: &AppendOptions) -> AppendFuture {
         if self.closing.load(Ordering::Acquire) {
-            return Box::pin(std::future::ready(Err(JournalError::Unavailable(
-                "shutting down",
-            ))));
+            return done(Err(JournalError::Unavailable("shutting down")));
         }
         let queued = self.shared.queued.fetch_add(1, Ordering::AcqRel);
         if queued >= self.capacity {
             self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-            return Box::pin(std::future::ready(Err(JournalError::Overloaded(queued))));
+            return done(Err(JournalError::Overloaded(queued)));
         }
         let (reply, rx) = oneshot::channel();
         let op = AppendOp {
@@ -409,7 +696,7 @@ impl Journal for RedbJournal {
                     JournalError::Unavailable("the writer has stopped")
                 }
             };
-            return Box::pin(std::future::ready(Err(err)));
+            return done(Err(err));
         }
         Box::pin(async move {
             rx.await.unwrap_or(Err(JournalError::Unavailable(
@@ -437,150 +724,54 @@ impl Journal for RedbJournal {
             .unwrap_or(0)
     }
 
-    fn get(&self, id: EventId) -> Result<Option<StoredEvent>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let events = txn.open_table(EVENTS)?;
-        let rec = events.get(id.0)?;
-        rec.map(|r| record::decode(id.0, r.value())).transpose()
+    fn sources(&self) -> Vec<(String, u64)> {
+        let map = self.shared.backlog.read().expect("backlog lock");
+        map.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
-    fn query(&self, q: &Query) -> Result<Page, JournalError> {
-        let limit = if q.limit == 0 { 100 } else { q.limit };
-        let lo = q.since.map(|t| EventId::lower_bound(t).0).unwrap_or(0);
-        let mut hi = q
-            .until
-            .map(|t| EventId::lower_bound(t).0)
-            .unwrap_or(u64::MAX);
-        if let Some(before) = q.before {
-            hi = hi.min(before.0);
-        }
-        let mut page = Page::default();
-        if lo >= hi {
-            return Ok(page);
-        }
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let events = txn.open_table(EVENTS)?;
-        let states = txn.open_table(STATE)?;
-        let mut consider = |id: u64, bytes: &[u8]| -> Result<bool, JournalError> {
-            let mut s = record::decode_summary(id, bytes)?;
-            if !q
-                .event_type
-                .as_deref()
-                .is_none_or(|p| type_matches(p, s.event_type.as_deref()))
-            {
-                return Ok(true);
-            }
-            let st = state_of(&states, id)?;
-            if q.state.is_some_and(|want| want != st.state) {
-                return Ok(true);
-            }
-            if page.events.len() == limit {
-                // One more match exists: the page is full and the next one is not empty.
-                page.next_cursor = page.events.last().map(|e| e.id);
-                return Ok(false);
-            }
-            s.state = st.state;
-            s.attempts = st.attempts;
-            page.events.push(s);
-            Ok(true)
-        };
-        match &q.source {
-            Some(source) => {
-                let by_source = txn.open_table(BY_SOURCE)?;
-                for entry in by_source
-                    .range((source.as_str(), lo)..(source.as_str(), hi))?
-                    .rev()
-                {
-                    let id = entry?.0.value().1;
-                    let Some(rec) = events.get(id)? else { continue };
-                    if !consider(id, rec.value())? {
-                        break;
-                    }
-                }
-            }
-            None => {
-                for entry in events.range(lo..hi)?.rev() {
-                    let (k, v) = entry?;
-                    if !consider(k.value(), v.value())? {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(page)
+    fn count(&self) -> JournalFuture<u64> {
+        done(self.len())
     }
 
-    fn ready(
+    fn get(&self, id: EventId) -> JournalFuture<Option<StoredEvent>> {
+        done(self.read_get(id))
+    }
+
+    fn query(&self, q: &Query) -> JournalFuture<Page> {
+        let q = q.clone();
+        offload(&self.shared, move |s| read_query(s, &q))
+    }
+
+    fn lookup(&self, source: &str, delivery_id: &str) -> JournalFuture<Option<EventId>> {
+        done(self.read_lookup(source, delivery_id))
+    }
+
+    fn claim(
         &self,
         source: &str,
         now: std::time::SystemTime,
         limit: usize,
-        skip: &dyn Fn(EventId, Option<u64>) -> bool,
-    ) -> Result<Vec<Ready>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let ready = txn.open_table(READY)?;
-        let order = txn.open_table(ORDER)?;
-        let now_ms = millis(now);
-        let mut out = Vec::new();
-        // Entries skipped (in flight, or held back by order) are bounded per call, so
-        // a key blocked behind a dead event costs each look a bounded scan.
-        let range = ready.range((source, 0, 0, 0)..=(source, now_ms, u64::MAX, u64::MAX))?;
-        for (scanned, entry) in range.enumerate() {
-            if out.len() >= limit || scanned >= MAX_READY_SCAN.saturating_add(limit) {
-                break;
-            }
-            let (k, v) = entry?;
-            let (_, due_ms, id, replay) = k.value();
-            let (attempt, key) = v.value();
-            let replay = (replay != 0).then_some(replay);
-            if skip(EventId(id), replay) {
-                continue;
-            }
-            if !key.is_empty() && replay.is_none() {
-                // Per-key order: only the oldest unfinished event of a key may go.
-                let first = order
-                    .range((source, key, 0)..=(source, key, u64::MAX))?
-                    .next()
-                    .transpose()?;
-                if first.is_some_and(|(k, _)| k.value().2 != id) {
-                    continue;
-                }
-            }
-            out.push(Ready {
-                id: EventId(id),
-                attempt,
-                replay,
-                due_ms,
-                order_key: key.to_owned(),
-            });
+    ) -> JournalFuture<Vec<Claim>> {
+        done(self.read_claim(source, now, limit))
+    }
+
+    fn next_due(&self, source: &str, after: std::time::SystemTime) -> JournalFuture<Option<u64>> {
+        done(self.read_next_due(source, after))
+    }
+
+    fn settle(&self, claim: Claim, attempt: Attempt, next: Next) -> JournalFuture<()> {
+        // The claim ends here, before the outcome is written: if the write fails, the
+        // delivery is simply due again.
+        if !self.release(&claim) {
+            return done(Err(JournalError::LeaseLost {
+                id: claim.id.0,
+                token: claim.token,
+            }));
         }
-        Ok(out)
-    }
-
-    fn next_due(
-        &self,
-        source: &str,
-        after: std::time::SystemTime,
-    ) -> Result<Option<u64>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let ready = txn.open_table(READY)?;
-        let from = millis(after).saturating_add(1);
-        let first = ready
-            .range((source, from, 0, 0)..=(source, u64::MAX, u64::MAX, u64::MAX))?
-            .next()
-            .transpose()?;
-        Ok(first.map(|(k, _)| k.value().1))
-    }
-
-    fn settle(&self, source: &str, ready: Ready, attempt: Attempt, next: Next) -> WriteFuture<()> {
         let (reply, rx) = oneshot::channel();
         let op = Op::Outcome(OutcomeOp {
-            source: Arc::from(source),
-            ready,
+            source: claim.source.clone(),
+            ready: claim,
             attempt,
             next,
             reply,
@@ -588,18 +779,30 @@ impl Journal for RedbJournal {
         self.submit(op, rx)
     }
 
-    fn step_result(&self, id: EventId, name: &str) -> Result<Option<Vec<u8>>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let steps = txn.open_table(STEPS)?;
-        Ok(steps.get((id.0, name))?.map(|g| g.value().to_vec()))
+    fn abandon(&self, claims: Vec<Claim>) -> JournalFuture<()> {
+        let changed = claims.iter().filter(|c| self.release(c)).count();
+        if changed > 0 {
+            // Due again now: wake whoever waits for deliveries.
+            self.shared.committed.send_modify(|_| {});
+        }
+        done(Ok(()))
     }
 
-    fn save_step(&self, id: EventId, name: &str, value: Vec<u8>) -> WriteFuture<()> {
+    fn step_result(&self, id: EventId, name: &str) -> JournalFuture<Option<Vec<u8>>> {
+        done(self.read_step_result(id, name))
+    }
+
+    fn save_step(&self, claim: &Claim, name: &str, value: Vec<u8>) -> JournalFuture<()> {
+        if !self.holds(claim) {
+            return done(Err(JournalError::LeaseLost {
+                id: claim.id.0,
+                token: claim.token,
+            }));
+        }
         let (reply, rx) = oneshot::channel();
         self.submit(
             Op::Step {
-                id: id.0,
+                id: claim.id.0,
                 name: name.to_owned(),
                 value,
                 reply,
@@ -608,71 +811,34 @@ impl Journal for RedbJournal {
         )
     }
 
-    fn state(&self, id: EventId) -> Result<Option<EventState>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        if txn.open_table(EVENTS)?.get(id.0)?.is_none() {
-            return Ok(None);
-        }
-        state_of(&txn.open_table(STATE)?, id.0).map(Some)
+    fn state(&self, id: EventId) -> JournalFuture<Option<EventState>> {
+        done(self.read_state(id))
     }
 
-    fn attempts(&self, id: EventId) -> Result<Vec<Attempt>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let attempts = txn.open_table(ATTEMPTS)?;
-        let mut out = Vec::new();
-        for entry in attempts.range((id.0, 0)..=(id.0, u32::MAX))? {
-            let (_, v) = entry?;
-            out.push(
-                serde_json::from_slice(v.value()).map_err(|e| JournalError::Corrupt {
-                    id: id.0,
-                    problem: e.to_string(),
-                })?,
-            );
-        }
-        Ok(out)
+    fn attempts(&self, id: EventId) -> JournalFuture<Vec<Attempt>> {
+        done(self.read_attempts(id))
     }
 
-    fn dead(
-        &self,
-        source: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(EventId, String)>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let dead = txn.open_table(DEAD)?;
-        let mut out = Vec::new();
-        for entry in dead.iter()? {
-            let (k, _) = entry?;
-            let (s, id) = k.value();
-            if source.is_none_or(|want| want == s) {
-                out.push((EventId(id), s.to_owned()));
-                if out.len() >= limit.max(1) {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+    fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<(EventId, String)>> {
+        let source = source.map(str::to_owned);
+        offload(&self.shared, move |s| read_dead(s, source.as_deref(), limit))
     }
 
-    fn dead_count(&self) -> Result<u64, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        Ok(txn.open_table(DEAD)?.len()?)
+    fn dead_count(&self) -> JournalFuture<u64> {
+        done(self.read_dead_count())
     }
 
-    fn redrive(&self, filter: RedriveFilter) -> WriteFuture<u64> {
+    fn redrive(&self, filter: RedriveFilter) -> JournalFuture<u64> {
         let (reply, rx) = oneshot::channel();
         self.submit(Op::Redrive { filter, reply }, rx)
     }
 
-    fn replay(&self, filter: ReplayFilter) -> WriteFuture<ReplayStatus> {
+    fn replay(&self, filter: ReplayFilter) -> JournalFuture<ReplayStatus> {
         let (reply, rx) = oneshot::channel();
         self.submit(Op::Replay { filter, reply }, rx)
     }
 
-    fn purge(&self, before: std::time::SystemTime, limit: usize) -> WriteFuture<u64> {
+    fn purge(&self, before: std::time::SystemTime, limit: usize) -> JournalFuture<u64> {
         let (reply, rx) = oneshot::channel();
         self.submit(
             Op::Purge {
@@ -684,36 +850,17 @@ impl Journal for RedbJournal {
         )
     }
 
-    fn replay_status(&self, id: u64) -> Result<Option<ReplayStatus>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let replays = txn.open_table(REPLAYS)?;
-        let found = replays.get(id)?;
-        found
-            .map(|g| {
-                serde_json::from_slice(g.value()).map_err(|e| JournalError::Corrupt {
-                    id,
-                    problem: e.to_string(),
-                })
-            })
-            .transpose()
-    }
-
-    fn sources(&self) -> Vec<(String, u64)> {
-        let map = self.shared.backlog.read().expect("backlog lock");
-        map.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    fn replay_status(&self, id: u64) -> JournalFuture<Option<ReplayStatus>> {
+        done(self.read_replay_status(id))
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.committed.subscribe()
     }
 
-    fn lookup(&self, source: &str, delivery_id: &str) -> Result<Option<EventId>, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        let dedup = txn.open_table(DEDUP)?;
-        let found = dedup.get((source, delivery_id))?;
-        Ok(found.map(|g| EventId(g.value().0)))
+    fn close(&self) -> JournalFuture<()> {
+        self.shutdown();
+        done(Ok(()))
     }
 }
 

@@ -112,9 +112,10 @@ pub struct Attempt {
     pub replay: Option<u64>,
 }
 
-/// An event ready for delivery, as handed to a source actor.
+/// A claimed delivery, as handed to a source actor: while the claim is held no other
+/// claimer (here or on another node) gets the same delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ready {
+pub struct Claim {
     /// The event.
     pub id: EventId,
     /// The attempt this delivery will be (1-based; a redrive or a replay starts again
@@ -126,6 +127,11 @@ pub struct Ready {
     pub(crate) due_ms: u64,
     /// The ordering key, or empty.
     pub(crate) order_key: String,
+    /// The source the delivery belongs to.
+    pub(crate) source: std::sync::Arc<str>,
+    /// The fencing token: every write for this claim presents it, and a claim taken
+    /// back meanwhile matches nothing.
+    pub(crate) token: u64,
 }
 
 /// What happens to a delivery after an attempt.

@@ -43,7 +43,7 @@ pub(super) struct AppendOp {
 /// The end of one delivery attempt.
 pub(super) struct OutcomeOp {
     pub(super) source: Arc<str>,
-    pub(super) ready: super::Ready,
+    pub(super) ready: super::Claim,
     pub(super) attempt: Attempt,
     pub(super) next: Next,
     pub(super) reply: Reply<()>,
@@ -383,8 +383,11 @@ fn write_ops(
                     value,
                     reply,
                 } => {
-                    txn.open_table(STEPS)?
-                        .insert((id, name.as_str()), value.as_slice())?;
+                    // The first writer wins: a step stored already keeps its value.
+                    let mut steps = txn.open_table(STEPS)?;
+                    if steps.get((id, name.as_str()))?.is_none() {
+                        steps.insert((id, name.as_str()), value.as_slice())?;
+                    }
                     done.replies.push(answer(reply, ()));
                 }
                 Op::Redrive { filter, reply } => {

@@ -1,0 +1,1414 @@
+//! [`PostgresJournal`]: several hookbox nodes on one PostgreSQL database.
+//!
+//! Every node ingests and delivers; the database is the only shared state.
+//!
+//! - **Appends** queue for a few writer tasks per node; each writer takes whatever is
+//!   queued as one batch, writes it in one transaction and answers every append in it
+//!   only once its `COMMIT` has returned (`synchronous_commit` on). Writers run
+//!   concurrently, so one batch commits while the next forms. A `COMMIT` whose outcome
+//!   is unknown (the connection broke) answers an error, never success: the provider
+//!   retries and deduplication absorbs the retry if the commit did land.
+//! - **Event ids** stay `received ms << 16 | n`; on PostgreSQL the low 16 bits are the
+//!   node's slot (6 bits, unique among live nodes) and a per-millisecond counter
+//!   (10 bits), so nodes never allocate the same id.
+//! - **Claims**: `FOR UPDATE SKIP LOCKED` picks due deliveries and marks them with the
+//!   node and a fresh fencing token in one statement; no transaction stays open while a
+//!   delivery runs. Settles, steps and abandons present the token and match nothing once
+//!   the claim was taken back.
+//! - **Leases**: each node heartbeats every third of `lease`; any node reaps the claims
+//!   of a node silent for longer than its lease (by the database's clock). A node that
+//!   finds itself reaped registers again; its old claims are void.
+//! - **Wake-ups**: each append batch and each redrive or replay `NOTIFY`s the other
+//!   nodes; the delivery runtime also polls, for proxies that do not pass `NOTIFY`.
+//! - **Counters** for the shed layer (backlogs, health) are refreshed once a second.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::record::{self, duration_ms, millis};
+use super::state::{Attempt, Claim, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus};
+use super::{
+    AppendFuture, AppendOptions, Appended, EventId, EventSummary, Journal, JournalError,
+    JournalFuture, Load, OpenError, Page, Query, State, StoredEvent,
+};
+use crate::{Event, Verified};
+
+mod sql;
+mod tls;
+
+/// How the connection to PostgreSQL is encrypted (`sslmode` in the URL, as in libpq).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, without checking its certificate (the default).
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is checked only against `sslrootcert`.
+    Require,
+    /// TLS, with the certificate chain checked against `sslrootcert` or the system roots.
+    VerifyCa,
+    /// TLS, with the chain and the host name checked.
+    VerifyFull,
+}
+
+impl FromStr for SslMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "disable" => SslMode::Disable,
+            "prefer" | "allow" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => {
+                return Err(format!(
+                "sslmode `{other}`: expected disable, prefer, require, verify-ca or verify-full"
+            ))
+            }
+        })
+    }
+}
+
+/// True when `target` names a PostgreSQL database rather than a file.
+pub(crate) fn is_url(target: &str) -> bool {
+    target.starts_with("postgres://") || target.starts_with("postgresql://")
+}
+
+/// Builds a [`PostgresJournal`].
+///
+/// ## Defaults
+/// - `node`: the host name and process id (`web-1-4242`); names must be unique among
+///   live nodes.
+/// - `lease`: 30 s. A node silent for longer is reaped and its deliveries are due again
+///   within `lease` plus a third of the reaper's own lease.
+/// - `writers`: 4 append transactions in flight per node; `max_batch`: 1024 appends
+///   per transaction; `queue_capacity`: 8192 appends waiting (beyond: `Overloaded`).
+/// - `pool_size`: 16 connections.
+pub struct PostgresJournalBuilder {
+    url: String,
+    node: Option<String>,
+    lease: Duration,
+    writers: usize,
+    max_batch: usize,
+    queue_capacity: usize,
+    pool_size: usize,
+    migrate: bool,
+}
+
+impl std::fmt::Debug for PostgresJournalBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresJournalBuilder")
+            .field("url", &redact(&self.url))
+            .field("node", &self.node)
+            .field("lease", &self.lease)
+            .field("writers", &self.writers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL with its password replaced, for logs and errors.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[unparsed]".to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:[redacted]@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl PostgresJournalBuilder {
+    /// Sets the node's name.
+    pub fn node(mut self, name: impl Into<String>) -> Self {
+        self.node = Some(name.into());
+        self
+    }
+
+    /// Sets how long the node may be silent before others take its deliveries over.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(300));
+        self
+    }
+
+    /// Sets how many append transactions may be in flight at once.
+    pub fn writers(mut self, n: usize) -> Self {
+        self.writers = n.clamp(1, 64);
+        self
+    }
+
+    /// Sets the most appends written in one transaction.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+
+    /// Sets how many appends may wait for a writer.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n.max(1);
+        self
+    }
+
+    /// Sets the connection pool's size.
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n.max(4);
+        self
+    }
+
+    /// Refuses to start unless the schema is current, instead of migrating it (for
+    /// deployments that run `hookbox migrate` as a separate step).
+    pub fn no_migrate(mut self) -> Self {
+        self.migrate = false;
+        self
+    }
+
+    /// Connects, migrates the schema (or checks it), registers the node and starts its
+    /// writers, heartbeat, reaper and listener.
+    pub async fn open(self) -> Result<PostgresJournal, OpenError> {
+        let conn = Connection::parse(&self.url)?;
+        let found = conn.migrate(self.migrate).await?;
+        if !self.migrate && found < sql::SCHEMA_VERSION {
+            return Err(OpenError::Config(format!(
+                "the database schema is at version {found}, this hookbox needs {}: run `hookbox migrate`",
+                sql::SCHEMA_VERSION
+            )));
+        }
+        let pool = conn.pool(self.pool_size.max(self.writers + 4))?;
+        let name = self.node.unwrap_or_else(default_node_name);
+        let lease_ms = duration_ms(self.lease) as i64;
+        let client = pool.get().await.map_err(|e| conn.error(e))?;
+        let (node, slot) = sql::register(&client, &name, lease_ms)
+            .await
+            .map_err(|e| conn.error(e))?
+            .ok_or_else(|| OpenError::Config("64 nodes are registered already".to_owned()))?;
+        let backlog = sql::backlogs(&client)
+            .await
+            .map_err(|e| conn.error(e))?
+            .into_iter()
+            .map(|(s, n)| (s, n.max(0) as u64))
+            .collect::<HashMap<_, _>>();
+        drop(client);
+        let (committed, _) = watch::channel(0);
+        let (tx, rx) = mpsc::channel(self.queue_capacity);
+        let (settle_tx, settle_rx) = mpsc::channel(16_384);
+        let inner = Arc::new(Inner {
+            known_sources: Mutex::new(backlog.keys().cloned().collect()),
+            backlog: RwLock::new(backlog),
+            pool,
+            name,
+            node: AtomicI64::new(node),
+            slot: AtomicI64::new(slot.into()),
+            lease: self.lease,
+            alive_until: AtomicU64::new(millis(SystemTime::now()) + duration_ms(self.lease)),
+            last_id: Mutex::new(0),
+            queued: AtomicUsize::new(0),
+            capacity: self.queue_capacity,
+            max_batch: self.max_batch,
+            healthy: AtomicBool::new(true),
+            committed,
+            closing: AtomicBool::new(false),
+        });
+        tracing::info!(node = %inner.name, id = node, slot, "joined the PostgreSQL journal");
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let mut writers = Vec::new();
+        for _ in 0..self.writers {
+            writers.push(tokio::spawn(append_writer(inner.clone(), rx.clone())));
+        }
+        writers.push(tokio::spawn(settle_writer(inner.clone(), settle_rx)));
+        let background = vec![
+            tokio::spawn(heartbeat(inner.clone())),
+            tokio::spawn(refresh(inner.clone())),
+            tokio::spawn(listen(inner.clone(), conn)),
+        ];
+        Ok(PostgresJournal {
+            inner,
+            appends: Mutex::new(Some(tx)),
+            settles: Mutex::new(Some(settle_tx)),
+            writers: tokio::sync::Mutex::new(writers),
+            background: Mutex::new(background),
+        })
+    }
+}
+
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The parsed connection settings: what tokio-postgres takes, and TLS.
+#[derive(Clone)]
+struct Connection {
+    config: tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
+    /// The URL without its password.
+    shown: String,
+}
+
+impl Connection {
+    /// Parses a `postgres://` URL. `sslmode` and `sslrootcert` are taken out and applied
+    /// with rustls; the rest is tokio-postgres's.
+    fn parse(url: &str) -> Result<Self, OpenError> {
+        let shown = redact(url);
+        let bad = |e: String| OpenError::Config(format!("{shown}: {e}"));
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut mode = SslMode::default();
+        let mut root: Option<PathBuf> = None;
+        let mut kept = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "sslmode" => mode = v.parse().map_err(bad)?,
+                "sslrootcert" => root = Some(PathBuf::from(&*v)),
+                _ => {
+                    kept.append_pair(&k, &v);
+                }
+            }
+        }
+        let kept = kept.finish();
+        let rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{kept}")
+        };
+        let mut config = tokio_postgres::Config::from_str(&rest).map_err(|e| bad(e.to_string()))?;
+        config
+            .ssl_mode(match mode {
+                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                _ => tokio_postgres::config::SslMode::Require,
+            })
+            .application_name("hookbox")
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives_idle(Duration::from_secs(10));
+        let tls = tls::client_config(mode, root.as_deref())
+            .map_err(bad)?
+            .map(MakeRustlsConnect::new);
+        Ok(Connection {
+            config,
+            tls,
+            shown,
+        })
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> OpenError {
+        OpenError::Database {
+            path: self.shown.clone(),
+            source: e.to_string().into(),
+        }
+    }
+
+    /// One connection outside the pool, and the channel its notifications arrive on;
+    /// the connection's driver task ends when the client is dropped or the link breaks.
+    async fn connect(
+        &self,
+    ) -> Result<(tokio_postgres::Client, mpsc::UnboundedReceiver<String>), tokio_postgres::Error>
+    {
+        let (tx, rx) = mpsc::unbounded_channel();
+        macro_rules! drive {
+            ($tls:expr) => {{
+                let (client, mut conn) = self.config.connect($tls).await?;
+                tokio::spawn(async move {
+                    let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+                    use futures_util::StreamExt as _;
+                    while let Some(Ok(m)) = messages.next().await {
+                        if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                            if tx.send(n.payload().to_owned()).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+                client
+            }};
+        }
+        let client = match &self.tls {
+            Some(tls) => drive!(tls.clone()),
+            None => drive!(NoTls),
+        };
+        Ok((client, rx))
+    }
+
+    /// Migrates (or only reads the version); returns the version found.
+    async fn migrate(&self, apply: bool) -> Result<i32, OpenError> {
+        let (client, _) = self.connect().await.map_err(|e| self.error(e))?;
+        let found = if apply {
+            sql::migrate(&client).await.map_err(|e| self.error(e))?
+        } else {
+            let v = sql::schema_version(&client).await.map_err(|e| self.error(e))?;
+            if v > sql::SCHEMA_VERSION {
+                Err(v)
+            } else {
+                Ok(v)
+            }
+        };
+        found.map_err(|found| OpenError::Version {
+            found: found as u32,
+            supported: sql::SCHEMA_VERSION as u32,
+        })
+    }
+
+    fn pool(&self, size: usize) -> Result<Pool, OpenError> {
+        let mc = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &self.tls {
+            Some(tls) => Manager::from_config(self.config.clone(), tls.clone(), mc),
+            None => Manager::from_config(self.config.clone(), NoTls, mc),
+        };
+        Pool::builder(manager)
+            .max_size(size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// State shared by the handle and its tasks.
+struct Inner {
+    /// Connections for writers, claims and reads; dropped with the last task.
+    pool: Pool,
+    /// The node's name.
+    name: String,
+    /// The node's row in `hookbox_nodes`; changes when the node re-registers.
+    node: AtomicI64,
+    /// The node's id slot (0..64).
+    slot: AtomicI64,
+    lease: Duration,
+    /// Until when (ms, local clock) the last successful heartbeat keeps the node alive:
+    /// past it the node appends nothing, since its slot may be another node's by then.
+    alive_until: AtomicU64,
+    /// The last id allocated, as `ms << 10 | n`.
+    last_id: Mutex<u64>,
+    /// Appends waiting for a writer.
+    queued: AtomicUsize,
+    capacity: usize,
+    max_batch: usize,
+    /// False from a failed database round trip until the next successful refresh.
+    healthy: AtomicBool,
+    /// Backlog per source, refreshed once a second and bumped by local appends.
+    backlog: RwLock<HashMap<String, u64>>,
+    /// Sources this node knows are in `hookbox_sources`.
+    known_sources: Mutex<HashSet<String>>,
+    /// The highest committed event id seen (this node's or another's).
+    committed: watch::Sender<u64>,
+    closing: AtomicBool,
+}
+
+impl Inner {
+    fn node(&self) -> i64 {
+        self.node.load(Ordering::Acquire)
+    }
+
+    /// A fresh id: time-ordered, unique across nodes by the slot bits.
+    fn next_id(&self, received_ms: u64) -> u64 {
+        let slot = self.slot.load(Ordering::Acquire) as u64 & 63;
+        let mut last = self.last_id.lock().expect("id lock");
+        let l = (received_ms << 10).max(*last + 1);
+        *last = l;
+        ((l >> 10) << 16) | (slot << 10) | (l & 1023)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, JournalError> {
+        self.pool.get().await.map_err(|e| {
+            self.healthy.store(false, Ordering::Release);
+            JournalError::Unavailable(match e {
+                deadpool_postgres::PoolError::Timeout(_) => "no database connection within 5 s",
+                _ => "the database is unreachable",
+            })
+            .log(&e)
+        })
+    }
+
+    /// A database error as a journal error; a broken connection marks the journal
+    /// unhealthy until the next refresh succeeds.
+    fn db_error(&self, e: tokio_postgres::Error) -> JournalError {
+        if e.code().is_none() {
+            self.healthy.store(false, Ordering::Release);
+        }
+        JournalError::Storage(e.to_string())
+    }
+
+    fn wake(&self, max_id: u64) {
+        self.committed.send_if_modified(|v| {
+            let newer = max_id > *v;
+            *v = (*v).max(max_id);
+            newer || max_id == 0
+        });
+    }
+}
+
+impl JournalError {
+    fn log(self, cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "{self}");
+        self
+    }
+}
+
+/// The PostgreSQL journal: one node of any number sharing one database.
+pub struct PostgresJournal {
+    inner: Arc<Inner>,
+    /// The append queue; taken on close, which lets the writers finish and stop.
+    appends: Mutex<Option<mpsc::Sender<AppendOp>>>,
+    /// The settle queue, likewise.
+    settles: Mutex<Option<mpsc::Sender<SettleOp>>>,
+    /// The writer tasks, awaited on close.
+    writers: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Heartbeat, refresh and listener tasks, aborted on close or drop.
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for PostgresJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresJournal")
+            .field("node", &self.inner.name)
+            .field("load", &self.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresJournal {
+    fn drop(&mut self) {
+        for t in self.background.lock().expect("tasks lock").drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl PostgresJournal {
+    /// A builder for the database at `url` (`postgres://user:pass@host:5432/db`, with
+    /// `sslmode` and `sslrootcert` as in libpq).
+    pub fn builder(url: impl Into<String>) -> PostgresJournalBuilder {
+        PostgresJournalBuilder {
+            url: url.into(),
+            node: None,
+            lease: Duration::from_secs(30),
+            writers: 4,
+            max_batch: 1024,
+            queue_capacity: 8192,
+            pool_size: 16,
+            migrate: true,
+        }
+    }
+
+    /// Opens the journal at `url` with the defaults.
+    pub async fn open(url: &str) -> Result<Self, OpenError> {
+        Self::builder(url).open().await
+    }
+
+    /// Applies the schema migrations the database at `url` lacks, under a lock, and
+    /// returns (the version found, the version now): what `hookbox migrate` runs.
+    pub async fn migrate(url: &str) -> Result<(u32, u32), OpenError> {
+        let conn = Connection::parse(url)?;
+        let found = conn.migrate(true).await?;
+        Ok((found as u32, sql::SCHEMA_VERSION as u32))
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Runs `f` with a pooled connection.
+    fn read<T, F, Fut>(&self, f: F) -> JournalFuture<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send,
+    {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let client = inner.client().await?;
+            f(client).await.map_err(|e| inner.db_error(e))
+        })
+    }
+}
+
+/// A result already at hand, as the contract's future.
+fn done<T: Send + 'static>(r: Result<T, JournalError>) -> JournalFuture<T> {
+    Box::pin(std::future::ready(r))
+}
+
+fn to_state(s: i16) -> State {
+    match s {
+        0 => State::Pending,
+        1 => State::Retrying,
+        2 => State::Done,
+        _ => State::Dead,
+    }
+}
+
+fn from_state(s: State) -> i16 {
+    match s {
+        State::Pending => 0,
+        State::Retrying => 1,
+        State::Done => 2,
+        State::Dead => 3,
+    }
+}
+
+/// A type filter as (exact, prefix).
+fn type_filter(pattern: Option<&str>) -> (Option<String>, Option<String>) {
+    match pattern {
+        None => (None, None),
+        Some(p) => match p.strip_suffix('*') {
+            Some(prefix) => (None, Some(prefix.to_owned())),
+            None => (Some(p.to_owned()), None),
+        },
+    }
+}
+
+fn corrupt(id: u64, e: impl std::fmt::Display) -> JournalError {
+    JournalError::Corrupt {
+        id,
+        problem: e.to_string(),
+    }
+}
+
+impl Journal for PostgresJournal {
+    fn append(&self, event: &Verified<Event>, opts: &AppendOptions) -> AppendFuture {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return done(Err(JournalError::Unavailable("shutting down")));
+        }
+        let queued = self.inner.queued.fetch_add(1, Ordering::AcqRel);
+        if queued >= self.inner.capacity {
+            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            return done(Err(JournalError::Overloaded(queued)));
+        }
+        let e = event.get();
+        let (reply, rx) = oneshot::channel();
+        let op = AppendOp {
+            record: record::encode(e),
+            source: e.source.to_string(),
+            delivery_id: e.delivery_id.clone(),
+            event_type: e.event_type.clone(),
+            body_len: e.body.len().min(i32::MAX as usize) as i32,
+            received_ms: millis(e.received_at),
+            dedup_window: opts.dedup_window,
+            order_key: opts.order_key.clone().unwrap_or_default(),
+            reply,
+        };
+        let sent = match &*self.appends.lock().expect("queue lock") {
+            Some(tx) => tx.try_send(op).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => JournalError::Overloaded(queued),
+                mpsc::error::TrySendError::Closed(_) => JournalError::Unavailable("shutting down"),
+            }),
+            None => Err(JournalError::Unavailable("shutting down")),
+        };
+        if let Err(e) = sent {
+            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            return done(Err(e));
+        }
+        Box::pin(async move {
+            rx.await.unwrap_or(Err(JournalError::Unavailable(
+                "the writer stopped before committing",
+            )))
+        })
+    }
+
+    fn load(&self) -> Load {
+        Load {
+            queued: self.inner.queued.load(Ordering::Acquire),
+            capacity: self.inner.capacity,
+            disk_free: u64::MAX,
+            healthy: self.inner.healthy.load(Ordering::Acquire),
+        }
+    }
+
+    fn backlog(&self, source: &str) -> u64 {
+        let map = self.inner.backlog.read().expect("backlog lock");
+        map.get(source).copied().unwrap_or(0)
+    }
+
+    fn sources(&self) -> Vec<(String, u64)> {
+        let map = self.inner.backlog.read().expect("backlog lock");
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    fn count(&self) -> JournalFuture<u64> {
+        self.read(|c| async move { Ok(sql::count(&c).await? as u64) })
+    }
+
+    fn get(&self, id: EventId) -> JournalFuture<Option<StoredEvent>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let c = inner.client().await?;
+            let rec = sql::record(&c, id.0 as i64)
+                .await
+                .map_err(|e| inner.db_error(e))?;
+            rec.map(|r| record::decode(id.0, &r)).transpose()
+        })
+    }
+
+    fn query(&self, q: &Query) -> JournalFuture<Page> {
+        let limit = if q.limit == 0 { 100 } else { q.limit };
+        let lo = q.since.map(|t| EventId::lower_bound(t).0).unwrap_or(0);
+        let mut hi = q
+            .until
+            .map(|t| EventId::lower_bound(t).0)
+            .unwrap_or(i64::MAX as u64);
+        if let Some(before) = q.before {
+            hi = hi.min(before.0);
+        }
+        let (exact, prefix) = type_filter(q.event_type.as_deref());
+        let source = q.source.clone();
+        let state = q.state.map(from_state);
+        self.read(move |c| async move {
+            let mut page = Page::default();
+            if lo >= hi {
+                return Ok(page);
+            }
+            let rows = sql::list(
+                &c,
+                lo.min(i64::MAX as u64) as i64,
+                hi.min(i64::MAX as u64) as i64,
+                source.as_deref(),
+                exact.as_deref(),
+                prefix.as_deref(),
+                state,
+                limit as i64 + 1,
+            )
+            .await?;
+            for r in rows.iter().take(limit) {
+                page.events.push(EventSummary {
+                    id: EventId(r.get::<_, i64>(0) as u64),
+                    source: r.get(1),
+                    delivery_id: r.get(2),
+                    event_type: r.get(3),
+                    received_at: UNIX_EPOCH + Duration::from_millis(r.get::<_, i64>(4) as u64),
+                    body_len: r.get::<_, i32>(5) as u32,
+                    state: to_state(r.get(6)),
+                    attempts: r.get::<_, i32>(7) as u32,
+                });
+            }
+            if rows.len() > limit {
+                page.next_cursor = page.events.last().map(|e| e.id);
+            }
+            Ok(page)
+        })
+    }
+
+    fn lookup(&self, source: &str, delivery_id: &str) -> JournalFuture<Option<EventId>> {
+        let (source, did) = (source.to_owned(), delivery_id.to_owned());
+        self.read(move |c| async move {
+            Ok(sql::lookup(&c, &source, &did)
+                .await?
+                .map(|id| EventId(id as u64)))
+        })
+    }
+
+    fn claim(&self, source: &str, now: SystemTime, limit: usize) -> JournalFuture<Vec<Claim>> {
+        let inner = self.inner.clone();
+        let source: Arc<str> = Arc::from(source);
+        let now_ms = millis(now) as i64;
+        Box::pin(async move {
+            if inner.closing.load(Ordering::Acquire) {
+                return Ok(Vec::new());
+            }
+            let c = inner.client().await?;
+            let node = inner.node();
+            let rows = sql::claim(&c, &source, now_ms, limit.min(10_000) as i64, node)
+                .await
+                .map_err(|e| inner.db_error(e))?;
+            let mut claims: Vec<Claim> = rows
+                .iter()
+                .map(|r| {
+                    let replay: i64 = r.get(1);
+                    Claim {
+                        id: EventId(r.get::<_, i64>(0) as u64),
+                        replay: (replay != 0).then_some(replay as u64),
+                        attempt: r.get::<_, i32>(2) as u32,
+                        due_ms: r.get::<_, i64>(3) as u64,
+                        order_key: r.get(4),
+                        source: source.clone(),
+                        token: r.get::<_, i64>(5) as u64,
+                    }
+                })
+                .collect();
+            // UPDATE .. RETURNING does not keep the CTE's order.
+            claims.sort_by_key(|c| (c.due_ms, c.id));
+            Ok(claims)
+        })
+    }
+
+    fn next_due(&self, source: &str, after: SystemTime) -> JournalFuture<Option<u64>> {
+        let source = source.to_owned();
+        let after = millis(after) as i64;
+        self.read(move |c| async move {
+            Ok(sql::next_due(&c, &source, after)
+                .await?
+                .map(|v| v.max(0) as u64))
+        })
+    }
+
+    fn settle(&self, claim: Claim, attempt: Attempt, next: Next) -> JournalFuture<()> {
+        let (reply, rx) = oneshot::channel();
+        let op = SettleOp {
+            claim,
+            attempt,
+            next,
+            reply,
+        };
+        let sent = match &*self.settles.lock().expect("queue lock") {
+            Some(tx) => tx.try_send(op).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return done(Err(JournalError::Unavailable(
+                "shutting down or over the settle bound",
+            )));
+        }
+        Box::pin(async move {
+            rx.await.unwrap_or(Err(JournalError::Unavailable(
+                "the writer stopped before committing",
+            )))
+        })
+    }
+
+    fn abandon(&self, claims: Vec<Claim>) -> JournalFuture<()> {
+        if claims.is_empty() {
+            return done(Ok(()));
+        }
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let ids: Vec<i64> = claims.iter().map(|c| c.id.0 as i64).collect();
+            let replays: Vec<i64> = claims
+                .iter()
+                .map(|c| c.replay.unwrap_or(0) as i64)
+                .collect();
+            let tokens: Vec<i64> = claims.iter().map(|c| c.token as i64).collect();
+            let c = inner.client().await?;
+            let n = sql::abandon(&c, inner.node(), &ids, &replays, &tokens)
+                .await
+                .map_err(|e| inner.db_error(e))?;
+            if n > 0 {
+                let _ = sql::notify(&c, 0).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn step_result(&self, id: EventId, name: &str) -> JournalFuture<Option<Vec<u8>>> {
+        let name = name.to_owned();
+        self.read(move |c| async move { sql::step(&c, id.0 as i64, &name).await })
+    }
+
+    fn save_step(&self, claim: &Claim, name: &str, value: Vec<u8>) -> JournalFuture<()> {
+        let inner = self.inner.clone();
+        let (id, replay, token) = (
+            claim.id.0 as i64,
+            claim.replay.unwrap_or(0) as i64,
+            claim.token as i64,
+        );
+        let name = name.to_owned();
+        Box::pin(async move {
+            let c = inner.client().await?;
+            let held = sql::save_step(&c, inner.node(), id, replay, token, &name, &value)
+                .await
+                .map_err(|e| inner.db_error(e))?;
+            if held {
+                Ok(())
+            } else {
+                Err(JournalError::LeaseLost {
+                    id: id as u64,
+                    token: token as u64,
+                })
+            }
+        })
+    }
+
+    fn state(&self, id: EventId) -> JournalFuture<Option<EventState>> {
+        self.read(move |c| async move {
+            Ok(sql::state(&c, id.0 as i64).await?.map(|r| {
+                let state = to_state(r.get(0));
+                EventState {
+                    state,
+                    attempts: r.get::<_, i32>(1) as u32,
+                    next_at_ms: (state == State::Retrying).then(|| r.get::<_, i64>(2) as u64),
+                    last_error: r.get(3),
+                    redrives: r.get::<_, i32>(4) as u32,
+                    dead_at_ms: r.get::<_, Option<i64>>(5).map(|v| v as u64),
+                    order_key: r.get(6),
+                }
+            }))
+        })
+    }
+
+    fn attempts(&self, id: EventId) -> JournalFuture<Vec<Attempt>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let c = inner.client().await?;
+            let rows = sql::attempts(&c, id.0 as i64)
+                .await
+                .map_err(|e| inner.db_error(e))?;
+            rows.iter()
+                .map(|b| serde_json::from_slice(b).map_err(|e| corrupt(id.0, e)))
+                .collect()
+        })
+    }
+
+    fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<(EventId, String)>> {
+        let source = source.map(str::to_owned);
+        let limit = limit.clamp(1, i64::MAX as usize) as i64;
+        self.read(move |c| async move {
+            Ok(sql::dead(&c, source.as_deref(), limit)
+                .await?
+                .into_iter()
+                .map(|(id, s)| (EventId(id as u64), s))
+                .collect())
+        })
+    }
+
+    fn dead_count(&self) -> JournalFuture<u64> {
+        self.read(|c| async move { Ok(sql::dead_count(&c).await? as u64) })
+    }
+
+    fn redrive(&self, f: RedriveFilter) -> JournalFuture<u64> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let ids: Option<Vec<i64>> = f
+                .ids
+                .as_ref()
+                .map(|ids| ids.iter().map(|i| i.0 as i64).collect());
+            let (exact, prefix) = type_filter(f.event_type.as_deref());
+            let c = inner.client().await?;
+            let now = millis(SystemTime::now()) as i64;
+            let n = sql::redrive(
+                &c,
+                ids.as_deref(),
+                f.source.as_deref(),
+                exact.as_deref(),
+                prefix.as_deref(),
+                f.since_ms.map(|v| v.min(i64::MAX as u64) as i64),
+                f.until_ms.map(|v| v.min(i64::MAX as u64) as i64),
+                f.max_redrives.map(|v| v.min(i32::MAX as u32) as i32),
+                now,
+            )
+            .await
+            .map_err(|e| inner.db_error(e))?;
+            if n > 0 {
+                let _ = sql::notify(&c, 0).await;
+                inner.wake(0);
+            }
+            Ok(n)
+        })
+    }
+
+    fn replay(&self, f: ReplayFilter) -> JournalFuture<ReplayStatus> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let now = millis(SystemTime::now()) as i64;
+            let (exact, prefix) = type_filter(f.event_type.as_deref());
+            let select = sql::ReplaySelect {
+                lo: (f.since_ms.min(i64::MAX as u64 >> 16) << 16) as i64,
+                hi: f.until_ms.saturating_mul(1 << 16).min(i64::MAX as u64) as i64,
+                source: f.source.as_deref(),
+                sources: f.sources.as_deref(),
+                exact_type: exact.as_deref(),
+                type_prefix: prefix.as_deref(),
+            };
+            let mut c = inner.client().await?;
+            let status = |id: i64, matched: i64| ReplayStatus {
+                id: id as u64,
+                matched: matched as u64,
+                done: 0,
+                failed: 0,
+                destination: f.destination.clone(),
+                created_ms: now as u64,
+            };
+            if f.dry_run {
+                let n = sql::replay_count(&c, &select)
+                    .await
+                    .map_err(|e| inner.db_error(e))?;
+                return Ok(status(0, n));
+            }
+            let result = async {
+                let txn = c.transaction().await?;
+                let (id, matched) =
+                    sql::replay_insert(&txn, &select, f.destination.as_deref(), now).await?;
+                if matched > 0 {
+                    sql::notify(&txn, 0).await?;
+                }
+                txn.commit().await?;
+                Ok((id, matched))
+            }
+            .await;
+            let (id, matched) = result.map_err(|e| inner.db_error(e))?;
+            if matched > 0 {
+                inner.wake(0);
+            }
+            Ok(status(id, matched))
+        })
+    }
+
+    fn purge(&self, before: SystemTime, limit: usize) -> JournalFuture<u64> {
+        let cutoff = millis(before).saturating_mul(1 << 16).min(i64::MAX as u64) as i64;
+        let limit = limit.clamp(1, 100_000) as i64;
+        self.read(move |c| async move { sql::purge(&c, cutoff, limit).await })
+    }
+
+    fn replay_status(&self, id: u64) -> JournalFuture<Option<ReplayStatus>> {
+        let Ok(id) = i64::try_from(id) else {
+            return done(Ok(None));
+        };
+        self.read(move |c| async move {
+            Ok(sql::replay_status(&c, id).await?.map(|r| ReplayStatus {
+                id: r.get::<_, i64>(0) as u64,
+                matched: r.get::<_, i64>(1) as u64,
+                done: r.get::<_, i64>(2) as u64,
+                failed: r.get::<_, i64>(3) as u64,
+                destination: r.get(4),
+                created_ms: r.get::<_, i64>(5) as u64,
+            }))
+        })
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.committed.subscribe()
+    }
+
+    fn close(&self) -> JournalFuture<()> {
+        self.inner.closing.store(true, Ordering::Release);
+        // Dropping the senders lets the writers finish what is queued, then stop.
+        self.appends.lock().expect("queue lock").take();
+        self.settles.lock().expect("queue lock").take();
+        let inner = self.inner.clone();
+        let background: Vec<_> = self
+            .background
+            .lock()
+            .expect("tasks lock")
+            .drain(..)
+            .collect();
+        let writers = std::mem::take(&mut *self.writers.try_lock().expect("closed once"));
+        Box::pin(async move {
+            for w in writers {
+                let _ = w.await;
+            }
+            for t in background {
+                t.abort();
+            }
+            // Leaving on purpose: claims still held are given back for others at once.
+            if let Ok(c) = inner.pool.get().await {
+                match sql::deregister(&c, inner.node()).await {
+                    Ok(n) if n > 0 => {
+                        let _ = sql::notify(&c, 0).await;
+                        tracing::info!(claims = n, "gave claims back to the other nodes");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "leaving the cluster failed; the lease runs out instead"),
+                }
+            }
+            inner.pool.close();
+            Ok(())
+        })
+    }
+}
+
+/// One append waiting for its commit.
+struct AppendOp {
+    record: Vec<u8>,
+    source: String,
+    delivery_id: Option<String>,
+    event_type: Option<String>,
+    body_len: i32,
+    received_ms: u64,
+    dedup_window: Option<Duration>,
+    order_key: String,
+    /// Answered after the commit returns, never before.
+    reply: oneshot::Sender<Result<Appended, JournalError>>,
+}
+
+/// The end of one delivery attempt, waiting for its commit.
+struct SettleOp {
+    claim: Claim,
+    attempt: Attempt,
+    next: Next,
+    reply: oneshot::Sender<Result<(), JournalError>>,
+}
+
+/// One append writer: takes whatever is queued as a batch, commits it, answers it.
+async fn append_writer(
+    inner: Arc<Inner>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<AppendOp>>>,
+) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut rx = rx.lock().await;
+            match rx.recv().await {
+                Some(op) => batch.push(op),
+                None => return,
+            }
+            while batch.len() < inner.max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+        }
+        inner.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        let started = std::time::Instant::now();
+        match write_appends(&inner, &batch).await {
+            Ok(results) => {
+                metrics::histogram!("hookbox_journal_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("hookbox_journal_batch_size").record(batch.len() as f64);
+                let mut max_id = 0;
+                {
+                    let mut backlog = inner.backlog.write().expect("backlog lock");
+                    for (op, r) in batch.iter().zip(&results) {
+                        if !r.duplicate {
+                            *backlog.entry(op.source.clone()).or_default() += 1;
+                            max_id = max_id.max(r.id.0);
+                        }
+                    }
+                }
+                if max_id > 0 {
+                    inner.wake(max_id);
+                }
+                for (op, r) in batch.into_iter().zip(results) {
+                    let _ = op.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = batch.len(), "journal commit failed; nothing in this batch was acknowledged");
+                metrics::counter!("hookbox_journal_commit_failures_total").increment(1);
+                for op in batch {
+                    let _ = op.reply.send(Err(JournalError::Storage(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Writes one batch of appends in one transaction; `Ok` only once `COMMIT` returned.
+async fn write_appends(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<Appended>, JournalError> {
+    let now_ms = millis(SystemTime::now());
+    if now_ms > inner.alive_until.load(Ordering::Acquire) {
+        return Err(JournalError::Unavailable(
+            "this node's lease ran out: it appends nothing until it has registered again",
+        ));
+    }
+    let mut client = inner.client().await?;
+    let new_sources: Vec<String> = {
+        let known = inner.known_sources.lock().expect("sources lock");
+        let mut s: Vec<String> = batch
+            .iter()
+            .filter(|op| !known.contains(&op.source))
+            .map(|op| op.source.clone())
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    let result = async {
+        let txn = client.transaction().await?;
+        let ids: Vec<u64> = batch.iter().map(|op| inner.next_id(op.received_ms)).collect();
+        let mut results: Vec<Appended> = ids
+            .iter()
+            .map(|&id| Appended {
+                id: EventId(id),
+                duplicate: false,
+            })
+            .collect();
+        // Delivery ids in one order on every node, so that two batches waiting on each
+        // other's keys cannot deadlock.
+        let mut keyed: Vec<usize> = (0..batch.len())
+            .filter(|&i| batch[i].delivery_id.is_some())
+            .collect();
+        keyed.sort_by(|&a, &b| {
+            (&batch[a].source, &batch[a].delivery_id).cmp(&(&batch[b].source, &batch[b].delivery_id))
+        });
+        if !keyed.is_empty() {
+            let found = futures_util::future::try_join_all(keyed.iter().map(|&i| {
+                let op = &batch[i];
+                let live_after = match op.dedup_window {
+                    Some(w) => now_ms.saturating_sub(duration_ms(w)) as i64,
+                    // No deduplication: the entry is always replaced.
+                    None => i64::MAX,
+                };
+                sql::dedup(
+                    &txn,
+                    &op.source,
+                    op.delivery_id.as_deref().unwrap_or(""),
+                    ids[i] as i64,
+                    now_ms as i64,
+                    live_after,
+                )
+            }))
+            .await?;
+            for (&i, seen) in keyed.iter().zip(found) {
+                if let Some(existing) = seen {
+                    results[i] = Appended {
+                        id: EventId(existing as u64),
+                        duplicate: true,
+                    };
+                }
+            }
+        }
+        let mut new = sql::NewEvents::default();
+        let mut max_id = 0u64;
+        for (op, r) in batch.iter().zip(&results) {
+            if r.duplicate {
+                continue;
+            }
+            max_id = max_id.max(r.id.0);
+            new.ids.push(r.id.0 as i64);
+            new.sources.push(op.source.clone());
+            new.received.push(op.received_ms as i64);
+            new.delivery_ids.push(op.delivery_id.clone());
+            new.types.push(op.event_type.clone());
+            new.body_lens.push(op.body_len);
+            new.records.push(op.record.clone());
+            new.order_keys.push(op.order_key.clone());
+        }
+        if !new.ids.is_empty() {
+            let sources = async {
+                if new_sources.is_empty() {
+                    Ok(())
+                } else {
+                    sql::add_sources(&txn, &new_sources).await
+                }
+            };
+            tokio::try_join!(
+                sql::insert_events(&txn, &new),
+                sources,
+                sql::notify(&txn, max_id as i64)
+            )?;
+        }
+        txn.commit().await?;
+        Ok::<_, tokio_postgres::Error>(results)
+    }
+    .await;
+    match result {
+        Ok(r) => {
+            if !new_sources.is_empty() {
+                inner
+                    .known_sources
+                    .lock()
+                    .expect("sources lock")
+                    .extend(new_sources);
+            }
+            Ok(r)
+        }
+        Err(e) => Err(inner.db_error(e)),
+    }
+}
+
+/// The settle writer: outcomes are batched into one transaction, without waiting for
+/// its fsync (`synchronous_commit` off, as redb does for outcomes): a crash of the
+/// database may forget one, and that delivery then happens again.
+async fn settle_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<SettleOp>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        match write_settles(&inner, &batch).await {
+            Ok(held) => {
+                for (op, held) in batch.into_iter().zip(held) {
+                    let r = if held {
+                        Ok(())
+                    } else {
+                        Err(JournalError::LeaseLost {
+                            id: op.claim.id.0,
+                            token: op.claim.token,
+                        })
+                    };
+                    let _ = op.reply.send(r);
+                }
+            }
+            Err(e) => {
+                for op in batch {
+                    let _ = op.reply.send(Err(JournalError::Storage(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn write_settles(inner: &Inner, batch: &[SettleOp]) -> Result<Vec<bool>, JournalError> {
+    let now_ms = millis(SystemTime::now()) as i64;
+    let encoded: Vec<Vec<u8>> = batch
+        .iter()
+        .map(|op| serde_json::to_vec(&op.attempt).expect("attempt serializes"))
+        .collect();
+    let settles: Vec<sql::Settle<'_>> = batch
+        .iter()
+        .zip(encoded)
+        .map(|(op, attempt)| {
+            let c = &op.claim;
+            let replay = c.replay.is_some();
+            let (state, due_ms, next_attempt, error, dead_ms, d, f) = match &op.next {
+                Next::Done => (2, c.due_ms as i64, c.attempt as i32, None, None, 1, 0),
+                Next::RetryAt(at) => (
+                    1,
+                    (*at).min(i64::MAX as u64) as i64,
+                    c.attempt.saturating_add(1) as i32,
+                    op.attempt.error.as_deref(),
+                    None,
+                    0,
+                    0,
+                ),
+                Next::Dead(reason) => (
+                    3,
+                    c.due_ms as i64,
+                    c.attempt as i32,
+                    Some(reason.as_str()),
+                    Some(now_ms),
+                    0,
+                    1,
+                ),
+            };
+            sql::Settle {
+                event_id: c.id.0 as i64,
+                replay: c.replay.unwrap_or(0) as i64,
+                token: c.token as i64,
+                state,
+                due_ms,
+                next_attempt,
+                error,
+                dead_ms,
+                attempt,
+                replay_done: if replay { d } else { 0 },
+                replay_failed: if replay { f } else { 0 },
+            }
+        })
+        .collect();
+    let mut client = inner.client().await?;
+    let node = inner.node();
+    let result = async {
+        let txn = client.transaction().await?;
+        txn.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
+        let held =
+            futures_util::future::try_join_all(settles.iter().map(|s| sql::settle(&txn, node, s)))
+                .await?;
+        txn.commit().await?;
+        Ok::<_, tokio_postgres::Error>(held)
+    }
+    .await;
+    result.map_err(|e| inner.db_error(e))
+}
+
+/// Renews the node's lease every third of it and reaps nodes whose lease ran out. A
+/// node that finds itself reaped (it was frozen, or cut off) registers again.
+async fn heartbeat(inner: Arc<Inner>) {
+    let every = inner.lease / 3;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(c) = inner.pool.get().await else {
+            continue;
+        };
+        let started = millis(SystemTime::now());
+        match sql::heartbeat(&c, inner.node()).await {
+            Ok(true) => {
+                inner
+                    .alive_until
+                    .store(started + duration_ms(inner.lease), Ordering::Release);
+            }
+            Ok(false) => {
+                tracing::warn!(node = %inner.name, "this node's lease ran out and its claims were taken over; registering again");
+                match sql::register(&c, &inner.name, duration_ms(inner.lease) as i64).await {
+                    Ok(Some((node, slot))) => {
+                        inner.node.store(node, Ordering::Release);
+                        inner.slot.store(slot.into(), Ordering::Release);
+                        inner
+                            .alive_until
+                            .store(started + duration_ms(inner.lease), Ordering::Release);
+                    }
+                    Ok(None) => tracing::error!("64 nodes are registered; cannot register again"),
+                    Err(e) => tracing::warn!(error = %e, "registering again failed"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+        match sql::reap(&c).await {
+            Ok(n) if n > 0 => {
+                metrics::counter!("hookbox_claims_reaped_total").increment(n);
+                let _ = sql::notify(&c, 0).await;
+                inner.wake(0);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reaping dead nodes failed"),
+        }
+    }
+}
+
+/// Refreshes the backlog counters and the health flag once a second.
+async fn refresh(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let got = match inner.pool.get().await {
+            Ok(c) => sql::backlogs(&c).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match got {
+            Ok(rows) => {
+                let was = inner.healthy.swap(true, Ordering::AcqRel);
+                if !was {
+                    tracing::info!("the database is reachable again");
+                }
+                let mut backlog = inner.backlog.write().expect("backlog lock");
+                let mut known = inner.known_sources.lock().expect("sources lock");
+                for (s, n) in rows {
+                    known.insert(s.clone());
+                    backlog.insert(s, n.max(0) as u64);
+                }
+            }
+            Err(e) => {
+                if inner.healthy.swap(false, Ordering::AcqRel) {
+                    tracing::error!(error = %e, "the database is unreachable: ingest answers 503 until it is back");
+                }
+            }
+        }
+    }
+}
+
+/// Listens for other nodes' commits, reconnecting while the task lives.
+async fn listen(inner: Arc<Inner>, conn: Connection) {
+    let listen = format!("LISTEN {}", sql::CHANNEL);
+    loop {
+        match conn.connect().await {
+            Ok((client, mut rx)) => {
+                if client.batch_execute(&listen).await.is_ok() {
+                    // Whatever happened while not listening is picked up by this wake.
+                    inner.wake(0);
+                    while let Some(payload) = rx.recv().await {
+                        inner.wake(payload.parse().unwrap_or(0));
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "LISTEN connection failed; polling meanwhile"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

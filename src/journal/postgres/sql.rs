@@ -1,0 +1,815 @@
+//! Every SQL statement of the PostgreSQL journal, and its migrations, in one place.
+//!
+//! Tables (all prefixed `hookbox_`):
+//!
+//! - `events`: one row per event, the same versioned record as redb (`record.rs`) plus
+//!   the columns listings filter on. Written once.
+//! - `deliveries`: one row per (event, target, replay). The original delivery
+//!   (`replay = 0`, `target = ''`) carries the event's state; each replay adds rows.
+//!   `owner` (a node) and `token` (the fencing token) are the claim: set by `claim`,
+//!   presented by every later write, cleared by settle, abandon or the reaper.
+//! - `dedup`: (source, provider delivery id) -> event, unique: the same delivery posted
+//!   to two nodes at once makes one event.
+//! - `attempts`, `steps`, `replays`, `sources`, `nodes`, `schema`.
+//!
+//! States are stored as small integers: 0 pending, 1 retrying, 2 done, 3 dead.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Error, Row};
+
+/// The schema version this build creates and understands.
+pub(super) const SCHEMA_VERSION: i32 = 1;
+
+/// Migrations, applied in order; entry `i` brings the schema from version `i` to `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE hookbox_nodes (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    slot integer NOT NULL UNIQUE CHECK (slot >= 0 AND slot < 64),
+    lease_ms bigint NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    heartbeat timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE hookbox_sources (
+    name text PRIMARY KEY
+);
+CREATE TABLE hookbox_events (
+    id bigint PRIMARY KEY,
+    source text NOT NULL,
+    received_ms bigint NOT NULL,
+    delivery_id text,
+    event_type text,
+    body_len integer NOT NULL,
+    record bytea NOT NULL
+);
+CREATE INDEX hookbox_events_by_source ON hookbox_events (source, id);
+CREATE TABLE hookbox_dedup (
+    source text NOT NULL,
+    delivery_id text NOT NULL,
+    event_id bigint NOT NULL,
+    seen_ms bigint NOT NULL,
+    PRIMARY KEY (source, delivery_id)
+);
+CREATE TABLE hookbox_deliveries (
+    event_id bigint NOT NULL,
+    target text NOT NULL DEFAULT '',
+    replay bigint NOT NULL DEFAULT 0,
+    source text NOT NULL,
+    state smallint NOT NULL DEFAULT 0,
+    due_ms bigint NOT NULL,
+    attempt integer NOT NULL DEFAULT 1,
+    attempts integer NOT NULL DEFAULT 0,
+    order_key text NOT NULL DEFAULT '',
+    last_error text,
+    redrives integer NOT NULL DEFAULT 0,
+    dead_ms bigint,
+    owner bigint,
+    token bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (event_id, target, replay)
+);
+CREATE INDEX hookbox_deliveries_due ON hookbox_deliveries (source, due_ms, event_id)
+    WHERE state < 2 AND owner IS NULL;
+CREATE INDEX hookbox_deliveries_owned ON hookbox_deliveries (owner) WHERE owner IS NOT NULL;
+CREATE INDEX hookbox_deliveries_order ON hookbox_deliveries (source, order_key, event_id)
+    WHERE order_key <> '' AND replay = 0 AND state <> 2;
+CREATE INDEX hookbox_deliveries_dead ON hookbox_deliveries (source, event_id)
+    WHERE state = 3 AND replay = 0;
+CREATE INDEX hookbox_deliveries_backlog ON hookbox_deliveries (source)
+    WHERE state < 2 AND replay = 0;
+CREATE INDEX hookbox_deliveries_waiting ON hookbox_deliveries (event_id)
+    WHERE state < 2 AND replay <> 0;
+CREATE TABLE hookbox_attempts (
+    event_id bigint NOT NULL,
+    seq bigserial,
+    attempt bytea NOT NULL,
+    PRIMARY KEY (event_id, seq)
+);
+CREATE TABLE hookbox_steps (
+    event_id bigint NOT NULL,
+    name text NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (event_id, name)
+);
+CREATE TABLE hookbox_replays (
+    id bigserial PRIMARY KEY,
+    matched bigint NOT NULL DEFAULT 0,
+    done bigint NOT NULL DEFAULT 0,
+    failed bigint NOT NULL DEFAULT 0,
+    destination text,
+    created_ms bigint NOT NULL
+);
+"#];
+
+/// The advisory lock key migrations run under (`hookbox` in ASCII).
+const MIGRATION_LOCK: i64 = 0x686f_6f6b_626f_78;
+
+/// The channel commits are announced on.
+pub(super) const CHANNEL: &str = "hookbox_journal";
+
+/// Runs `sql` (prepared once per connection and cached) with `params`.
+pub(super) async fn query<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, Error> {
+    let stmt = c.prepare_cached(sql).await?;
+    c.query(&stmt, params).await
+}
+
+async fn execute<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, Error> {
+    let stmt = c.prepare_cached(sql).await?;
+    c.execute(&stmt, params).await
+}
+
+/// Applies the migrations this database lacks, under an advisory lock so that nodes
+/// starting together migrate once. Returns the version found before, or `Err(found)`
+/// when the database is newer than this build.
+pub(super) async fn migrate(c: &tokio_postgres::Client) -> Result<Result<i32, i32>, Error> {
+    c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = async {
+        c.batch_execute("CREATE TABLE IF NOT EXISTS hookbox_schema (version integer NOT NULL)")
+            .await?;
+        let found: i32 = c
+            .query_opt("SELECT version FROM hookbox_schema", &[])
+            .await?
+            .map_or(0, |r| r.get(0));
+        if found > SCHEMA_VERSION {
+            return Ok(Err(found));
+        }
+        for (v, m) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let next = v as i32 + 1;
+            c.batch_execute("BEGIN").await?;
+            let step = async {
+                c.batch_execute(m).await?;
+                c.execute("DELETE FROM hookbox_schema", &[]).await?;
+                c.execute("INSERT INTO hookbox_schema (version) VALUES ($1)", &[&next])
+                    .await?;
+                c.batch_execute("COMMIT").await
+            }
+            .await;
+            if let Err(e) = step {
+                let _ = c.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+            tracing::info!(version = next, "journal schema migrated");
+        }
+        Ok(Ok(found))
+    }
+    .await;
+    let _ = c
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    result
+}
+
+/// The schema version of the database (0: none).
+pub(super) async fn schema_version(c: &tokio_postgres::Client) -> Result<i32, Error> {
+    let exists = c
+        .query("SELECT to_regclass('hookbox_schema') IS NOT NULL", &[])
+        .await?;
+    if !exists[0].get::<_, bool>(0) {
+        return Ok(0);
+    }
+    let rows = c.query("SELECT version FROM hookbox_schema", &[]).await?;
+    Ok(rows.first().map_or(0, |r| r.get(0)))
+}
+
+// ---- nodes ----------------------------------------------------------------------
+
+/// Registers a node under the lowest free id slot (0..64); `None` when all are taken.
+/// Nodes of the same name that registered before are taken to be dead (a restart of
+/// the same node) and reaped first.
+pub(super) async fn register<C: GenericClient>(
+    c: &C,
+    name: &str,
+    lease_ms: i64,
+) -> Result<Option<(i64, i32)>, Error> {
+    execute(c, "SELECT pg_advisory_xact_lock($1)", &[&(MIGRATION_LOCK + 1)]).await?;
+    let old: Vec<i64> = query(c, "SELECT id FROM hookbox_nodes WHERE name = $1", &[&name])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    release_nodes(c, &old).await?;
+    reap(c).await?;
+    let rows = query(
+        c,
+        "INSERT INTO hookbox_nodes (name, slot, lease_ms)
+         SELECT $1, s, $2 FROM generate_series(0, 63) s
+         WHERE s NOT IN (SELECT slot FROM hookbox_nodes) ORDER BY s LIMIT 1
+         RETURNING id, slot",
+        &[&name, &lease_ms],
+    )
+    .await?;
+    Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+}
+
+/// Renews a node's lease; false when the node was reaped meanwhile.
+pub(super) async fn heartbeat<C: GenericClient>(c: &C, node: i64) -> Result<bool, Error> {
+    Ok(execute(
+        c,
+        "UPDATE hookbox_nodes SET heartbeat = clock_timestamp() WHERE id = $1",
+        &[&node],
+    )
+    .await?
+        == 1)
+}
+
+/// Removes nodes and gives their claims back.
+async fn release_nodes<C: GenericClient>(c: &C, nodes: &[i64]) -> Result<u64, Error> {
+    if nodes.is_empty() {
+        return Ok(0);
+    }
+    let n = execute(
+        c,
+        "UPDATE hookbox_deliveries SET owner = NULL WHERE owner = ANY($1)",
+        &[&nodes],
+    )
+    .await?;
+    execute(c, "DELETE FROM hookbox_nodes WHERE id = ANY($1)", &[&nodes]).await?;
+    Ok(n)
+}
+
+/// A node leaving on purpose: its claims are due again at once.
+pub(super) async fn deregister<C: GenericClient>(c: &C, node: i64) -> Result<u64, Error> {
+    release_nodes(c, &[node]).await
+}
+
+/// Reaps every node silent for longer than its lease (by the database's clock, so node
+/// clocks do not matter); returns how many claims were given back.
+pub(super) async fn reap<C: GenericClient>(c: &C) -> Result<u64, Error> {
+    let dead: Vec<i64> = query(
+        c,
+        "SELECT id FROM hookbox_nodes
+         WHERE heartbeat < clock_timestamp() - lease_ms * interval '1 millisecond'",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    if !dead.is_empty() {
+        tracing::warn!(nodes = ?dead, "reaping nodes whose lease ran out");
+    }
+    release_nodes(c, &dead).await
+}
+
+// ---- appends --------------------------------------------------------------------
+
+/// Records a provider delivery id for a new event, unless a live entry exists. Returns
+/// `Ok(None)` when the new event may be written, else the event already journaled.
+/// The unique key makes concurrent posts of one delivery, on any nodes, wait for each
+/// other: exactly one writes.
+pub(super) async fn dedup<C: GenericClient>(
+    c: &C,
+    source: &str,
+    delivery_id: &str,
+    id: i64,
+    now_ms: i64,
+    live_after_ms: i64,
+) -> Result<Option<i64>, Error> {
+    let rows = query(
+        c,
+        "INSERT INTO hookbox_dedup AS d (source, delivery_id, event_id, seen_ms)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (source, delivery_id) DO UPDATE
+           SET event_id = EXCLUDED.event_id, seen_ms = EXCLUDED.seen_ms
+           WHERE d.seen_ms < $5
+         RETURNING event_id",
+        &[&source, &delivery_id, &id, &now_ms, &live_after_ms],
+    )
+    .await?;
+    if !rows.is_empty() {
+        return Ok(None);
+    }
+    let rows = query(
+        c,
+        "SELECT event_id FROM hookbox_dedup WHERE source = $1 AND delivery_id = $2",
+        &[&source, &delivery_id],
+    )
+    .await?;
+    Ok(Some(rows.first().map_or(id, |r| r.get(0))))
+}
+
+/// The columns of the events of one batch.
+#[derive(Default)]
+pub(super) struct NewEvents {
+    pub(super) ids: Vec<i64>,
+    pub(super) sources: Vec<String>,
+    pub(super) received: Vec<i64>,
+    pub(super) delivery_ids: Vec<Option<String>>,
+    pub(super) types: Vec<Option<String>>,
+    pub(super) body_lens: Vec<i32>,
+    pub(super) records: Vec<Vec<u8>>,
+    pub(super) order_keys: Vec<String>,
+}
+
+/// Writes a batch of events and their original deliveries, due at once.
+pub(super) async fn insert_events<C: GenericClient>(c: &C, e: &NewEvents) -> Result<(), Error> {
+    let event_params: [&(dyn ToSql + Sync); 7] = [
+        &e.ids,
+        &e.sources,
+        &e.received,
+        &e.delivery_ids,
+        &e.types,
+        &e.body_lens,
+        &e.records,
+    ];
+    let delivery_params: [&(dyn ToSql + Sync); 4] =
+        [&e.ids, &e.sources, &e.received, &e.order_keys];
+    let events = execute(
+        c,
+        "INSERT INTO hookbox_events (id, source, received_ms, delivery_id, event_type, body_len, record)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                              $6::int[], $7::bytea[])",
+        &event_params,
+    );
+    let deliveries = execute(
+        c,
+        "INSERT INTO hookbox_deliveries (event_id, source, due_ms, order_key)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[])",
+        &delivery_params,
+    );
+    tokio::try_join!(events, deliveries)?;
+    Ok(())
+}
+
+/// Makes sources known (for `sources()` and the delivery runtime).
+pub(super) async fn add_sources<C: GenericClient>(c: &C, names: &[String]) -> Result<(), Error> {
+    execute(
+        c,
+        "INSERT INTO hookbox_sources (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+        &[&names],
+    )
+    .await
+    .map(drop)
+}
+
+/// Announces a commit to every node (delivered when the transaction commits).
+pub(super) async fn notify<C: GenericClient>(c: &C, max_id: i64) -> Result<(), Error> {
+    let payload = max_id.to_string();
+    execute(c, "SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        .await
+        .map(drop)
+}
+
+// ---- claims and outcomes --------------------------------------------------------
+
+/// Claims up to `limit` due deliveries of `source` for `node`: rows locked by another
+/// claimer are skipped, and of a key only its oldest unfinished event is eligible.
+pub(super) async fn claim<C: GenericClient>(
+    c: &C,
+    source: &str,
+    now_ms: i64,
+    limit: i64,
+    node: i64,
+) -> Result<Vec<Row>, Error> {
+    query(
+        c,
+        "WITH c AS (
+           SELECT d.event_id, d.target, d.replay FROM hookbox_deliveries d
+           WHERE d.source = $1 AND d.state < 2 AND d.owner IS NULL AND d.due_ms <= $2
+             AND (d.order_key = '' OR d.replay <> 0 OR NOT EXISTS (
+               SELECT 1 FROM hookbox_deliveries h
+               WHERE h.source = d.source AND h.order_key = d.order_key AND h.replay = 0
+                 AND h.target = d.target AND h.state <> 2 AND h.event_id < d.event_id))
+           ORDER BY d.due_ms, d.event_id
+           LIMIT $3
+           FOR UPDATE OF d SKIP LOCKED)
+         UPDATE hookbox_deliveries d SET owner = $4, token = d.token + 1
+         FROM c WHERE d.event_id = c.event_id AND d.target = c.target AND d.replay = c.replay
+         RETURNING d.event_id, d.replay, d.attempt, d.due_ms, d.order_key, d.token",
+        &[&source, &now_ms, &limit, &node],
+    )
+    .await
+}
+
+/// When the next delivery of `source` not yet due is due.
+pub(super) async fn next_due<C: GenericClient>(
+    c: &C,
+    source: &str,
+    after_ms: i64,
+) -> Result<Option<i64>, Error> {
+    let rows = query(
+        c,
+        "SELECT min(due_ms) FROM hookbox_deliveries
+         WHERE source = $1 AND state < 2 AND owner IS NULL AND due_ms > $2",
+        &[&source, &after_ms],
+    )
+    .await?;
+    Ok(rows[0].get(0))
+}
+
+/// One settled attempt, as bound to [`settle`].
+pub(super) struct Settle<'a> {
+    pub(super) event_id: i64,
+    pub(super) replay: i64,
+    pub(super) token: i64,
+    pub(super) state: i16,
+    pub(super) due_ms: i64,
+    pub(super) next_attempt: i32,
+    pub(super) error: Option<&'a str>,
+    pub(super) dead_ms: Option<i64>,
+    pub(super) attempt: Vec<u8>,
+    /// For replays: (done, failed) to add to its counters.
+    pub(super) replay_done: i64,
+    pub(super) replay_failed: i64,
+}
+
+/// Records an attempt if `node` still holds the claim with `token`; false when not.
+pub(super) async fn settle<C: GenericClient>(
+    c: &C,
+    node: i64,
+    s: &Settle<'_>,
+) -> Result<bool, Error> {
+    let rows = query(
+        c,
+        "WITH u AS (
+           UPDATE hookbox_deliveries SET owner = NULL, state = $5, due_ms = $6, attempt = $7,
+             attempts = attempts + 1,
+             last_error = CASE WHEN $8::text IS NULL THEN last_error ELSE $8 END,
+             dead_ms = $9
+           WHERE event_id = $1 AND target = '' AND replay = $2 AND owner = $3 AND token = $4
+           RETURNING event_id, replay),
+         a AS (INSERT INTO hookbox_attempts (event_id, attempt) SELECT event_id, $10 FROM u),
+         r AS (UPDATE hookbox_replays SET done = done + $11, failed = failed + $12
+               WHERE id = (SELECT replay FROM u) AND ($11 + $12) > 0)
+         SELECT count(*) FROM u",
+        &[
+            &s.event_id,
+            &s.replay,
+            &node,
+            &s.token,
+            &s.state,
+            &s.due_ms,
+            &s.next_attempt,
+            &s.error,
+            &s.dead_ms,
+            &s.attempt,
+            &s.replay_done,
+            &s.replay_failed,
+        ],
+    )
+    .await?;
+    Ok(rows[0].get::<_, i64>(0) == 1)
+}
+
+/// Gives claims back: (event, replay, token) triples still held by `node`.
+pub(super) async fn abandon<C: GenericClient>(
+    c: &C,
+    node: i64,
+    ids: &[i64],
+    replays: &[i64],
+    tokens: &[i64],
+) -> Result<u64, Error> {
+    execute(
+        c,
+        "UPDATE hookbox_deliveries d SET owner = NULL
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS x(event_id, replay, token)
+         WHERE d.event_id = x.event_id AND d.target = '' AND d.replay = x.replay
+           AND d.owner = $4 AND d.token = x.token",
+        &[&ids, &replays, &tokens, &node],
+    )
+    .await
+}
+
+/// Stores a step's result if the claim is still held (the first writer wins); false
+/// when the claim is not held. `FOR SHARE` waits for a concurrent reaper or claimer and
+/// re-checks, so a step is never stored under a claim already taken back.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn save_step<C: GenericClient>(
+    c: &C,
+    node: i64,
+    event_id: i64,
+    replay: i64,
+    token: i64,
+    name: &str,
+    value: &[u8],
+) -> Result<bool, Error> {
+    let rows = query(
+        c,
+        "WITH held AS (
+           SELECT 1 FROM hookbox_deliveries
+           WHERE event_id = $1 AND target = '' AND replay = $2 AND owner = $3 AND token = $4
+           FOR SHARE),
+         ins AS (
+           INSERT INTO hookbox_steps (event_id, name, value)
+           SELECT $1, $5, $6 WHERE EXISTS (SELECT 1 FROM held)
+           ON CONFLICT (event_id, name) DO NOTHING)
+         SELECT count(*) FROM held",
+        &[&event_id, &replay, &node, &token, &name, &value],
+    )
+    .await?;
+    Ok(rows[0].get::<_, i64>(0) == 1)
+}
+
+// ---- reads ----------------------------------------------------------------------
+
+/// The columns of a listing, in [`summary`](super::summary) order.
+const SUMMARY: &str = "e.id, e.source, e.delivery_id, e.event_type, e.received_ms, e.body_len,
+                       d.state, d.attempts";
+
+/// Events of a window, newest first; `limit + 1` rows to tell whether a next page exists.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn list<C: GenericClient>(
+    c: &C,
+    lo: i64,
+    hi: i64,
+    source: Option<&str>,
+    exact_type: Option<&str>,
+    type_prefix: Option<&str>,
+    state: Option<i16>,
+    limit: i64,
+) -> Result<Vec<Row>, Error> {
+    let sql = format!(
+        "SELECT {SUMMARY} FROM hookbox_events e
+         JOIN hookbox_deliveries d ON d.event_id = e.id AND d.target = '' AND d.replay = 0
+         WHERE e.id >= $1 AND e.id < $2
+           AND ($3::text IS NULL OR e.source = $3)
+           AND ($4::text IS NULL OR e.event_type = $4)
+           AND ($5::text IS NULL OR starts_with(e.event_type, $5))
+           AND ($6::smallint IS NULL OR d.state = $6)
+         ORDER BY e.id DESC LIMIT $7"
+    );
+    query(
+        c,
+        &sql,
+        &[&lo, &hi, &source, &exact_type, &type_prefix, &state, &limit],
+    )
+    .await
+}
+
+/// One event's record.
+pub(super) async fn record<C: GenericClient>(c: &C, id: i64) -> Result<Option<Vec<u8>>, Error> {
+    let rows = query(c, "SELECT record FROM hookbox_events WHERE id = $1", &[&id]).await?;
+    Ok(rows.first().map(|r| r.get(0)))
+}
+
+/// How many events there are.
+pub(super) async fn count<C: GenericClient>(c: &C) -> Result<i64, Error> {
+    Ok(query(c, "SELECT count(*) FROM hookbox_events", &[]).await?[0].get(0))
+}
+
+/// The event of a provider delivery id.
+pub(super) async fn lookup<C: GenericClient>(
+    c: &C,
+    source: &str,
+    delivery_id: &str,
+) -> Result<Option<i64>, Error> {
+    let rows = query(
+        c,
+        "SELECT event_id FROM hookbox_dedup WHERE source = $1 AND delivery_id = $2",
+        &[&source, &delivery_id],
+    )
+    .await?;
+    Ok(rows.first().map(|r| r.get(0)))
+}
+
+/// An event's original delivery: state, attempts, due, last error, redrives, dead ms,
+/// order key.
+pub(super) async fn state<C: GenericClient>(c: &C, id: i64) -> Result<Option<Row>, Error> {
+    let rows = query(
+        c,
+        "SELECT state, attempts, due_ms, last_error, redrives, dead_ms, order_key
+         FROM hookbox_deliveries WHERE event_id = $1 AND target = '' AND replay = 0",
+        &[&id],
+    )
+    .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// An event's attempts, oldest first.
+pub(super) async fn attempts<C: GenericClient>(c: &C, id: i64) -> Result<Vec<Vec<u8>>, Error> {
+    let rows = query(
+        c,
+        "SELECT attempt FROM hookbox_attempts WHERE event_id = $1 ORDER BY seq",
+        &[&id],
+    )
+    .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// A step's stored result.
+pub(super) async fn step<C: GenericClient>(
+    c: &C,
+    id: i64,
+    name: &str,
+) -> Result<Option<Vec<u8>>, Error> {
+    let rows = query(
+        c,
+        "SELECT value FROM hookbox_steps WHERE event_id = $1 AND name = $2",
+        &[&id, &name],
+    )
+    .await?;
+    Ok(rows.first().map(|r| r.get(0)))
+}
+
+/// Dead events, by source then id.
+pub(super) async fn dead<C: GenericClient>(
+    c: &C,
+    source: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(i64, String)>, Error> {
+    let rows = query(
+        c,
+        "SELECT event_id, source FROM hookbox_deliveries
+         WHERE state = 3 AND replay = 0 AND target = '' AND ($1::text IS NULL OR source = $1)
+         ORDER BY source, event_id LIMIT $2",
+        &[&source, &limit],
+    )
+    .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// How many events are dead.
+pub(super) async fn dead_count<C: GenericClient>(c: &C) -> Result<i64, Error> {
+    Ok(query(
+        c,
+        "SELECT count(*) FROM hookbox_deliveries WHERE state = 3 AND replay = 0",
+        &[],
+    )
+    .await?[0]
+        .get(0))
+}
+
+/// A replay's row: matched, done, failed, destination, created ms.
+pub(super) async fn replay_status<C: GenericClient>(c: &C, id: i64) -> Result<Option<Row>, Error> {
+    let rows = query(
+        c,
+        "SELECT id, matched, done, failed, destination, created_ms FROM hookbox_replays WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// Every known source with its backlog (original deliveries pending or retrying).
+pub(super) async fn backlogs<C: GenericClient>(c: &C) -> Result<Vec<(String, i64)>, Error> {
+    let rows = query(
+        c,
+        "SELECT s.name, (SELECT count(*) FROM hookbox_deliveries d
+                         WHERE d.source = s.name AND d.state < 2 AND d.replay = 0)
+         FROM hookbox_sources s",
+        &[],
+    )
+    .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+// ---- operator writes ------------------------------------------------------------
+
+/// Moves matching dead events back to pending, due `now_ms`, with a fresh round of
+/// attempts; returns how many.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn redrive<C: GenericClient>(
+    c: &C,
+    ids: Option<&[i64]>,
+    source: Option<&str>,
+    exact_type: Option<&str>,
+    type_prefix: Option<&str>,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    max_redrives: Option<i32>,
+    now_ms: i64,
+) -> Result<u64, Error> {
+    execute(
+        c,
+        "UPDATE hookbox_deliveries d
+         SET state = 0, redrives = d.redrives + 1, dead_ms = NULL, due_ms = $8, attempt = 1,
+             owner = NULL
+         FROM hookbox_events e
+         WHERE e.id = d.event_id AND d.state = 3 AND d.replay = 0 AND d.target = ''
+           AND ($1::bigint[] IS NULL OR d.event_id = ANY($1))
+           AND ($2::text IS NULL OR d.source = $2)
+           AND ($3::text IS NULL OR e.event_type = $3)
+           AND ($4::text IS NULL OR starts_with(e.event_type, $4))
+           AND ($5::bigint IS NULL OR d.dead_ms >= $5)
+           AND ($6::bigint IS NULL OR d.dead_ms < $6)
+           AND ($7::int IS NULL OR d.redrives < $7)",
+        &[
+            &ids,
+            &source,
+            &exact_type,
+            &type_prefix,
+            &since_ms,
+            &until_ms,
+            &max_redrives,
+            &now_ms,
+        ],
+    )
+    .await
+}
+
+/// The filter of a replay, bound to [`replay_count`] and [`replay_insert`].
+pub(super) struct ReplaySelect<'a> {
+    pub(super) lo: i64,
+    pub(super) hi: i64,
+    pub(super) source: Option<&'a str>,
+    pub(super) sources: Option<&'a [String]>,
+    pub(super) exact_type: Option<&'a str>,
+    pub(super) type_prefix: Option<&'a str>,
+}
+
+const REPLAY_WHERE: &str = "e.id >= $1 AND e.id < $2
+    AND ($3::text IS NULL OR e.source = $3)
+    AND ($4::text[] IS NULL OR e.source = ANY($4))
+    AND ($5::text IS NULL OR e.event_type = $5)
+    AND ($6::text IS NULL OR starts_with(e.event_type, $6))";
+
+/// How many events a replay matches.
+pub(super) async fn replay_count<C: GenericClient>(
+    c: &C,
+    f: &ReplaySelect<'_>,
+) -> Result<i64, Error> {
+    let sql = format!("SELECT count(*) FROM hookbox_events e WHERE {REPLAY_WHERE}");
+    Ok(query(
+        c,
+        &sql,
+        &[
+            &f.lo,
+            &f.hi,
+            &f.source,
+            &f.sources,
+            &f.exact_type,
+            &f.type_prefix,
+        ],
+    )
+    .await?[0]
+        .get(0))
+}
+
+/// Creates a replay and its deliveries, due `now_ms`; returns (id, matched).
+pub(super) async fn replay_insert<C: GenericClient>(
+    c: &C,
+    f: &ReplaySelect<'_>,
+    destination: Option<&str>,
+    now_ms: i64,
+) -> Result<(i64, i64), Error> {
+    let id: i64 = query(
+        c,
+        "INSERT INTO hookbox_replays (destination, created_ms) VALUES ($1, $2) RETURNING id",
+        &[&destination, &now_ms],
+    )
+    .await?[0]
+        .get(0);
+    // Replays are not ordered by key: they re-deliver history as it was.
+    let sql = format!(
+        "INSERT INTO hookbox_deliveries (event_id, replay, source, due_ms)
+         SELECT e.id, $7, e.source, $8 FROM hookbox_events e WHERE {REPLAY_WHERE}"
+    );
+    let matched = execute(
+        c,
+        &sql,
+        &[
+            &f.lo,
+            &f.hi,
+            &f.source,
+            &f.sources,
+            &f.exact_type,
+            &f.type_prefix,
+            &id,
+            &now_ms,
+        ],
+    )
+    .await? as i64;
+    execute(
+        c,
+        "UPDATE hookbox_replays SET matched = $2 WHERE id = $1",
+        &[&id, &matched],
+    )
+    .await?;
+    Ok((id, matched))
+}
+
+/// Retention: removes up to `limit` done events received before `cutoff` (an id bound)
+/// with everything about them; keeps any with a delivery still waiting. Rows another
+/// purge holds are skipped, so purges on several nodes never wait for each other.
+pub(super) async fn purge<C: GenericClient>(c: &C, cutoff: i64, limit: i64) -> Result<u64, Error> {
+    let rows = query(
+        c,
+        "WITH picked AS (
+           SELECT e.id, e.source, e.delivery_id FROM hookbox_events e
+           JOIN hookbox_deliveries d ON d.event_id = e.id AND d.target = '' AND d.replay = 0
+           WHERE e.id < $1 AND d.state = 2
+             AND NOT EXISTS (SELECT 1 FROM hookbox_deliveries w
+                             WHERE w.event_id = e.id AND w.state < 2)
+           ORDER BY e.id LIMIT $2
+           FOR UPDATE OF e SKIP LOCKED),
+         d1 AS (DELETE FROM hookbox_deliveries WHERE event_id IN (SELECT id FROM picked)),
+         d2 AS (DELETE FROM hookbox_attempts WHERE event_id IN (SELECT id FROM picked)),
+         d3 AS (DELETE FROM hookbox_steps WHERE event_id IN (SELECT id FROM picked)),
+         d4 AS (DELETE FROM hookbox_dedup x USING picked p
+                WHERE x.source = p.source AND x.delivery_id = p.delivery_id AND x.event_id = p.id),
+         d5 AS (DELETE FROM hookbox_events WHERE id IN (SELECT id FROM picked) RETURNING 1)
+         SELECT count(*) FROM d5",
+        &[&cutoff, &limit],
+    )
+    .await?;
+    Ok(rows[0].get::<_, i64>(0) as u64)
+}
