@@ -137,9 +137,8 @@ async fn throughput(dir: &std::path::Path, n: usize, concurrency: usize) {
     }
     let secs = started.elapsed().as_secs_f64();
     runtime.shutdown_async(Duration::from_secs(5)).await;
-    let attempts = journal
-        .attempts(journal.query(&Default::default()).unwrap().events[0].id)
-        .unwrap();
+    let newest = journal.query(&Default::default()).await.unwrap().events[0].id;
+    let attempts = journal.attempts(newest).await.unwrap();
     assert_eq!(attempts.len(), 1, "every delivery is journaled once");
     println!(
         "concurrency {concurrency:>4}: {n} deliveries in {secs:.2} s = {:>8.0}/s  (appending them: {:>8.0}/s)",

@@ -83,8 +83,8 @@ pub use hookbox::{Endpoint, Hookbox, Source};
 pub use journal::{
     AppendFuture, AppendOptions, Appended, Attempt, AttemptOutcome, Claim, EventId, EventState,
     EventSummary, Journal, JournalError, JournalFuture, Load, Next, OpenError, Page,
-    PostgresJournal, PostgresJournalBuilder, Query, RedbJournal, RedbJournalBuilder,
-    RedriveFilter, ReplayFilter, ReplayStatus, SslMode, State, StoredEvent,
+    PostgresJournal, PostgresJournalBuilder, Query, RedbJournal, RedbJournalBuilder, RedriveFilter,
+    ReplayFilter, ReplayStatus, SslMode, State, StoredEvent,
 };
 pub use layer::ack::{Accepted, Ack, AckLayer, Acked};
 pub use layer::shed::{Shed, ShedLayer};

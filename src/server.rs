@@ -14,8 +14,7 @@ use tokio::net::TcpListener;
 use crate::layer::problem::problem;
 use crate::{
     Config, ConfigError, Destination, Hookbox, Journal, OpenError, PostgresJournal, RedbJournal,
-    RedrivePolicy,
-    RetryPolicy, Runtime, ShedLayer, Source, SourceOptions, Verifier,
+    RedrivePolicy, RetryPolicy, Runtime, ShedLayer, Source, SourceOptions, Verifier,
 };
 
 /// Starting or running the server failed.

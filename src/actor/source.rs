@@ -109,7 +109,7 @@ impl SourceActor {
     }
 
     fn settling(&self) -> usize {
-        self.in_flight.len() - self.running
+        self.in_flight.len().saturating_sub(self.running)
     }
 
     /// How many deliveries the rate allows now (all, without a rate).

@@ -33,10 +33,10 @@ mod tables;
 mod writer;
 
 pub use error::{JournalError, OpenError};
-pub(crate) use record::{duration_ms, millis, millis_after};
-pub use record::{EventSummary, StoredEvent};
 pub(crate) use postgres::is_url;
 pub use postgres::{PostgresJournal, PostgresJournalBuilder, SslMode};
+pub(crate) use record::{duration_ms, millis, millis_after};
+pub use record::{EventSummary, StoredEvent};
 pub use redb_journal::{RedbJournal, RedbJournalBuilder};
 pub use state::{
     Attempt, AttemptOutcome, Claim, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus,

@@ -78,7 +78,7 @@ pub struct RedbJournal {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Claims held, by (event, replay) -> fencing token. In memory: one process is the
     /// only node, and a crash ends every claim with it.
-    claims: Mutex<HashMap<(u64, u64), u64>>,
+    claims: Arc<Mutex<HashMap<(u64, u64), u64>>>,
     /// The last fencing token handed out.
     tokens: AtomicU64,
 }
@@ -229,7 +229,7 @@ impl RedbJournalBuilder {
             capacity: self.queue_capacity,
             closing: AtomicBool::new(false),
             writer: Mutex::new(Some(handle)),
-            claims: Mutex::new(HashMap::new()),
+            claims: Arc::default(),
             tokens: AtomicU64::new(0),
         })
     }
@@ -532,7 +532,11 @@ impl RedbJournal {
             .transpose()
     }
 
-    fn read_lookup(&self, source: &str, delivery_id: &str) -> Result<Option<EventId>, JournalError> {
+    fn read_lookup(
+        &self,
+        source: &str,
+        delivery_id: &str,
+    ) -> Result<Option<EventId>, JournalError> {
         let db = self.db()?;
         let txn = db.begin_read()?;
         let dedup = txn.open_table(DEDUP)?;
@@ -632,7 +636,6 @@ fn read_dead(
     }
     Ok(out)
 }
-
 
 /// The live database, or `Unavailable` while the writer recovers it.
 fn db_of(shared: &Shared) -> Result<Arc<Database>, JournalError> {
@@ -760,14 +763,17 @@ impl Journal for RedbJournal {
     }
 
     fn settle(&self, claim: Claim, attempt: Attempt, next: Next) -> JournalFuture<()> {
-        // The claim ends here, before the outcome is written: if the write fails, the
-        // delivery is simply due again.
-        if !self.release(&claim) {
+        if !self.holds(&claim) {
             return done(Err(JournalError::LeaseLost {
                 id: claim.id.0,
                 token: claim.token,
             }));
         }
+        // The claim ends once the outcome is committed (or failed), not before: until
+        // then the delivery is still in the ready queue and must not be claimed again.
+        let key = (claim.id.0, claim.replay.unwrap_or(0));
+        let token = claim.token;
+        let claims = self.claims.clone();
         let (reply, rx) = oneshot::channel();
         let op = Op::Outcome(OutcomeOp {
             source: claim.source.clone(),
@@ -776,7 +782,15 @@ impl Journal for RedbJournal {
             next,
             reply,
         });
-        self.submit(op, rx)
+        let written = self.submit(op, rx);
+        Box::pin(async move {
+            let r = written.await;
+            let mut claims = claims.lock().expect("claims lock");
+            if claims.get(&key) == Some(&token) {
+                claims.remove(&key);
+            }
+            r
+        })
     }
 
     fn abandon(&self, claims: Vec<Claim>) -> JournalFuture<()> {
@@ -821,7 +835,9 @@ impl Journal for RedbJournal {
 
     fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<(EventId, String)>> {
         let source = source.map(str::to_owned);
-        offload(&self.shared, move |s| read_dead(s, source.as_deref(), limit))
+        offload(&self.shared, move |s| {
+            read_dead(s, source.as_deref(), limit)
+        })
     }
 
     fn dead_count(&self) -> JournalFuture<u64> {

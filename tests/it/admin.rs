@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::support::{
-    append_event, client, hookbox_bin, ready_of, serve, settle, spawn_serve, GITHUB_SECRET,
+    append_event, client, hookbox_bin, peek_ready, serve, settle, spawn_serve, GITHUB_SECRET,
 };
 
 const TOKEN: &str = "adm-7f3e9c2a41";
@@ -218,8 +218,11 @@ async fn every_route_but_the_health_checks_wants_the_token() {
         assert!(r.challenge.unwrap().contains(r#"error="invalid_token""#));
     }
     // Nothing was redriven or replayed by the refused requests.
-    assert_eq!(api.journal.state(dead).unwrap().unwrap().state, State::Dead);
-    assert_eq!(api.journal.replay_status(1).unwrap(), None);
+    assert_eq!(
+        api.journal.state(dead).await.unwrap().unwrap().state,
+        State::Dead
+    );
+    assert_eq!(api.journal.replay_status(1).await.unwrap(), None);
     // (With the token, the replay below is number 1, which the route after it reads.)
 
     // With the token, each answers (the scheme name is case-insensitive).
@@ -689,21 +692,16 @@ async fn replay_dry_run_counts_the_window_and_a_replay_queues_deliveries() {
         assert_eq!(r.body["matched"], matched, "{extra}");
         assert_eq!(r.body["replay_id"], Value::Null);
     }
-    let replayed = |source: &str| -> Vec<EventId> {
-        j.ready(
-            source,
-            SystemTime::now() + Duration::from_secs(86400),
-            usize::MAX,
-            &|_, _| false,
-        )
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.replay.is_some())
-        .map(|r| r.id)
-        .collect()
+    let replayed = |source: &'static str| async move {
+        crate::support::waiting(j, source)
+            .await
+            .into_iter()
+            .filter(|r| r.replay.is_some())
+            .map(|r| r.id)
+            .collect::<Vec<EventId>>()
     };
     assert!(
-        replayed("a").is_empty() && replayed("b").is_empty(),
+        replayed("a").await.is_empty() && replayed("b").await.is_empty(),
         "a dry run queues nothing"
     );
 
@@ -715,18 +713,22 @@ async fn replay_dry_run_counts_the_window_and_a_replay_queues_deliveries() {
     let replay = r.body["replay_id"].as_u64().expect("a replay id");
     let in_window: Vec<_> = ids[2..6].to_vec();
     for (source, id) in &in_window {
-        let ready = ready_of(j, source, *id, Some(replay))
+        let ready = peek_ready(j, source, *id, Some(replay))
+            .await
             .unwrap_or_else(|| panic!("{id} has a replay delivery"));
         assert_eq!(ready.attempt, 1);
     }
     assert_eq!(
-        replayed("a").len() + replayed("b").len(),
+        replayed("a").await.len() + replayed("b").await.len(),
         4,
         "only the window"
     );
     // The originals' history is untouched.
-    assert_eq!(j.state(ids[2].1).unwrap().unwrap().state, State::Done);
-    assert_eq!(j.state(ids[3].1).unwrap().unwrap().state, State::Pending);
+    assert_eq!(j.state(ids[2].1).await.unwrap().unwrap().state, State::Done);
+    assert_eq!(
+        j.state(ids[3].1).await.unwrap().unwrap().state,
+        State::Pending
+    );
 
     let status = |body: &Value| {
         (
@@ -792,9 +794,9 @@ async fn dlq_lists_dead_events_and_redrive_moves_them_back() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.body, json!({"redriven": 1}));
-    assert_eq!(j.state(gh1).unwrap().unwrap().state, State::Pending);
+    assert_eq!(j.state(gh1).await.unwrap().unwrap().state, State::Pending);
     assert_eq!(
-        ready_of(j, "gh", gh1, None).unwrap().attempt,
+        peek_ready(j, "gh", gh1, None).await.unwrap().attempt,
         1,
         "delivered again, in a fresh round of attempts"
     );
@@ -806,7 +808,7 @@ async fn dlq_lists_dead_events_and_redrive_moves_them_back() {
     // `{}` is every dead event.
     let r = api.post("/v1/dlq/redrive", "{}").await;
     assert_eq!(r.body, json!({"redriven": 1}));
-    assert_eq!(j.dead_count().unwrap(), 0);
+    assert_eq!(j.dead_count().await.unwrap(), 0);
     assert_eq!(api.get("/v1/dlq").await.body, json!({"events": []}));
 }
 
@@ -888,7 +890,7 @@ async fn cli_replay_follows_progress_until_every_delivery_settled() {
     let child = cmd.spawn().unwrap();
     // Wait for the replay to exist, then deliver it as the runtime would.
     let replay = loop {
-        if let Some(s) = j.replay_status(1).unwrap() {
+        if let Some(s) = j.replay_status(1).await.unwrap() {
             break s.id;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

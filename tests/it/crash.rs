@@ -84,22 +84,22 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_event() {
         "too few requests were acknowledged to mean anything: {}",
         acked.len()
     );
-    let counts = delivery_counts(&journal, "sw");
+    let counts = delivery_counts(&journal, "sw").await;
     for id in &acked {
         assert_eq!(
             counts.get(id),
             Some(&1),
             "acknowledged {id} is not in the journal exactly once"
         );
-        let eid = journal.lookup("sw", id).unwrap().unwrap();
+        let eid = journal.lookup("sw", id).await.unwrap().unwrap();
         assert_eq!(
-            &journal.get(eid).unwrap().unwrap().body[..],
+            &journal.get(eid).await.unwrap().unwrap().body[..],
             br#"{"type":"order.created","data":{"id":"ord_1","total":4200}}"#
         );
     }
     println!(
         "{} acknowledged events survived 20 SIGKILLs; journal holds {}",
         acked.len(),
-        journal.count().unwrap()
+        journal.count().await.unwrap()
     );
 }

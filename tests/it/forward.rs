@@ -57,7 +57,7 @@ async fn journaled(content_type: Option<&str>, body: &[u8]) -> StoredEvent {
         .append(&verified, &AppendOptions::default())
         .await
         .unwrap();
-    journal.get(appended.id).unwrap().unwrap()
+    journal.get(appended.id).await.unwrap().unwrap()
 }
 
 async fn event() -> StoredEvent {

@@ -89,7 +89,7 @@ async fn ack_comes_only_after_the_commit() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!pending.is_finished(), "answered while the commit was held");
     assert_eq!(
-        journal.count().unwrap(),
+        journal.count().await.unwrap(),
         0,
         "nothing is visible before the commit"
     );
@@ -99,6 +99,7 @@ async fn ack_comes_only_after_the_commit() {
     let id: hookbox::EventId = v["id"].as_str().unwrap().parse().unwrap();
     let stored = journal
         .get(id)
+        .await
         .unwrap()
         .expect("the acknowledged event is in the journal");
     assert_eq!(&stored.body[..], br#"{"type":"invoice.paid"}"#);
@@ -124,8 +125,8 @@ async fn a_duplicate_delivery_answers_200_and_writes_nothing() {
     assert_eq!(v2["duplicate"], true);
     assert!(v1.get("duplicate").is_none());
     assert_ne!(v3["id"], v1["id"]);
-    assert_eq!(journal.count().unwrap(), 2);
-    assert_eq!(delivery_counts(&*journal, "sw")["msg_1"], 1);
+    assert_eq!(journal.count().await.unwrap(), 2);
+    assert_eq!(delivery_counts(&*journal, "sw").await["msg_1"], 1);
 }
 
 #[tokio::test]
@@ -138,7 +139,7 @@ async fn after_the_dedup_window_the_same_id_is_a_new_event() {
     assert_eq!(post(&url, "msg_1", "{}").await.0, 202);
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(post(&url, "msg_1", "{}").await.0, 202);
-    assert_eq!(delivery_counts(&*journal, "sw")["msg_1"], 2);
+    assert_eq!(delivery_counts(&*journal, "sw").await["msg_1"], 2);
 }
 
 #[tokio::test]
@@ -174,12 +175,12 @@ async fn a_slowed_writer_sheds_with_503_and_acks_stay_true() {
     assert!(shed > 0, "nothing was shed");
     assert!(!acked.is_empty(), "nothing was accepted");
     assert_eq!(
-        journal.count().unwrap() as usize,
+        journal.count().await.unwrap() as usize,
         acked.len(),
         "every 202 and only those are journaled"
     );
     for id in acked {
-        assert!(journal.get(id.parse().unwrap()).unwrap().is_some());
+        assert!(journal.get(id.parse().unwrap()).await.unwrap().is_some());
     }
 }
 
@@ -209,11 +210,11 @@ async fn a_full_disk_answers_503_acks_nothing_and_recovers() {
     }
     assert_eq!(status, 202, "the journal recovers once the disk has room");
     assert!(
-        journal.lookup("sw", "msg_lost").unwrap().is_none(),
+        journal.lookup("sw", "msg_lost").await.unwrap().is_none(),
         "a refused event was not stored"
     );
-    assert!(journal.lookup("sw", "msg_before").unwrap().is_some());
-    assert!(journal.lookup("sw", "msg_after").unwrap().is_some());
+    assert!(journal.lookup("sw", "msg_before").await.unwrap().is_some());
+    assert!(journal.lookup("sw", "msg_after").await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -249,7 +250,7 @@ async fn a_disk_under_the_floor_sheds_before_reading() {
         "{v}"
     );
     assert!(retry.is_some());
-    assert_eq!(journal.count().unwrap(), 0);
+    assert_eq!(journal.count().await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -15,8 +15,8 @@ const FIXTURE: &str = concat!(
     "/tests/fixtures/journal-v1.redb"
 );
 
-#[test]
-fn a_version_1_journal_still_opens_and_reads() {
+#[tokio::test]
+async fn a_version_1_journal_still_opens_and_reads() {
     // Work on a copy: opening may write (redb records a clean open).
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.redb");
@@ -27,13 +27,14 @@ fn a_version_1_journal_still_opens_and_reads() {
             limit: 10,
             ..Default::default()
         })
+        .await
         .unwrap();
     assert_eq!(page.events.len(), 2);
     let newest = &page.events[0];
     assert_eq!(newest.source, "github");
     assert_eq!(newest.delivery_id.as_deref(), Some("d-2"));
     assert_eq!(newest.event_type.as_deref(), Some("push"));
-    let e = journal.get(newest.id).unwrap().unwrap();
+    let e = journal.get(newest.id).await.unwrap().unwrap();
     assert_eq!(
         &e.body[..],
         "{\"ref\":\"refs/heads/main\"}".repeat(20).as_bytes()
@@ -45,14 +46,17 @@ fn a_version_1_journal_still_opens_and_reads() {
     );
     let first = &page.events[1];
     assert_eq!(
-        journal.get(first.id).unwrap().unwrap().body,
+        journal.get(first.id).await.unwrap().unwrap().body,
         Bytes::from_static(b"{}")
     );
     assert_eq!(
-        journal.state(first.id).unwrap().unwrap().state,
+        journal.state(first.id).await.unwrap().unwrap().state,
         State::Pending
     );
-    assert_eq!(journal.lookup("stripe", "evt_1").unwrap(), Some(first.id));
+    assert_eq!(
+        journal.lookup("stripe", "evt_1").await.unwrap(),
+        Some(first.id)
+    );
     assert_eq!(journal.backlog("stripe"), 1);
 }
 

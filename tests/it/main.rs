@@ -4,6 +4,7 @@ mod support;
 
 mod admin;
 mod cli;
+mod contract;
 mod crash;
 mod forward;
 mod fuzz_corpus;

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use hookbox::{EventId, Journal, Next, Query, RedbJournal, ReplayFilter, State};
 
-use crate::support::{append_event, ready_of, settle};
+use crate::support::{append_event, claim_of, peek_ready, settle};
 
 const DAY: Duration = Duration::from_secs(86400);
 
@@ -14,13 +14,14 @@ fn ms(t: SystemTime) -> u64 {
         .as_millis() as u64
 }
 
-fn listed(journal: &RedbJournal, source: &str) -> Vec<EventId> {
+async fn listed(journal: &RedbJournal, source: &str) -> Vec<EventId> {
     journal
         .query(&Query {
             source: Some(source.into()),
             limit: 1000,
             ..Default::default()
         })
+        .await
         .unwrap()
         .events
         .iter()
@@ -50,10 +51,12 @@ async fn purge_removes_only_old_done_events_and_everything_kept_about_them() {
 
     // done_b failed once before it was delivered, and memoised a step.
     settle(&journal, src, done_b, None, Next::RetryAt(ms(now))).await;
+    let claim = claim_of(&journal, src, done_b, None).await.unwrap();
     journal
-        .save_step(done_b, "charge", b"\"ch_1\"".to_vec())
+        .save_step(&claim, "charge", b"\"ch_1\"".to_vec())
         .await
         .unwrap();
+    journal.abandon(vec![claim]).await.unwrap();
     for id in [done_a, done_b, replayed, fresh_done] {
         settle(&journal, src, id, None, Next::Done).await;
     }
@@ -69,7 +72,7 @@ async fn purge_removes_only_old_done_events_and_everything_kept_about_them() {
         .await
         .unwrap();
     assert_eq!(replay.matched, 1);
-    assert_eq!(journal.attempts(done_b).unwrap().len(), 2);
+    assert_eq!(journal.attempts(done_b).await.unwrap().len(), 2);
     let backlog = journal.backlog(src);
     assert_eq!(backlog, 3, "pending, retrying and fresh_pending");
 
@@ -80,46 +83,58 @@ async fn purge_removes_only_old_done_events_and_everything_kept_about_them() {
     assert_eq!(journal.purge(cutoff, 100).await.unwrap(), 0, "nothing left");
 
     for gone in [done_a, done_b] {
-        assert!(journal.get(gone).unwrap().is_none(), "{gone} purged");
-        assert_eq!(journal.state(gone).unwrap(), None);
-        assert!(journal.attempts(gone).unwrap().is_empty());
-        assert!(!listed(&journal, src).contains(&gone));
+        assert!(journal.get(gone).await.unwrap().is_none(), "{gone} purged");
+        assert_eq!(journal.state(gone).await.unwrap(), None);
+        assert!(journal.attempts(gone).await.unwrap().is_empty());
+        assert!(!listed(&journal, src).await.contains(&gone));
     }
-    assert_eq!(journal.step_result(done_b, "charge").unwrap(), None);
+    assert_eq!(journal.step_result(done_b, "charge").await.unwrap(), None);
     assert_eq!(
-        journal.lookup(src, "d-a").unwrap(),
+        journal.lookup(src, "d-a").await.unwrap(),
         None,
         "dedup entry removed"
     );
-    assert_eq!(journal.lookup(src, "d-b").unwrap(), None);
+    assert_eq!(journal.lookup(src, "d-b").await.unwrap(), None);
 
-    let state = |id| journal.state(id).unwrap().map(|s| s.state);
-    assert_eq!(state(pending), Some(State::Pending));
-    assert_eq!(state(retrying), Some(State::Retrying));
-    assert_eq!(state(dead), Some(State::Dead));
-    assert_eq!(state(replayed), Some(State::Done), "its replay is waiting");
+    let state = |id| {
+        let f = journal.state(id);
+        async move { f.await.unwrap().map(|s| s.state) }
+    };
+    assert_eq!(state(pending).await, Some(State::Pending));
+    assert_eq!(state(retrying).await, Some(State::Retrying));
+    assert_eq!(state(dead).await, Some(State::Dead));
     assert_eq!(
-        state(fresh_done),
+        state(replayed).await,
+        Some(State::Done),
+        "its replay is waiting"
+    );
+    assert_eq!(
+        state(fresh_done).await,
         Some(State::Done),
         "younger than the cutoff"
     );
-    assert_eq!(state(fresh_pending), Some(State::Pending));
+    assert_eq!(state(fresh_pending).await, Some(State::Pending));
     for kept in [pending, retrying, dead, replayed, fresh_done, fresh_pending] {
-        assert!(journal.get(kept).unwrap().is_some(), "{kept} kept");
+        assert!(journal.get(kept).await.unwrap().is_some(), "{kept} kept");
     }
-    assert_eq!(listed(&journal, src).len(), 6);
-    assert_eq!(journal.lookup(src, "d-replay").unwrap(), Some(replayed));
+    assert_eq!(listed(&journal, src).await.len(), 6);
+    assert_eq!(
+        journal.lookup(src, "d-replay").await.unwrap(),
+        Some(replayed)
+    );
     assert_eq!(journal.backlog(src), backlog, "backlogs untouched");
-    assert_eq!(journal.dead_count().unwrap(), 1);
+    assert_eq!(journal.dead_count().await.unwrap(), 1);
 
     // Once the replay delivered it, it goes too; the purge is durable.
-    assert!(ready_of(&journal, src, replayed, Some(replay.id)).is_some());
+    assert!(peek_ready(&journal, src, replayed, Some(replay.id))
+        .await
+        .is_some());
     settle(&journal, src, replayed, Some(replay.id), Next::Done).await;
     assert_eq!(journal.purge(cutoff, 100).await.unwrap(), 1);
     drop(journal);
     let journal = RedbJournal::open(&path).unwrap();
-    assert!(journal.get(replayed).unwrap().is_none());
-    assert_eq!(journal.count().unwrap(), 5);
+    assert!(journal.get(replayed).await.unwrap().is_none());
+    assert_eq!(journal.count().await.unwrap(), 5);
 }
 
 #[tokio::test]
@@ -170,12 +185,12 @@ async fn purge_keeps_a_dedup_entry_that_names_a_later_event() {
         .await
         .unwrap();
     assert!(!second.duplicate);
-    assert_eq!(journal.lookup("gh", "same").unwrap(), Some(second.id));
+    assert_eq!(journal.lookup("gh", "same").await.unwrap(), Some(second.id));
 
     assert_eq!(journal.purge(now - 30 * DAY, 100).await.unwrap(), 1);
-    assert!(journal.get(first).unwrap().is_none());
+    assert!(journal.get(first).await.unwrap().is_none());
     assert_eq!(
-        journal.lookup("gh", "same").unwrap(),
+        journal.lookup("gh", "same").await.unwrap(),
         Some(second.id),
         "the later event's dedup entry stays"
     );

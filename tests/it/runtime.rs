@@ -61,7 +61,7 @@ async fn failing_handler_is_retried_on_schedule_until_it_succeeds() {
             i + 2
         );
     }
-    let attempts = j.attempts(id).unwrap();
+    let attempts = j.attempts(id).await.unwrap();
     let outcomes: Vec<_> = attempts.iter().map(|a| a.outcome).collect();
     use AttemptOutcome::*;
     assert_eq!(outcomes, [Retry, Retry, Retry, Done]);
@@ -94,7 +94,7 @@ async fn fail_goes_to_the_dlq_at_once_and_redrive_delivers_it() {
     assert_eq!(st.attempts, 1, "Fail is not retried");
     assert_eq!(st.last_error.as_deref(), Some("customer does not exist"));
     wait_state(&*j, other, |s| s.state == State::Dead).await;
-    assert_eq!(j.dead_count().unwrap(), 2);
+    assert_eq!(j.dead_count().await.unwrap(), 2);
 
     // Redrive one by id: only it comes back, and it is delivered.
     fixed.store(1, Ordering::SeqCst);
@@ -108,14 +108,23 @@ async fn fail_goes_to_the_dlq_at_once_and_redrive_delivers_it() {
     assert_eq!(n, 1);
     let st = wait_state(&*j, id, |s| s.state == State::Done).await;
     assert_eq!((st.attempts, st.redrives), (2, 1));
-    let outcomes: Vec<_> = j.attempts(id).unwrap().iter().map(|a| a.outcome).collect();
+    let outcomes: Vec<_> = j
+        .attempts(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.outcome)
+        .collect();
     assert_eq!(
         outcomes,
         [AttemptOutcome::Fail, AttemptOutcome::Done],
         "history kept"
     );
-    assert_eq!(j.state(other).unwrap().unwrap().state, State::Dead);
-    assert_eq!(j.dead(None, 10).unwrap(), vec![(other, "crm".to_owned())]);
+    assert_eq!(j.state(other).await.unwrap().unwrap().state, State::Dead);
+    assert_eq!(
+        j.dead(None, 10).await.unwrap(),
+        vec![(other, "crm".to_owned())]
+    );
     assert_eq!(calls.lock().unwrap().len(), 3);
     rt.shutdown_async(Duration::from_secs(5)).await;
 }
@@ -139,7 +148,7 @@ async fn last_attempt_makes_the_event_dead_and_the_redrive_policy_brings_it_back
     assert_eq!(st.last_error.as_deref(), Some("still down"));
     // Two attempts, redriven once, two attempts more; then the policy stops.
     tokio::time::sleep(ms(800)).await;
-    let st = j.state(id).unwrap().unwrap();
+    let st = j.state(id).await.unwrap().unwrap();
     assert_eq!((st.state, st.redrives), (State::Dead, 1));
     assert_eq!(calls.lock().unwrap().len(), 4);
     rt.shutdown_async(Duration::from_secs(5)).await;
@@ -173,7 +182,13 @@ async fn a_panicking_handler_is_restarted_and_the_event_retried() {
         .start();
     let id = append(&*j, "s", json!({"type": "t"})).await;
     wait_state(&*j, id, |s| s.state == State::Done).await;
-    let outcomes: Vec<_> = j.attempts(id).unwrap().iter().map(|a| a.outcome).collect();
+    let outcomes: Vec<_> = j
+        .attempts(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.outcome)
+        .collect();
     assert_eq!(outcomes, [AttemptOutcome::Crashed, AttemptOutcome::Done]);
     assert_eq!(built.load(Ordering::SeqCst), 2, "the actor was built again");
     assert_eq!(calls.lock().unwrap().len(), 2);
@@ -197,7 +212,13 @@ async fn a_hanging_handler_times_out_and_is_replaced() {
     let id = append(&*j, "s", json!({"type": "t"})).await;
     let st = wait_state(&*j, id, |s| s.state == State::Dead).await;
     assert_eq!(st.attempts, 2);
-    let outcomes: Vec<_> = j.attempts(id).unwrap().iter().map(|a| a.outcome).collect();
+    let outcomes: Vec<_> = j
+        .attempts(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.outcome)
+        .collect();
     assert_eq!(outcomes, [AttemptOutcome::Timeout, AttemptOutcome::Timeout]);
     assert_eq!(calls.lock().unwrap().len(), 2);
     rt.shutdown_async(Duration::from_secs(5)).await;
@@ -230,7 +251,7 @@ async fn routes_by_type_and_unrouted_types_go_to_the_dlq() {
     assert_eq!(ids(&inv_calls), [a]);
     assert_eq!(ids(&ch_calls), [b]);
     // A source no route names is not delivered: its events wait.
-    assert_eq!(j.state(quiet).unwrap().unwrap().state, State::Pending);
+    assert_eq!(j.state(quiet).await.unwrap().unwrap().state, State::Pending);
     rt.shutdown_async(Duration::from_secs(5)).await;
 }
 
@@ -293,14 +314,14 @@ async fn replays_deliver_again_without_touching_the_original_history() {
         .unwrap();
     assert_eq!(status.matched, 1);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while j.replay_status(status.id).unwrap().unwrap().done < 1 {
+    while j.replay_status(status.id).await.unwrap().unwrap().done < 1 {
         assert!(Instant::now() < deadline, "the replay was not delivered");
         tokio::time::sleep(ms(10)).await;
     }
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[1].replay, Some(status.id));
-    let st = j.state(id).unwrap().unwrap();
+    let st = j.state(id).await.unwrap().unwrap();
     assert_eq!((st.state, st.attempts), (State::Done, 1));
     rt.shutdown_async(Duration::from_secs(5)).await;
 }
@@ -323,7 +344,7 @@ async fn graceful_shutdown_lets_deliveries_in_flight_finish() {
     }
     let left = rt.shutdown_async(Duration::from_secs(5)).await;
     assert_eq!(left, 0);
-    assert_eq!(j.state(id).unwrap().unwrap().state, State::Done);
+    assert_eq!(j.state(id).await.unwrap().unwrap().state, State::Done);
 
     // A deadline shorter than the handler leaves the delivery pending for next time.
     let (factory, calls) = script(|_| Outcome::Done, ms(2000));
@@ -336,7 +357,7 @@ async fn graceful_shutdown_lets_deliveries_in_flight_finish() {
     }
     let left = rt.shutdown_async(ms(100)).await;
     assert_eq!(left, 1);
-    assert_eq!(j.state(id).unwrap().unwrap().state, State::Pending);
+    assert_eq!(j.state(id).await.unwrap().unwrap().state, State::Pending);
     let (factory, _) = script(|_| Outcome::Done, Duration::ZERO);
     let rt = Runtime::builder(j.clone())
         .handler(Route::source("s"), factory)
@@ -365,9 +386,9 @@ async fn steps_are_memoised_across_attempts() {
     let id = append(&*j, "pay", json!({"type": "t"})).await;
     wait_state(&*j, id, |s| s.state == State::Done).await;
     assert_eq!(effects.load(Ordering::SeqCst), 1, "the charge ran once");
-    assert_eq!(j.attempts(id).unwrap().len(), 2);
+    assert_eq!(j.attempts(id).await.unwrap().len(), 2);
     assert_eq!(
-        j.step_result(id, "charge").unwrap().as_deref(),
+        j.step_result(id, "charge").await.unwrap().as_deref(),
         Some(&b"\"ch_1\""[..])
     );
     rt.shutdown_async(Duration::from_secs(5)).await;
@@ -486,6 +507,7 @@ async fn child_steps(dir: &Path) {
         .start();
     let id = j
         .query(&hookbox::Query::default())
+        .await
         .unwrap()
         .events
         .remove(0)
@@ -525,14 +547,24 @@ fn sigkill_between_two_steps_runs_the_second_once_and_never_the_first_again() {
     );
 
     let j = RedbJournal::open(dir.path().join("journal.redb")).unwrap();
-    let id = j.query(&hookbox::Query::default()).unwrap().events[0].id;
-    assert_eq!(j.state(id).unwrap().unwrap().state, State::Done);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let id = rt
+        .block_on(j.query(&hookbox::Query::default()))
+        .unwrap()
+        .events[0]
+        .id;
     assert_eq!(
-        j.step_result(id, "reserve").unwrap().as_deref(),
+        rt.block_on(j.state(id)).unwrap().unwrap().state,
+        State::Done
+    );
+    assert_eq!(
+        rt.block_on(j.step_result(id, "reserve"))
+            .unwrap()
+            .as_deref(),
         Some(&b"17"[..])
     );
     assert_eq!(
-        j.step_result(id, "ship").unwrap().as_deref(),
+        rt.block_on(j.step_result(id, "ship")).unwrap().as_deref(),
         Some(&b"\"shp_9\""[..])
     );
 }
@@ -720,7 +752,7 @@ async fn order_by_takes_the_key_from_the_body_at_ingest() {
             body.as_bytes(),
         );
         let id: hookbox::EventId = crate::serve::post_ok(req).await.parse().unwrap();
-        keys.push(j.state(id).unwrap().unwrap().order_key);
+        keys.push(j.state(id).await.unwrap().unwrap().order_key);
     }
     assert_eq!(keys, ["cus_42", "7", ""]);
 }
@@ -766,6 +798,7 @@ async fn deliveries_resume_after_a_storage_failure_and_each_is_done_once() {
     for id in &ids {
         let done = j
             .attempts(*id)
+            .await
             .unwrap()
             .iter()
             .filter(|a| a.outcome == AttemptOutcome::Done)
@@ -800,7 +833,7 @@ async fn absurd_delays_and_rates_are_far_future_not_panics() {
     // The rate allows one delivery now and the next in ages: b waits, nothing panics.
     tokio::time::sleep(ms(300)).await;
     assert_eq!(calls.lock().unwrap().len(), 1);
-    assert_eq!(j.state(b).unwrap().unwrap().state, State::Pending);
+    assert_eq!(j.state(b).await.unwrap().unwrap().state, State::Pending);
     assert!(rt.stats().await[0].started >= 1, "the actor is alive");
     rt.shutdown_async(Duration::from_secs(5)).await;
 }

@@ -230,11 +230,20 @@ impl PostgresJournalBuilder {
             writers.push(tokio::spawn(append_writer(inner.clone(), rx.clone())));
         }
         writers.push(tokio::spawn(settle_writer(inner.clone(), settle_rx)));
+        let (listening, ready) = oneshot::channel();
         let background = vec![
             tokio::spawn(heartbeat(inner.clone())),
             tokio::spawn(refresh(inner.clone())),
-            tokio::spawn(listen(inner.clone(), conn)),
+            tokio::spawn(listen(inner.clone(), conn, listening)),
         ];
+        // Open means listening: commits of other nodes from now on wake this one. If
+        // LISTEN cannot be had (a transaction-pooling proxy), polling covers it.
+        if tokio::time::timeout(Duration::from_secs(5), ready)
+            .await
+            .is_err()
+        {
+            tracing::warn!("LISTEN is not available; other nodes' commits are found by polling");
+        }
         Ok(PostgresJournal {
             inner,
             appends: Mutex::new(Some(tx)),
@@ -302,11 +311,7 @@ impl Connection {
         let tls = tls::client_config(mode, root.as_deref())
             .map_err(bad)?
             .map(MakeRustlsConnect::new);
-        Ok(Connection {
-            config,
-            tls,
-            shown,
-        })
+        Ok(Connection { config, tls, shown })
     }
 
     fn error(&self, e: impl std::fmt::Display) -> OpenError {
@@ -327,7 +332,8 @@ impl Connection {
             ($tls:expr) => {{
                 let (client, mut conn) = self.config.connect($tls).await?;
                 tokio::spawn(async move {
-                    let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
                     use futures_util::StreamExt as _;
                     while let Some(Ok(m)) = messages.next().await {
                         if let tokio_postgres::AsyncMessage::Notification(n) = m {
@@ -353,7 +359,9 @@ impl Connection {
         let found = if apply {
             sql::migrate(&client).await.map_err(|e| self.error(e))?
         } else {
-            let v = sql::schema_version(&client).await.map_err(|e| self.error(e))?;
+            let v = sql::schema_version(&client)
+                .await
+                .map_err(|e| self.error(e))?;
             if v > sql::SCHEMA_VERSION {
                 Err(v)
             } else {
@@ -447,7 +455,7 @@ impl Inner {
         if e.code().is_none() {
             self.healthy.store(false, Ordering::Release);
         }
-        JournalError::Storage(e.to_string())
+        JournalError::Storage(describe(&e))
     }
 
     fn wake(&self, max_id: u64) {
@@ -456,6 +464,15 @@ impl Inner {
             *v = (*v).max(max_id);
             newer || max_id == 0
         });
+    }
+}
+
+/// A database error with the server's own message (tokio-postgres shows only "db
+/// error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("PostgreSQL {}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
     }
 }
 
@@ -1016,7 +1033,9 @@ impl Journal for PostgresJournal {
                         tracing::info!(claims = n, "gave claims back to the other nodes");
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "leaving the cluster failed; the lease runs out instead"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leaving the cluster failed; the lease runs out instead")
+                    }
                 }
             }
             inner.pool.close();
@@ -1048,10 +1067,7 @@ struct SettleOp {
 }
 
 /// One append writer: takes whatever is queued as a batch, commits it, answers it.
-async fn append_writer(
-    inner: Arc<Inner>,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<AppendOp>>>,
-) {
+async fn append_writer(inner: Arc<Inner>, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<AppendOp>>>) {
     loop {
         let mut batch = Vec::new();
         {
@@ -1124,7 +1140,10 @@ async fn write_appends(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<Appended
     };
     let result = async {
         let txn = client.transaction().await?;
-        let ids: Vec<u64> = batch.iter().map(|op| inner.next_id(op.received_ms)).collect();
+        let ids: Vec<u64> = batch
+            .iter()
+            .map(|op| inner.next_id(op.received_ms))
+            .collect();
         let mut results: Vec<Appended> = ids
             .iter()
             .map(|&id| Appended {
@@ -1138,7 +1157,8 @@ async fn write_appends(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<Appended
             .filter(|&i| batch[i].delivery_id.is_some())
             .collect();
         keyed.sort_by(|&a, &b| {
-            (&batch[a].source, &batch[a].delivery_id).cmp(&(&batch[b].source, &batch[b].delivery_id))
+            (&batch[a].source, &batch[a].delivery_id)
+                .cmp(&(&batch[b].source, &batch[b].delivery_id))
         });
         if !keyed.is_empty() {
             let found = futures_util::future::try_join_all(keyed.iter().map(|&i| {
@@ -1394,12 +1414,16 @@ async fn refresh(inner: Arc<Inner>) {
 }
 
 /// Listens for other nodes' commits, reconnecting while the task lives.
-async fn listen(inner: Arc<Inner>, conn: Connection) {
+async fn listen(inner: Arc<Inner>, conn: Connection, listening: oneshot::Sender<()>) {
     let listen = format!("LISTEN {}", sql::CHANNEL);
+    let mut listening = Some(listening);
     loop {
         match conn.connect().await {
             Ok((client, mut rx)) => {
                 if client.batch_execute(&listen).await.is_ok() {
+                    if let Some(tx) = listening.take() {
+                        let _ = tx.send(());
+                    }
                     // Whatever happened while not listening is picked up by this wake.
                     inner.wake(0);
                     while let Some(payload) = rx.recv().await {

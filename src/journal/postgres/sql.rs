@@ -190,7 +190,12 @@ pub(super) async fn register<C: GenericClient>(
     name: &str,
     lease_ms: i64,
 ) -> Result<Option<(i64, i32)>, Error> {
-    execute(c, "SELECT pg_advisory_xact_lock($1)", &[&(MIGRATION_LOCK + 1)]).await?;
+    execute(
+        c,
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&(MIGRATION_LOCK + 1)],
+    )
+    .await?;
     let old: Vec<i64> = query(c, "SELECT id FROM hookbox_nodes WHERE name = $1", &[&name])
         .await?
         .iter()
@@ -439,7 +444,7 @@ pub(super) async fn settle<C: GenericClient>(
            RETURNING event_id, replay),
          a AS (INSERT INTO hookbox_attempts (event_id, attempt) SELECT event_id, $10 FROM u),
          r AS (UPDATE hookbox_replays SET done = done + $11, failed = failed + $12
-               WHERE id = (SELECT replay FROM u) AND ($11 + $12) > 0)
+               WHERE id = (SELECT replay FROM u) AND ($11::bigint + $12::bigint) > 0)
          SELECT count(*) FROM u",
         &[
             &s.event_id,

@@ -34,6 +34,18 @@ impl Scheme for Trusting {
     }
 }
 
+/// `body` as a verified event of `source` (its delivery id is the body's `/id`).
+pub(crate) fn trusted(source: &str, body: &[u8]) -> hookbox::Verified<hookbox::Event> {
+    Verifier::custom(Trusting)
+        .verified_event(
+            source,
+            HeaderMap::new(),
+            Bytes::copy_from_slice(body),
+            SystemTime::now(),
+        )
+        .unwrap()
+}
+
 /// Appends `body` as an event of `source`: the journal's answer, error or not.
 pub(crate) async fn append_result(
     journal: &dyn Journal,
@@ -86,7 +98,10 @@ pub(crate) async fn wait_state(
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         // A journal recovering from a storage failure cannot be read for a moment.
-        let st = journal.state(id).map(|s| s.expect("the event exists"));
+        let st = journal
+            .state(id)
+            .await
+            .map(|s| s.expect("the event exists"));
         if let Ok(st) = &st {
             if done(st) {
                 return st.clone();

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 pub(crate) mod downstream;
 pub(crate) mod events;
 pub(crate) mod faults;
+pub(crate) mod pg;
 pub(crate) mod schemes;
 pub(crate) mod server;
 
@@ -47,7 +48,7 @@ pub(crate) fn client() -> reqwest::Client {
 }
 
 /// How many times each provider delivery id of `source` is in the journal (all pages).
-pub(crate) fn delivery_counts(
+pub(crate) async fn delivery_counts(
     journal: &dyn hookbox::Journal,
     source: &str,
 ) -> std::collections::HashMap<String, usize> {
@@ -58,7 +59,7 @@ pub(crate) fn delivery_counts(
         ..Default::default()
     };
     loop {
-        let page = journal.query(&q).expect("query");
+        let page = journal.query(&q).await.expect("query");
         for e in &page.events {
             *counts
                 .entry(e.delivery_id.clone().unwrap_or_default())
@@ -126,18 +127,42 @@ pub(crate) async fn append_event(
     appended.id
 }
 
-/// The waiting delivery of `id` (the original one, or `replay`'s), as the delivery
-/// runtime would pull it.
-pub(crate) fn ready_of(
+/// Claims the waiting delivery of `id` (the original one, or `replay`'s), as the
+/// delivery runtime would; every other delivery claimed on the way is given back.
+pub(crate) async fn claim_of(
     journal: &dyn hookbox::Journal,
     source: &str,
     id: hookbox::EventId,
     replay: Option<u64>,
-) -> Option<hookbox::Ready> {
+) -> Option<hookbox::Claim> {
     let far = SystemTime::now() + std::time::Duration::from_secs(86400 * 365);
-    journal
-        .ready(source, far, usize::MAX, &|_, _| false)
+    let (mine, others): (Vec<_>, Vec<_>) = journal
+        .claim(source, far, 100_000)
+        .await
         .unwrap()
+        .into_iter()
+        .partition(|r| r.id == id && r.replay == replay);
+    journal.abandon(others).await.unwrap();
+    mine.into_iter().next()
+}
+
+/// Every delivery of `source` waiting now or later (claimed and given straight back).
+pub(crate) async fn waiting(journal: &dyn hookbox::Journal, source: &str) -> Vec<hookbox::Claim> {
+    let far = SystemTime::now() + std::time::Duration::from_secs(86400 * 365);
+    let all = journal.claim(source, far, 100_000).await.unwrap();
+    journal.abandon(all.clone()).await.unwrap();
+    all
+}
+
+/// The waiting delivery of `id` (original or `replay`'s), if any, left unclaimed.
+pub(crate) async fn peek_ready(
+    journal: &dyn hookbox::Journal,
+    source: &str,
+    id: hookbox::EventId,
+    replay: Option<u64>,
+) -> Option<hookbox::Claim> {
+    waiting(journal, source)
+        .await
         .into_iter()
         .find(|r| r.id == id && r.replay == replay)
 }
@@ -151,7 +176,8 @@ pub(crate) async fn settle(
     replay: Option<u64>,
     next: hookbox::Next,
 ) {
-    let ready = ready_of(journal, source, id, replay)
+    let ready = claim_of(journal, source, id, replay)
+        .await
         .unwrap_or_else(|| panic!("{id} has no waiting delivery (replay {replay:?})"));
     let (outcome, error) = match &next {
         hookbox::Next::Done => (hookbox::AttemptOutcome::Done, None),
@@ -172,10 +198,7 @@ pub(crate) async fn settle(
         error,
         replay: ready.replay,
     };
-    journal
-        .settle(source, ready, attempt, next)
-        .await
-        .expect("settle");
+    journal.settle(ready, attempt, next).await.expect("settle");
 }
 
 /// A `hookbox serve` child and where it listens; killed when dropped.

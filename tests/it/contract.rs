@@ -1,0 +1,687 @@
+//! The journal contract: one suite, run unchanged against every backend (redb in a
+//! temp dir; PostgreSQL in a database of its own). A new backend passes these or it is
+//! not a journal. PostgreSQL-only behaviour (several nodes on one database) follows.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hookbox::{
+    Attempt, AttemptOutcome, Claim, Journal, JournalError, Next, PostgresJournal, Query,
+    RedbJournal, RedriveFilter, ReplayFilter, State,
+};
+use serde_json::json;
+
+use crate::support::events::{append, append_keyed, append_result};
+use crate::support::pg::TestDb;
+
+/// A journal under test and what keeps its storage alive.
+pub(crate) struct Backend {
+    pub(crate) journal: Arc<dyn Journal>,
+    _dir: Option<tempfile::TempDir>,
+    _db: Option<TestDb>,
+}
+
+impl Backend {
+    fn redb() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = RedbJournal::open(dir.path().join("journal.redb")).unwrap();
+        Backend {
+            journal: Arc::new(journal),
+            _dir: Some(dir),
+            _db: None,
+        }
+    }
+
+    async fn postgres(test: &str) -> Option<Backend> {
+        let db = TestDb::create(test).await?;
+        let journal = PostgresJournal::builder(&db.url)
+            .node("contract")
+            .open()
+            .await
+            .expect("open the PostgreSQL journal");
+        Some(Backend {
+            journal: Arc::new(journal),
+            _dir: None,
+            _db: Some(db),
+        })
+    }
+
+    async fn close(self) {
+        self.journal.close().await.unwrap();
+    }
+}
+
+/// Runs each listed case against redb and against PostgreSQL.
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod on_redb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let b = super::Backend::redb();
+                    super::$case(&*b.journal).await;
+                    b.close().await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(b) = super::Backend::postgres(stringify!($case)).await else {
+                        return;
+                    };
+                    super::$case(&*b.journal).await;
+                    b.close().await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    appended_events_read_back,
+    a_provider_delivery_id_is_journaled_once,
+    a_claim_is_exclusive_and_fenced,
+    outcomes_move_an_event_through_its_states,
+    redrive_starts_a_fresh_round,
+    steps_are_memoised_first_writer_wins_and_fenced,
+    per_key_order_has_one_head_in_flight,
+    replays_deliver_a_window_again,
+    purge_removes_only_old_done_events,
+    queries_filter_and_page,
+);
+
+fn far() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(86400 * 365)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn claim_all(j: &dyn Journal, source: &str) -> Vec<Claim> {
+    j.claim(source, far(), 1000).await.unwrap()
+}
+
+fn attempt(c: &Claim, outcome: AttemptOutcome, error: Option<&str>) -> Attempt {
+    Attempt {
+        n: c.attempt,
+        started_ms: now_ms(),
+        duration_ms: 3,
+        outcome,
+        error: error.map(str::to_owned),
+        replay: c.replay,
+    }
+}
+
+async fn done(j: &dyn Journal, c: Claim) {
+    let a = attempt(&c, AttemptOutcome::Done, None);
+    j.settle(c, a, Next::Done).await.unwrap();
+}
+
+async fn appended_events_read_back(j: &dyn Journal) {
+    let id = append(j, "gh", json!({"id": "d-1", "type": "push", "n": 1})).await;
+    let e = j.get(id).await.unwrap().expect("the event is there");
+    assert_eq!(e.source, "gh");
+    assert_eq!(e.event_type.as_deref(), Some("push"));
+    assert_eq!(e.delivery_id.as_deref(), Some("d-1"));
+    assert_eq!(e.headers["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
+    assert_eq!(body["n"], 1);
+    assert_eq!(j.count().await.unwrap(), 1);
+    assert_eq!(j.lookup("gh", "d-1").await.unwrap(), Some(id));
+    assert_eq!(j.lookup("gh", "d-2").await.unwrap(), None);
+    assert_eq!(j.state(id).await.unwrap().unwrap().state, State::Pending);
+    assert_eq!(j.backlog("gh"), 1, "the backlog counts the append at once");
+    assert!(j.sources().iter().any(|(s, n)| s == "gh" && *n == 1));
+    let later = append(j, "gh", json!({"id": "d-2"})).await;
+    assert!(later > id, "ids are time-ordered");
+    assert!(j
+        .get(hookbox::EventId::lower_bound(far()))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(j.load().healthy);
+}
+
+async fn a_provider_delivery_id_is_journaled_once(j: &dyn Journal) {
+    let body = serde_json::to_vec(&json!({"id": "same", "type": "t"})).unwrap();
+    // Dedup is an append option: with a window, the second append is the first event.
+    let opts = hookbox::AppendOptions {
+        dedup_window: Some(Duration::from_secs(60)),
+        order_key: None,
+    };
+    let ev = crate::support::events::trusted("gh", &body);
+    let first = j.append(&ev, &opts).await.unwrap();
+    let again = j.append(&ev, &opts).await.unwrap();
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(again.id, first.id);
+    // Concurrent posts of one delivery id: one event, every answer names it.
+    let ev2 = crate::support::events::trusted("gh", br#"{"id":"racy"}"#);
+    let answers = futures_util::future::join_all((0..8).map(|_| j.append(&ev2, &opts))).await;
+    let ids: Vec<_> = answers.iter().map(|a| a.as_ref().unwrap().id).collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| !a.as_ref().unwrap().duplicate)
+            .count(),
+        1
+    );
+    assert_eq!(j.count().await.unwrap(), 2);
+    // Without a window the same id is a new event each time.
+    let plain = append_result(j, "gh", json!({"id": "same"})).await.unwrap();
+    assert!(!plain.duplicate);
+    assert_eq!(j.count().await.unwrap(), 3);
+}
+
+async fn a_claim_is_exclusive_and_fenced(j: &dyn Journal) {
+    let a = append(j, "s", json!({"n": 1})).await;
+    let b = append(j, "s", json!({"n": 2})).await;
+    let c = append(j, "other", json!({"n": 3})).await;
+    let past = SystemTime::now() - Duration::from_secs(3600);
+    assert!(
+        j.claim("s", past, 10).await.unwrap().is_empty(),
+        "nothing is due before it was received"
+    );
+    let claims = claim_all(j, "s").await;
+    assert_eq!(
+        claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![a, b],
+        "oldest first, one source only"
+    );
+    assert!(claims.iter().all(|c| c.attempt == 1 && c.replay.is_none()));
+    assert!(
+        claim_all(j, "s").await.is_empty(),
+        "a claimed delivery is not claimed twice"
+    );
+    assert_eq!(claim_all(j, "other").await[0].id, c);
+
+    // Abandoned: due again at once, under a new claim; the old one is stale.
+    let old = claims[0].clone();
+    j.abandon(vec![old.clone()]).await.unwrap();
+    let again = claim_all(j, "s").await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, a);
+    let stale = j
+        .settle(
+            old.clone(),
+            attempt(&old, AttemptOutcome::Done, None),
+            Next::Done,
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(JournalError::LeaseLost { .. })),
+        "{stale:?}"
+    );
+    assert_eq!(
+        j.state(a).await.unwrap().unwrap().attempts,
+        0,
+        "nothing recorded"
+    );
+    assert!(j.attempts(a).await.unwrap().is_empty());
+    // Abandoning a stale claim changes nothing.
+    j.abandon(vec![old]).await.unwrap();
+    assert!(claim_all(j, "s").await.is_empty());
+    done(j, again[0].clone()).await;
+    assert_eq!(j.state(a).await.unwrap().unwrap().state, State::Done);
+}
+
+async fn outcomes_move_an_event_through_its_states(j: &dyn Journal) {
+    let id = append(j, "s", json!({"type": "x"})).await;
+    let c = claim_all(j, "s").await.remove(0);
+    let retry_at = now_ms() + 60_000;
+    let a = attempt(&c, AttemptOutcome::Retry, Some("503 from the handler"));
+    j.settle(c, a, Next::RetryAt(retry_at)).await.unwrap();
+    let st = j.state(id).await.unwrap().unwrap();
+    assert_eq!(st.state, State::Retrying);
+    assert_eq!(st.attempts, 1);
+    assert_eq!(st.next_at_ms, Some(retry_at));
+    assert_eq!(st.last_error.as_deref(), Some("503 from the handler"));
+    assert!(
+        j.claim("s", SystemTime::now(), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    assert_eq!(
+        j.next_due("s", SystemTime::now()).await.unwrap(),
+        Some(retry_at)
+    );
+    let c = claim_all(j, "s").await.remove(0);
+    assert_eq!(c.attempt, 2, "the next attempt's number");
+    let a = attempt(&c, AttemptOutcome::Fail, Some("410 Gone"));
+    j.settle(c, a, Next::Dead("410 Gone".into())).await.unwrap();
+    let st = j.state(id).await.unwrap().unwrap();
+    assert_eq!(st.state, State::Dead);
+    assert_eq!(st.attempts, 2);
+    assert_eq!(st.last_error.as_deref(), Some("410 Gone"));
+    assert!(st.dead_at_ms.is_some());
+    assert_eq!(j.dead(None, 10).await.unwrap(), vec![(id, "s".to_owned())]);
+    assert_eq!(j.dead(Some("other"), 10).await.unwrap(), vec![]);
+    assert_eq!(j.dead_count().await.unwrap(), 1);
+    let attempts = j.attempts(id).await.unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.n, a.outcome))
+            .collect::<Vec<_>>(),
+        vec![(1, AttemptOutcome::Retry), (2, AttemptOutcome::Fail)]
+    );
+    assert!(
+        claim_all(j, "s").await.is_empty(),
+        "the dead are not delivered"
+    );
+    assert_eq!(j.next_due("s", SystemTime::now()).await.unwrap(), None);
+}
+
+async fn redrive_starts_a_fresh_round(j: &dyn Journal) {
+    let keep = append(j, "s", json!({"type": "keep"})).await;
+    let go = append(j, "s", json!({"type": "invoice.paid"})).await;
+    for c in claim_all(j, "s").await {
+        let a = attempt(&c, AttemptOutcome::Fail, Some("400"));
+        j.settle(c, a, Next::Dead("400".into())).await.unwrap();
+    }
+    let n = j
+        .redrive(RedriveFilter {
+            event_type: Some("invoice.*".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let st = j.state(go).await.unwrap().unwrap();
+    assert_eq!((st.state, st.redrives), (State::Pending, 1));
+    assert_eq!(j.state(keep).await.unwrap().unwrap().state, State::Dead);
+    let c = claim_all(j, "s").await;
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].id, c[0].attempt), (go, 1));
+    done(j, c[0].clone()).await;
+    let limited = j
+        .redrive(RedriveFilter {
+            max_redrives: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited, 0, "max_redrives holds");
+    assert_eq!(j.redrive(RedriveFilter::default()).await.unwrap(), 1);
+    assert_eq!(j.dead_count().await.unwrap(), 0);
+}
+
+async fn steps_are_memoised_first_writer_wins_and_fenced(j: &dyn Journal) {
+    let id = append(j, "s", json!({})).await;
+    let c = claim_all(j, "s").await.remove(0);
+    assert_eq!(j.step_result(id, "charge").await.unwrap(), None);
+    j.save_step(&c, "charge", b"\"ch_1\"".to_vec())
+        .await
+        .unwrap();
+    j.save_step(&c, "charge", b"\"ch_2\"".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        j.step_result(id, "charge").await.unwrap().as_deref(),
+        Some(&b"\"ch_1\""[..]),
+        "the first writer wins"
+    );
+    j.abandon(vec![c.clone()]).await.unwrap();
+    let lost = j.save_step(&c, "ship", b"1".to_vec()).await;
+    assert!(
+        matches!(lost, Err(JournalError::LeaseLost { .. })),
+        "{lost:?}"
+    );
+    assert_eq!(j.step_result(id, "ship").await.unwrap(), None);
+}
+
+async fn per_key_order_has_one_head_in_flight(j: &dyn Journal) {
+    let first = append_keyed(j, "s", json!({"n": 1}), Some("cus_1")).await;
+    let second = append_keyed(j, "s", json!({"n": 2}), Some("cus_1")).await;
+    let other = append_keyed(j, "s", json!({"n": 3}), Some("cus_2")).await;
+    let c = claim_all(j, "s").await;
+    assert_eq!(
+        c.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![first, other],
+        "one head per key"
+    );
+    let head = c.into_iter().find(|c| c.id == first).unwrap();
+    let a = attempt(&head, AttemptOutcome::Retry, Some("busy"));
+    j.settle(head, a, Next::RetryAt(now_ms())).await.unwrap();
+    let c = claim_all(j, "s").await;
+    assert_eq!(
+        c.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![first],
+        "a retrying head still holds its key"
+    );
+    done(j, c[0].clone()).await;
+    let c = claim_all(j, "s").await;
+    assert_eq!(c.iter().map(|c| c.id).collect::<Vec<_>>(), vec![second]);
+}
+
+async fn replays_deliver_a_window_again(j: &dyn Journal) {
+    let a = append(j, "s", json!({"type": "a"})).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mid = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let b = append(j, "s", json!({"type": "b"})).await;
+    let c = append(j, "s", json!({"type": "c"})).await;
+    for cl in claim_all(j, "s").await {
+        done(j, cl).await;
+    }
+    let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let filter = ReplayFilter {
+        since_ms: ms(mid),
+        until_ms: now_ms() + 1,
+        dry_run: true,
+        ..Default::default()
+    };
+    let dry = j.replay(filter.clone()).await.unwrap();
+    assert_eq!(dry.matched, 2);
+    assert!(
+        claim_all(j, "s").await.is_empty(),
+        "a dry run queues nothing"
+    );
+    let r = j
+        .replay(ReplayFilter {
+            dry_run: false,
+            ..filter
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.matched, 2);
+    assert!(r.id > 0);
+    let claims = claim_all(j, "s").await;
+    let mut ids: Vec<_> = claims.iter().map(|c| c.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![b, c]);
+    assert!(claims
+        .iter()
+        .all(|c| c.replay == Some(r.id) && c.attempt == 1));
+    for cl in claims {
+        done(j, cl).await;
+    }
+    let status = j.replay_status(r.id).await.unwrap().unwrap();
+    assert_eq!((status.matched, status.done, status.failed), (2, 2, 0));
+    assert_eq!(
+        j.state(a).await.unwrap().unwrap().attempts,
+        1,
+        "history untouched"
+    );
+    assert_eq!(j.replay_status(r.id + 100).await.unwrap(), None);
+}
+
+async fn purge_removes_only_old_done_events(j: &dyn Journal) {
+    let old_done = append(j, "s", json!({"id": "x"})).await;
+    let old_pending = append(j, "s2", json!({})).await;
+    for c in claim_all(j, "s").await {
+        let id = c.id;
+        j.save_step(&c, "k", b"1".to_vec()).await.unwrap();
+        done(j, c).await;
+        assert_eq!(id, old_done);
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let cutoff = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let new_done = append(j, "s", json!({})).await;
+    done(j, claim_all(j, "s").await.remove(0)).await;
+    assert_eq!(j.purge(cutoff, 100).await.unwrap(), 1);
+    assert_eq!(j.purge(cutoff, 100).await.unwrap(), 0);
+    assert!(j.get(old_done).await.unwrap().is_none());
+    assert_eq!(j.state(old_done).await.unwrap(), None);
+    assert!(j.attempts(old_done).await.unwrap().is_empty());
+    assert_eq!(j.step_result(old_done, "k").await.unwrap(), None);
+    assert_eq!(j.lookup("s", "x").await.unwrap(), None);
+    assert!(j.get(old_pending).await.unwrap().is_some());
+    assert!(j.get(new_done).await.unwrap().is_some());
+}
+
+async fn queries_filter_and_page(j: &dyn Journal) {
+    let mut ids = Vec::new();
+    for (i, ty) in ["invoice.paid", "invoice.failed", "customer.created"]
+        .iter()
+        .enumerate()
+    {
+        ids.push(append(j, "st", json!({"type": ty, "id": format!("e{i}")})).await);
+    }
+    ids.push(append(j, "gh", json!({"type": "push"})).await);
+    let q = |f: fn(&mut Query)| {
+        let mut q = Query::default();
+        f(&mut q);
+        q
+    };
+    let page = j.query(&Query::default()).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids.iter().rev().copied().collect::<Vec<_>>(),
+        "newest first"
+    );
+    let invoices = j
+        .query(&q(|q| q.event_type = Some("invoice.*".into())))
+        .await
+        .unwrap();
+    assert_eq!(invoices.events.len(), 2);
+    let exact = j
+        .query(&q(|q| q.event_type = Some("push".into())))
+        .await
+        .unwrap();
+    assert_eq!(exact.events.len(), 1);
+    assert_eq!(exact.events[0].source, "gh");
+    let st = j.query(&q(|q| q.source = Some("st".into()))).await.unwrap();
+    assert_eq!(st.events.len(), 3);
+    done(j, claim_all(j, "gh").await.remove(0)).await;
+    let done_only = j.query(&q(|q| q.state = Some(State::Done))).await.unwrap();
+    assert_eq!(done_only.events.len(), 1);
+    assert_eq!(done_only.events[0].state, State::Done);
+    assert_eq!(done_only.events[0].attempts, 1);
+    // Paging: two at a time, no overlap, no gap.
+    let mut seen = Vec::new();
+    let mut query = Query {
+        limit: 2,
+        ..Default::default()
+    };
+    loop {
+        let page = j.query(&query).await.unwrap();
+        seen.extend(page.events.iter().map(|e| e.id));
+        match page.next_cursor {
+            Some(c) => query.before = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids.iter().rev().copied().collect::<Vec<_>>());
+    let future = j
+        .query(&Query {
+            since: Some(far()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(future.events.is_empty());
+}
+
+// ---- several nodes on one PostgreSQL ---------------------------------------------
+
+async fn node(db: &TestDb, name: &str, lease: Duration) -> PostgresJournal {
+    PostgresJournal::builder(&db.url)
+        .node(name)
+        .lease(lease)
+        .open()
+        .await
+        .expect("open a node")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_claim_the_same_delivery() {
+    let Some(db) = TestDb::create("two_nodes_never_claim_the_same_delivery").await else {
+        return;
+    };
+    let a = node(&db, "a", Duration::from_secs(30)).await;
+    let b = node(&db, "b", Duration::from_secs(30)).await;
+    for i in 0..200 {
+        append(if i % 2 == 0 { &a } else { &b }, "s", json!({ "n": i })).await;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let (ca, cb) = tokio::join!(a.claim("s", far(), 7), b.claim("s", far(), 7));
+        for c in ca.unwrap().into_iter().chain(cb.unwrap()) {
+            assert!(seen.insert(c.id), "{} claimed twice", c.id);
+        }
+    }
+    assert_eq!(seen.len(), 200, "every delivery claimed once");
+    assert_eq!(
+        a.count().await.unwrap(),
+        200,
+        "both nodes see the whole journal"
+    );
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_lease_ran_out_is_fenced_out_and_its_work_taken_over() {
+    let Some(db) = TestDb::create("fenced_out").await else {
+        return;
+    };
+    let a = node(&db, "a", Duration::from_secs(30)).await;
+    let b = node(&db, "b", Duration::from_millis(600)).await;
+    let id = append(&a, "s", json!({})).await;
+    let claim = a.claim("s", far(), 10).await.unwrap().remove(0);
+    assert_eq!(claim.id, id);
+    assert!(
+        b.claim("s", far(), 10).await.unwrap().is_empty(),
+        "held by a"
+    );
+    // Node a goes silent (as if frozen): its heartbeat is made to look an hour old.
+    db.client()
+        .await
+        .execute(
+            "UPDATE hookbox_nodes SET heartbeat = now() - interval '1 hour' WHERE name = 'a'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // b's reaper runs every third of its lease and gives a's claims back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        let c = b.claim("s", far(), 10).await.unwrap();
+        if let Some(c) = c.into_iter().next() {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "never taken over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(taken.id, id);
+    let stale = a
+        .settle(
+            claim.clone(),
+            attempt(&claim, AttemptOutcome::Done, None),
+            Next::Done,
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(JournalError::LeaseLost { .. })),
+        "{stale:?}"
+    );
+    let step = a.save_step(&claim, "charge", b"1".to_vec()).await;
+    assert!(
+        matches!(step, Err(JournalError::LeaseLost { .. })),
+        "{step:?}"
+    );
+    assert_eq!(b.step_result(id, "charge").await.unwrap(), None);
+    done(&b, taken).await;
+    let st = b.state(id).await.unwrap().unwrap();
+    assert_eq!(
+        (st.state, st.attempts),
+        (State::Done, 1),
+        "settled once, by b"
+    );
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_delivery_posted_to_two_nodes_at_once_is_one_event() {
+    let Some(db) = TestDb::create("dedup_two_nodes").await else {
+        return;
+    };
+    let a = node(&db, "a", Duration::from_secs(30)).await;
+    let b = node(&db, "b", Duration::from_secs(30)).await;
+    let opts = hookbox::AppendOptions {
+        dedup_window: Some(Duration::from_secs(60)),
+        order_key: None,
+    };
+    for i in 0..20 {
+        let body = format!(r#"{{"id":"d-{i}"}}"#);
+        let ev = crate::support::events::trusted("gh", body.as_bytes());
+        let (ra, rb) = tokio::join!(a.append(&ev, &opts), b.append(&ev, &opts));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(ra.id, rb.id, "both answers carry the one event's id");
+        assert!(ra.duplicate != rb.duplicate, "exactly one wrote it");
+    }
+    assert_eq!(a.count().await.unwrap(), 20);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_on_one_node_wakes_the_others() {
+    let Some(db) = TestDb::create("notify").await else {
+        return;
+    };
+    let a = node(&db, "a", Duration::from_secs(30)).await;
+    let b = node(&db, "b", Duration::from_secs(30)).await;
+    let mut woken = b.subscribe();
+    woken.borrow_and_update();
+    let id = append(&a, "s", json!({})).await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while *woken.borrow_and_update() < id.as_u64() {
+            woken.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("b is told of a's commit");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused_and_migrate_is_idempotent() {
+    let Some(db) = TestDb::create("schema").await else {
+        return;
+    };
+    let (found, now) = PostgresJournal::migrate(&db.url).await.unwrap();
+    assert_eq!(found, 0);
+    let (again, same) = PostgresJournal::migrate(&db.url).await.unwrap();
+    assert_eq!((again, same), (now, now));
+    db.client()
+        .await
+        .execute("UPDATE hookbox_schema SET version = 99", &[])
+        .await
+        .unwrap();
+    let err = PostgresJournal::open(&db.url).await.unwrap_err();
+    assert!(
+        matches!(err, hookbox::OpenError::Version { found: 99, .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error_and_the_password_stays_hidden() {
+    let err = PostgresJournal::builder("postgres://hookbox:hunter2@127.0.0.1:1/db?sslmode=disable")
+        .open()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    let bad = PostgresJournal::builder("postgres://h@127.0.0.1/db?sslmode=sometimes")
+        .open()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("sslmode `sometimes`"), "{bad}");
+}
