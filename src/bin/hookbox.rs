@@ -43,6 +43,14 @@ enum Command {
     /// `server.shutdown_grace`), then deliveries in flight (as long again; the rest are
     /// delivered after the next start), queued appends are committed, exit status 0.
     Serve(ServeArgs),
+    /// Apply the PostgreSQL journal's schema migrations and exit (`serve` applies them
+    /// too, under a lock; run this as a separate deploy step if you prefer).
+    ///
+    /// Reads `server.journal` from the configuration (a `postgres://` URL, `env:NAME` or
+    /// `file:PATH`). A redb journal needs no migration. Exit status 0 when the schema is
+    /// current, 1 when it cannot be migrated (or is newer than this binary), 2 on a usage
+    /// error.
+    Migrate(MigrateArgs),
     /// Verify a captured webhook: prints `ok` or the error kind, then an explanation.
     ///
     /// Exit status: 0 when the signature verifies, 1 when it is rejected, 2 on a usage
@@ -117,6 +125,19 @@ struct SignArgs {
 }
 
 #[derive(Debug, Args)]
+struct MigrateArgs {
+    /// The TOML configuration file.
+    #[arg(
+        long,
+        short,
+        value_name = "PATH",
+        default_value = "hookbox.toml",
+        env = "HOOKBOX_CONFIG"
+    )]
+    config: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
 struct ServeArgs {
     /// The TOML configuration file.
     #[arg(
@@ -139,6 +160,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Migrate(args) => migrate(args),
         Command::Verify(args) => verify(args),
         Command::Sign(args) => sign_cmd(args),
         Command::Send(args) => client::send(args),
@@ -362,6 +384,35 @@ fn resolve_secret(spec: &str) -> Result<String, String> {
             .map_err(|e| format!("cannot read `{path}`: {e}"))
     } else {
         Ok(spec.to_owned())
+    }
+}
+
+fn migrate(args: MigrateArgs) -> Result<ExitCode, Usage> {
+    let text = std::fs::read_to_string(&args.config)
+        .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    let config = hookbox::Config::from_toml(&text)
+        .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    let target = resolve_secret(&config.server.journal)
+        .map_err(|e| Usage(format!("server.journal: {e}")))?;
+    let target = target.trim();
+    if !(target.starts_with("postgres://") || target.starts_with("postgresql://")) {
+        println!("server.journal is a redb file ({target}): nothing to migrate");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = tokio::runtime::Runtime::new().map_err(|e| Usage(e.to_string()))?;
+    match rt.block_on(hookbox::PostgresJournal::migrate(target)) {
+        Ok((found, now)) if found == now => {
+            println!("schema is current (version {now})");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok((found, now)) => {
+            println!("migrated the schema from version {found} to {now}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
     }
 }
 
