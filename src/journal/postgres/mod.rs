@@ -191,14 +191,14 @@ impl PostgresJournalBuilder {
         let pool = conn.pool(self.pool_size.max(self.writers + 4))?;
         let name = self.node.unwrap_or_else(default_node_name);
         let lease_ms = duration_ms(self.lease) as i64;
-        let client = pool.get().await.map_err(|e| conn.error(e))?;
-        let (node, slot) = sql::register(&client, &name, lease_ms)
+        let mut client = pool.get().await.map_err(|e| conn.error(e))?;
+        let (node, slot) = register(&mut client, &name, lease_ms)
             .await
-            .map_err(|e| conn.error(e))?
+            .map_err(|e| conn.error(describe(&e)))?
             .ok_or_else(|| OpenError::Config("64 nodes are registered already".to_owned()))?;
         let backlog = sql::backlogs(&client)
             .await
-            .map_err(|e| conn.error(e))?
+            .map_err(|e| conn.error(describe(&e)))?
             .into_iter()
             .map(|(s, n)| (s, n.max(0) as u64))
             .collect::<HashMap<_, _>>();
@@ -252,6 +252,19 @@ impl PostgresJournalBuilder {
             background: Mutex::new(background),
         })
     }
+}
+
+/// Registers the node in a transaction of its own: the slot is picked under a lock
+/// held until the commit, so nodes starting together never pick the same one.
+async fn register(
+    client: &mut deadpool_postgres::Object,
+    name: &str,
+    lease_ms: i64,
+) -> Result<Option<(i64, i32)>, tokio_postgres::Error> {
+    let txn = client.transaction().await?;
+    let got = sql::register(&txn, name, lease_ms).await?;
+    txn.commit().await?;
+    Ok(got)
 }
 
 fn default_node_name() -> String {
@@ -357,7 +370,9 @@ impl Connection {
     async fn migrate(&self, apply: bool) -> Result<i32, OpenError> {
         let (client, _) = self.connect().await.map_err(|e| self.error(e))?;
         let found = if apply {
-            sql::migrate(&client).await.map_err(|e| self.error(e))?
+            sql::migrate(&client)
+                .await
+                .map_err(|e| self.error(describe(&e)))?
         } else {
             let v = sql::schema_version(&client)
                 .await
@@ -1343,7 +1358,7 @@ async fn heartbeat(inner: Arc<Inner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Ok(c) = inner.pool.get().await else {
+        let Ok(mut c) = inner.pool.get().await else {
             continue;
         };
         let started = millis(SystemTime::now());
@@ -1355,7 +1370,7 @@ async fn heartbeat(inner: Arc<Inner>) {
             }
             Ok(false) => {
                 tracing::warn!(node = %inner.name, "this node's lease ran out and its claims were taken over; registering again");
-                match sql::register(&c, &inner.name, duration_ms(inner.lease) as i64).await {
+                match register(&mut c, &inner.name, duration_ms(inner.lease) as i64).await {
                     Ok(Some((node, slot))) => {
                         inner.node.store(node, Ordering::Release);
                         inner.slot.store(slot.into(), Ordering::Release);
