@@ -308,7 +308,7 @@ impl Generic {
         let name = self.header.as_str();
         let decode = |encoded: &str| {
             let mut buf = [0u8; 96];
-            let len = self.encoding.decode(name, encoded, &mut buf)?.len();
+            let len = self.encoding.decode(name, encoded, &mut buf)?.bytes.len();
             Ok::<_, VerifyError>((buf, len))
         };
         let Some(sep) = &self.separator else {
@@ -386,10 +386,10 @@ impl Scheme for Generic {
         {
             Ok(())
         } else {
-            Err(no_match(
+            Err(VerifyError::mismatch(no_match(
                 &format!("header `{}`", self.header),
                 self.keys.len(),
-            ))
+            )))
         }
     }
 
@@ -912,5 +912,28 @@ mod tests {
             build_err(&[""], &[h]),
             BuildError::InvalidSecret(_)
         ));
+    }
+
+    #[test]
+    fn a_signature_that_decodes_to_the_wrong_length_is_a_mismatch() {
+        let secret = "It's a Secret to Everybody";
+        let v = build(&[secret], &[("header", "x-sig"), ("prefix", "sha256=")]);
+        let long = format!("sha256={}", "ab".repeat(65));
+        for sig in [
+            "sha256=01dc10d0c83e72ed246219cdd91669667fe2ca59",
+            &long,
+            "sha256=",
+        ] {
+            assert_kind(&v, &[("x-sig", sig)], b"Hello, World!", "invalid_signature");
+        }
+        let b64 = build(&[secret], &[("header", "x-sig"), ("encoding", "base64")]);
+        for sig in ["AAAA", &"A".repeat(200)] {
+            assert_kind(
+                &b64,
+                &[("x-sig", sig)],
+                b"Hello, World!",
+                "invalid_signature",
+            );
+        }
     }
 }

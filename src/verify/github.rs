@@ -98,4 +98,30 @@ mod tests {
         // rotation: the old secret still verifies while a new one is added
         assert_ok(&verifier("github", &["new", SECRET]), &h, b"Hello, World!");
     }
+
+    #[test]
+    fn a_signature_that_decodes_to_the_wrong_length_is_a_mismatch() {
+        let v = verifier("github", &[SECRET]);
+        // @octokit/webhooks-methods `verify` (src/node/verify.ts) returns false, not an
+        // error, when the signature's length differs from the expected one.
+        for sig in [
+            // the SHA-1 of the docs vector (github_sha1.rs) under the SHA-256 header
+            "sha256=01dc10d0c83e72ed246219cdd91669667fe2ca59",
+            "sha256=",
+        ] {
+            assert_kind(
+                &v,
+                &[("x-hub-signature-256", sig)],
+                b"Hello, World!",
+                "invalid_signature",
+            );
+        }
+        let long = format!("{SIG}{}", "00".repeat(40));
+        assert_kind(
+            &v,
+            &[("x-hub-signature-256", &long)],
+            b"Hello, World!",
+            "invalid_signature",
+        );
+    }
 }

@@ -15,7 +15,7 @@
 //!   redacted from `Debug`, `Display` and errors;
 //! - a header sent twice, a header value that is not ASCII or is over 8 KiB, and a
 //!   signature that cannot be decoded are `malformed_header`; one that decodes but does
-//!   not match is `invalid_signature`.
+//!   not match, whatever its length (an empty `v1=` included), is `invalid_signature`.
 //!
 //! ```
 //! use hookbox::{Inbound, Verifier};

@@ -134,7 +134,7 @@ impl Core {
                     match decode_b64("v1 signature", sig, &mut buf) {
                         Ok(sig) => {
                             for t in tags {
-                                ok |= ct_eq(t.as_bytes(), sig);
+                                ok |= ct_eq(t.as_bytes(), sig.bytes);
                             }
                         }
                         Err(_) => undecodable = Some(entry),
@@ -143,15 +143,17 @@ impl Core {
                 "v1a" => {
                     seen += 1;
                     match decode_b64("v1a signature", sig, &mut buf) {
-                        Ok(sig) if sig.len() == 64 => {
-                            let sig = ed25519_dalek::Signature::from_slice(sig)
+                        // base64 of another length decodes: a signature that cannot match
+                        Ok(sig) if sig.len != 64 => {}
+                        Ok(sig) => {
+                            let sig = ed25519_dalek::Signature::from_slice(sig.bytes)
                                 .expect("64 bytes is a signature");
                             let msg = message.get_or_insert_with(|| parts.concat());
                             for k in &self.ed25519 {
                                 ok |= k.verify_strict(msg, &sig).is_ok();
                             }
                         }
-                        _ => undecodable = Some(entry),
+                        Err(_) => undecodable = Some(entry),
                     }
                 }
                 _ => {}
@@ -373,5 +375,27 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_signature_that_decodes_to_the_wrong_length_is_a_mismatch() {
+        // with an HMAC secret and the Ed25519 public key of the all-zero seed
+        let v = verifier(
+            "standard-webhooks",
+            &[SECRET, "whpk_O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="],
+        );
+        // standard-webhooks libraries/go webhook_asymmetric_test.go: "invalid signature
+        // is invalid" sends `v1a,` with base64 of 32 bytes, "partial signature is invalid"
+        // sends `v1a,`, and webhook_test.go sends `v1,`; all are ErrNoMatchingSignature.
+        for sig in [
+            "v1a,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=",
+            "v1a,",
+            "v1,",
+        ] {
+            assert_kind_at(&v, &h(sig, "1614265330"), BODY, TS, "invalid_signature");
+        }
+        // longer than any signature, still base64
+        let long = format!("v1,{}", "A".repeat(200));
+        assert_kind_at(&v, &h(&long, "1614265330"), BODY, TS, "invalid_signature");
     }
 }

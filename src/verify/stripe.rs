@@ -2,7 +2,10 @@
 //!
 //! `v1` is hex HMAC-SHA256 over `t + "." + body`, keyed with the endpoint secret's UTF-8
 //! bytes (the whole `whsec_...` string, not decoded). Several `v1` entries may be sent
-//! (during secret rolling); other schemes (`v0`) are ignored. As in Stripe's official
+//! (during secret rolling, at most 16 here); other schemes (`v0`) are ignored. As in
+//! stripe-go, a `v1` that is not hex is skipped and the others are checked (the header is
+//! `malformed_header` only when none is hex), and one that is hex of another length than
+//! 32 bytes, or empty, is a signature that does not match. As in Stripe's official
 //! libraries the signature is checked first, then the 300 s tolerance (here in both
 //! directions). Source: docs.stripe.com, "Check the webhook signatures", and
 //! stripe-node/stripe-python `Webhook.constructEvent`.
@@ -10,13 +13,16 @@
 use std::time::{Duration, SystemTime};
 
 use super::common::{
-    check_tolerance_secs, decode_hex, header, json_meta, parse_unix_secs, truncate, unix_secs,
-    Algorithm, Keys,
+    check_tolerance_secs, header, json_meta, parse_unix_secs, truncate, unix_secs, Algorithm,
+    Candidates, Encoding, Keys,
 };
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
 
 const HEADER: &str = "stripe-signature";
+
+/// More `v1` than this in one header is `malformed_header` (rolling a secret sends two).
+const MAX_SIGNATURES: usize = 16;
 
 #[derive(Debug)]
 pub(crate) struct Stripe {
@@ -41,24 +47,20 @@ impl Scheme for Stripe {
     fn verify(&self, req: &Inbound<'_>, now: SystemTime) -> Result<(), VerifyError> {
         let value = header(req.headers, HEADER)?;
         let mut ts = None;
-        let mut sigs: [[u8; 32]; 8] = [[0; 32]; 8];
-        let (mut n, mut undecodable) = (0usize, false);
+        // As in stripe-go, a `v1` that is not hex is skipped and the others are checked.
+        let mut sigs = Candidates::<MAX_SIGNATURES>::new();
         for item in value.split(',') {
             let Some((k, v)) = item.trim().split_once('=') else {
                 continue;
             };
             match k {
                 "t" if ts.is_none() => ts = Some(v),
-                "v1" if n < sigs.len() => {
-                    let mut buf = [0u8; 64];
-                    match decode_hex("v1", v, &mut buf) {
-                        Ok(s) if s.len() == 32 => {
-                            sigs[n].copy_from_slice(s);
-                            n += 1;
-                        }
-                        _ => undecodable = true,
-                    }
-                }
+                "v1" => sigs.offer(
+                    Encoding::Hex,
+                    "header `stripe-signature` v1",
+                    v,
+                    self.keys.tag_len(),
+                )?,
                 _ => {}
             }
         }
@@ -69,22 +71,16 @@ impl Scheme for Stripe {
             ))
         })?;
         let ts = parse_unix_secs("stripe-signature t", ts_text)?;
-        if n == 0 {
-            return Err(VerifyError::malformed(if undecodable {
-                format!("{HEADER}: `v1=` is not 64 hex digits")
-            } else {
-                format!(
-                    "{HEADER}: no `v1=` signature (the only scheme Stripe uses for live events)"
-                )
-            }));
-        }
+        sigs.tally.require_decoded(|| {
+            VerifyError::malformed(format!(
+                "{HEADER}: no `v1=` signature (the only scheme Stripe uses for live events)"
+            ))
+        })?;
         let parts: [&[u8]; 3] = [ts_text.as_bytes(), b".", req.body];
-        if !self
-            .keys
-            .matches_any(&parts, sigs[..n].iter().map(|s| &s[..]))
-        {
-            return Err(VerifyError::mismatch(format!(
-                "none of the {n} `v1` signature(s) matches `t.body` under the {} configured secret(s)",
+        if !self.keys.matches_any(&parts, sigs.iter()) {
+            return Err(sigs.tally.mismatch(format!(
+                "none of the {} `v1` signature(s) matches `t.body` under the {} configured secret(s)",
+                sigs.tally.decoded_count(),
                 self.keys.len()
             )));
         }
@@ -195,6 +191,33 @@ mod tests {
             &hdr(&value),
             BODY,
             1700000000,
+        );
+    }
+
+    #[test]
+    fn a_signature_that_decodes_to_the_wrong_length_is_a_mismatch() {
+        let v = verifier("stripe", &[SECRET]);
+        // stripe-go webhook/client_test.go `TestTokenNew`: `Signature = []byte("deadbeef")`
+        // sends `v1=6465616462656566`, valid hex of 8 bytes, and expects
+        // ErrNoValidSignature (a mismatch), not ErrInvalidHeader.
+        assert_kind_at(
+            &v,
+            &hdr("t=1700000000,v1=6465616462656566"),
+            BODY,
+            1700000000,
+            "invalid_signature",
+        );
+        // longer than any MAC, still hex
+        let long = format!("t=1700000000,v1={}", "ab".repeat(100));
+        assert_kind_at(&v, &hdr(&long), BODY, 1700000000, "invalid_signature");
+        // `v1=` with nothing: stripe-go's hex.DecodeString("") is an empty signature and
+        // stripe-node compares "", neither matches
+        assert_kind_at(
+            &v,
+            &hdr("t=1700000000,v1="),
+            BODY,
+            1700000000,
+            "invalid_signature",
         );
     }
 }

@@ -33,7 +33,9 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::common::{b64, ct_eq, form_decode, header, meta_header, Algorithm, Encoding, Keys};
+use super::common::{
+    b64, ct_eq, form_decode, header, meta_header, Algorithm, Encoding, Keys, Tally, SIG_BUF,
+};
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
 
@@ -164,8 +166,18 @@ impl Scheme for Twilio {
 
     fn verify(&self, req: &Inbound<'_>, _now: SystemTime) -> Result<(), VerifyError> {
         let value = header(req.headers, HEADER)?;
-        let mut buf = [0u8; 96];
-        let sig = Encoding::Base64.decode(HEADER, value, &mut buf)?;
+        let mut tally = Tally::default();
+        let mut buf = [0u8; SIG_BUF];
+        let what = format!("header `{HEADER}`");
+        let sig = tally.decode(
+            Encoding::Base64,
+            &what,
+            value,
+            self.keys.tag_len(),
+            &mut buf,
+        );
+        tally.require_decoded(|| VerifyError::missing(HEADER))?;
+        let sig = sig.map_or(&[][..], |s| s.bytes);
         let url = self.url_for(req.query);
         let expected_hash = body_sha256(&url);
         let params = match expected_hash {
@@ -180,7 +192,7 @@ impl Scheme for Twilio {
                 .keys
                 .matches_any(&[with.as_bytes(), &params], once(sig));
         if !ok {
-            return Err(VerifyError::mismatch(format!(
+            return Err(tally.mismatch(format!(
                 "header `{HEADER}` does not match the HMAC-SHA1 of the configured URL (with and \
                  without its port) {} under any of the {} configured auth token(s)",
                 if expected_hash.is_some() {
@@ -535,5 +547,21 @@ mod tests {
         let meta = v.describe(&Inbound::new(&headers(&[]), call));
         assert_eq!(meta.id.as_deref(), Some("CA1"));
         assert_eq!(meta.event_type.as_deref(), Some("call-progress"));
+    }
+
+    #[test]
+    fn a_signature_that_decodes_to_the_wrong_length_is_a_mismatch() {
+        let v = twilio(URL, &[TOKEN]);
+        // twilio-python `RequestValidator.validate` compares base64 texts: a signature of
+        // another length is not valid (base64 of 3 bytes, and of 150).
+        let long = "A".repeat(200);
+        for sig in ["AAAA", &long[..]] {
+            assert_kind(
+                &v,
+                &[("x-twilio-signature", sig)],
+                BODY,
+                "invalid_signature",
+            );
+        }
     }
 }
