@@ -658,6 +658,11 @@ impl<const N: usize> Candidates<N> {
         Ok(())
     }
 
+    /// How many signatures were offered, decodable or not.
+    pub(crate) fn offered(&self) -> usize {
+        self.offered
+    }
+
     /// The decoded signatures.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone {
         self.slots[..self.kept]

@@ -11,7 +11,9 @@
 //!   32-byte public key. Signing takes `whsk_` + base64 of the 32-byte seed (or the
 //!   64-byte seed + public key).
 //!
-//! Entries of other versions are ignored. Tolerance 300 s (the specification's
+//! Entries of other versions are ignored; as in the reference libraries an entry that
+//! cannot be decoded is skipped and the others are checked (`malformed_header` only when
+//! no `v1` or `v1a` entry decodes). Tolerance 300 s (the specification's
 //! recommendation), checked before the signature as the reference libraries do.
 //! Source: the Standard Webhooks specification and its reference libraries.
 
@@ -21,8 +23,8 @@ use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
 use super::common::{
-    b64, check_tolerance_secs, ct_eq, decode_b64, json_meta, meta_header, parse_unix_secs,
-    truncate, unix_secs, Algorithm, KeyedMac, Tag, B64_LENIENT,
+    b64, check_tolerance_secs, ct_eq, json_meta, meta_header, parse_unix_secs, truncate, unix_secs,
+    Algorithm, Encoding, KeyedMac, Tag, Tally, B64_LENIENT, SIG_BUF,
 };
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
@@ -93,18 +95,18 @@ impl Core {
         names: &[Names],
         now: SystemTime,
     ) -> Result<(), VerifyError> {
-        let pick = |f: fn(&Names) -> &'static str| -> Result<&str, VerifyError> {
+        let pick = |f: fn(&Names) -> &'static str| -> Result<(&str, &str), VerifyError> {
             for n in names {
                 if let Some(v) = super::common::optional_header(req.headers, f(n))? {
-                    return Ok(v);
+                    return Ok((f(n), v));
                 }
             }
             Err(VerifyError::missing(f(&names[0])))
         };
-        let id = pick(|n| n.id)?;
-        let ts_text = pick(|n| n.timestamp)?;
-        let sigs = pick(|n| n.signature)?;
-        let ts = parse_unix_secs("webhook-timestamp", ts_text)?;
+        let (_, id) = pick(|n| n.id)?;
+        let (ts_name, ts_text) = pick(|n| n.timestamp)?;
+        let (sig_name, sigs) = pick(|n| n.signature)?;
+        let ts = parse_unix_secs(ts_name, ts_text)?;
         check_tolerance_secs(ts, now, self.tolerance)?;
 
         let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts_text.as_bytes(), b".", req.body];
@@ -121,39 +123,39 @@ impl Core {
             &heap
         };
         let mut message = None;
-        let (mut seen, mut undecodable, mut ok) = (0usize, None, false);
+        // As the reference libraries do, an entry that cannot be decoded is skipped and
+        // the others are checked.
+        let mut tally = Tally::default();
+        let mut ok = false;
         for entry in sigs.split(' ').filter(|e| !e.is_empty()) {
             let Some((version, sig)) = entry.split_once(',') else {
-                undecodable = Some(entry);
+                tally.skip(VerifyError::malformed(format!(
+                    "{sig_name}: entry {:?} is not `v1,<base64>` or `v1a,<base64>`",
+                    truncate(entry, 24)
+                )));
                 continue;
             };
-            let mut buf = [0u8; 96];
+            let mut buf = [0u8; SIG_BUF];
             match version {
                 "v1" => {
-                    seen += 1;
-                    match decode_b64("v1 signature", sig, &mut buf) {
-                        Ok(sig) => {
-                            for t in tags {
-                                ok |= ct_eq(t.as_bytes(), sig.bytes);
-                            }
+                    let what = format!("{sig_name}: `v1` signature");
+                    if let Some(sig) = tally.decode(Encoding::Base64, &what, sig, 32, &mut buf) {
+                        for t in tags {
+                            ok |= ct_eq(t.as_bytes(), sig.bytes);
                         }
-                        Err(_) => undecodable = Some(entry),
                     }
                 }
                 "v1a" => {
-                    seen += 1;
-                    match decode_b64("v1a signature", sig, &mut buf) {
-                        // base64 of another length decodes: a signature that cannot match
-                        Ok(sig) if sig.len != 64 => {}
-                        Ok(sig) => {
-                            let sig = ed25519_dalek::Signature::from_slice(sig.bytes)
-                                .expect("64 bytes is a signature");
-                            let msg = message.get_or_insert_with(|| parts.concat());
-                            for k in &self.ed25519 {
-                                ok |= k.verify_strict(msg, &sig).is_ok();
-                            }
+                    let what = format!("{sig_name}: `v1a` signature");
+                    let sig = tally.decode(Encoding::Base64, &what, sig, 64, &mut buf);
+                    // base64 of another length decodes: a signature that cannot match
+                    if let Some(sig) = sig.filter(|s| s.bytes.len() == 64) {
+                        let sig = ed25519_dalek::Signature::from_slice(sig.bytes)
+                            .expect("64 bytes is a signature");
+                        let msg = message.get_or_insert_with(|| parts.concat());
+                        for k in &self.ed25519 {
+                            ok |= k.verify_strict(msg, &sig).is_ok();
                         }
-                        Err(_) => undecodable = Some(entry),
                     }
                 }
                 _ => {}
@@ -162,19 +164,14 @@ impl Core {
         if ok {
             return Ok(());
         }
-        if let Some(entry) = undecodable {
-            return Err(VerifyError::malformed(format!(
-                "webhook-signature: entry {:?} is not `v1,<base64>` or `v1a,<base64>`",
-                truncate(entry, 24)
-            )));
-        }
-        if seen == 0 {
-            return Err(VerifyError::malformed(
-                "webhook-signature: no `v1` or `v1a` entry (expected space-separated `v1,<base64>`)",
-            ));
-        }
-        Err(VerifyError::mismatch(format!(
-            "none of the {seen} signature(s) matches `id.timestamp.body` under the {} HMAC secret(s) and {} Ed25519 key(s) configured",
+        tally.require_decoded(|| {
+            VerifyError::malformed(format!(
+                "{sig_name}: no `v1` or `v1a` entry (expected space-separated `v1,<base64>`)"
+            ))
+        })?;
+        Err(tally.mismatch(format!(
+            "none of the {} signature(s) matches `id.timestamp.body` under the {} HMAC secret(s) and {} Ed25519 key(s) configured",
+            tally.decoded_count(),
             self.hmac.len(),
             self.ed25519.len()
         )))
@@ -397,5 +394,27 @@ mod tests {
         // longer than any signature, still base64
         let long = format!("v1,{}", "A".repeat(200));
         assert_kind_at(&v, &h(&long, "1614265330"), BODY, TS, "invalid_signature");
+    }
+
+    #[test]
+    fn an_undecodable_entry_among_several_is_skipped() {
+        // The Standard Webhooks reference libraries split on spaces and check every `v1`
+        // entry: one that is not base64 does not make the header unreadable.
+        let v = verifier("standard-webhooks", &[SECRET]);
+        let ts = "1614265330";
+        for sigs in [
+            format!("v1,@@@ {SIG}"),
+            format!("{SIG} v1,@@@"),
+            format!("v1 {SIG}"),
+        ] {
+            assert_ok_at(&v, &h(&sigs, ts), BODY, TS);
+        }
+        // libraries/python tests `test_invalid_signature_raises_error`: a decodable v1
+        // that does not match; beside an undecodable one it is still a mismatch
+        let wrong = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=";
+        assert_kind_at(&v, &h(wrong, ts), BODY, TS, "invalid_signature");
+        let both = format!("v1,@@@ {wrong}");
+        assert_kind_at(&v, &h(&both, ts), BODY, TS, "invalid_signature");
+        assert_kind_at(&v, &h("v1,@@@ v1a,###", ts), BODY, TS, "malformed_header");
     }
 }
