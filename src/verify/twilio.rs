@@ -15,9 +15,9 @@
 //!   one (the default `:443` for https, `:80` otherwise, when it has none), because
 //!   Twilio's signing is inconsistent on that point.
 //! - JSON bodies: when the URL carries a `bodySHA256` query parameter the signature covers
-//!   the URL alone, and the lowercase-hex SHA-256 of the raw body must equal that
-//!   parameter. A body that does not is `invalid_body`: the signature (over the URL, hash
-//!   included) was valid, the body is not the one it names. The SDKs reject it too.
+//!   the URL alone, and the hex SHA-256 of the raw body must equal that parameter. A body
+//!   that does not is `invalid_signature`, as in the SDKs' `validate`: the signed URL
+//!   covers the body's hash, so the signature does not cover this body.
 //! - Form values are percent-decoded to raw bytes (no UTF-8 requirement) and sorted
 //!   bytewise, which for UTF-8 is the code point order the SDKs sort by.
 //!
@@ -212,10 +212,11 @@ impl Scheme for Twilio {
         if decoded && ct_eq(&actual, &want) {
             Ok(())
         } else {
-            Err(VerifyError::body(format!(
-                "the body's SHA-256 is {}, but the signed URL's `bodySHA256` is {:?}",
+            Err(VerifyError::mismatch(format!(
+                "the signature covers the URL, whose `bodySHA256` {:?} names another body: \
+                 the received body's SHA-256 is {}",
+                String::from_utf8_lossy(&expected[..expected.len().min(80)]),
                 hex::encode(actual),
-                String::from_utf8_lossy(&expected[..expected.len().min(80)])
             )))
         }
     }
@@ -290,6 +291,15 @@ mod tests {
             b = b.secret(*t);
         }
         b.build().expect("builds")
+    }
+
+    /// The signature Twilio sends for `url` (one carrying `bodySHA256`: the URL alone).
+    fn sign_url(url: &str) -> String {
+        let cfg = crate::SchemeConfig {
+            url: Some(url.into()),
+            ..config(&[TOKEN])
+        };
+        signed("twilio", &cfg, b"", "x", 0).0[0].1.clone()
     }
 
     fn check(v: &Verifier, query: Option<&str>, sig: &str, body: &[u8]) -> Result<(), String> {
@@ -394,15 +404,30 @@ mod tests {
             &[("x-twilio-signature", "y77kIzt2vzLz71DgmJGsen2scGs=")],
             JSON,
         );
-        // a valid signature whose URL names another body
-        assert_kind(&v, &[("x-twilio-signature", sig)], b"{}", "invalid_body");
+        // A valid signature whose URL names another body is not a valid request: the
+        // signed URL covers the body's hash, so the signature does not cover this body.
+        // twilio-python `RequestValidator.validate` returns `valid_body_hash and ...`
+        // (False), and twilio-node `validateRequestWithBody` false, as for any mismatch.
+        assert_kind(
+            &v,
+            &[("x-twilio-signature", sig)],
+            b"{}",
+            "invalid_signature",
+        );
         // the hash comes in the request's query
         let bare = twilio("https://mycompany.com/myapp.php", &[TOKEN]);
         let q = format!("foo=1&bar=2&bodySHA256={HASH}");
         assert_eq!(check(&bare, Some(&q), sig, JSON), Ok(()));
         assert_eq!(
             check(&bare, Some(&q), sig, b"{ }").unwrap_err(),
-            "invalid_body"
+            "invalid_signature"
+        );
+        // a hash that is not hex names no body at all
+        let not_hex = format!("{URL}&bodySHA256=xyz");
+        let sig_not_hex = sign_url(&not_hex);
+        assert_eq!(
+            check(&twilio(&not_hex, &[TOKEN]), None, &sig_not_hex, JSON).unwrap_err(),
+            "invalid_signature"
         );
         // the hash parameter is covered by the signature
         let other = format!("foo=1&bar=2&bodySHA256={}", "0".repeat(64));
