@@ -192,7 +192,8 @@ pub struct SchemeConfig {
     /// The public URL the provider calls (Twilio, Square).
     pub url: Option<String>,
     /// Scheme-specific options (`verify_token` for meta; `header`, `prefix`, `encoding`,
-    /// `algorithm`, `template`, ... for generic-hmac).
+    /// `algorithm`, `template`, ... for generic-hmac; `secret_type` for standard-webhooks
+    /// and svix).
     pub options: BTreeMap<String, String>,
 }
 
@@ -449,7 +450,20 @@ impl VerifierBuilder {
         self
     }
 
-    /// Sets a scheme-specific option.
+    /// Sets a scheme-specific option: `verify_token` for `meta`; `header`, `prefix`, ...
+    /// for `generic-hmac`; `secret_type` for `standard-webhooks` and `svix`, which reads
+    /// secrets given without their `whpk_` / `whsk_` prefix as Ed25519 keys:
+    ///
+    /// ```
+    /// // the bare base64 public key of the sender, as the Go library takes it
+    /// let verifier = hookbox::Verifier::builder("standard-webhooks")
+    ///     .secret("ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=")
+    ///     .option("secret_type", "ed25519_public")
+    ///     .build()?;
+    /// # Ok::<(), hookbox::BuildError>(())
+    /// ```
+    ///
+    /// `generic-hmac`, `standard-webhooks` and `svix` refuse options they do not know.
     pub fn option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.cfg.options.insert(name.into(), value.into());
         self

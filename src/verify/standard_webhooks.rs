@@ -9,7 +9,19 @@
 //!   without the prefix is read as base64 too, as the official libraries do).
 //! - `v1a`: base64 Ed25519 signature; the verifying key is `whpk_` + base64 of the
 //!   32-byte public key. Signing takes `whsk_` + base64 of the 32-byte seed (or the
-//!   64-byte seed + public key).
+//!   64-byte seed + public key), which also verifies.
+//!
+//! Option `secret_type` says how the secrets are read, for keys given without their
+//! prefix (the Go library's `NewWebhookAsymmetric` takes bare base64 keys):
+//!
+//! | `secret_type`     | every secret is                                                  |
+//! |-------------------|------------------------------------------------------------------|
+//! | `auto` (default)  | by prefix: `whpk_` public key, `whsk_` private key, else HMAC    |
+//! | `ed25519_public`  | an Ed25519 public key, base64 of 32 bytes, `whpk_` optional      |
+//! | `ed25519_private` | an Ed25519 private key, base64 of the seed, `whsk_` optional     |
+//!
+//! The key's shape is never guessed: without the option a bare secret is an HMAC key, as
+//! the specification says. Other options are refused, so a misspelt one is not ignored.
 //!
 //! Entries of other versions are ignored; as in the reference libraries an entry that
 //! cannot be decoded is skipped and the others are checked (`malformed_header` only when
@@ -55,31 +67,18 @@ pub(super) struct Core {
 
 impl Core {
     pub(super) fn new(cfg: &SchemeConfig) -> Result<Self, BuildError> {
+        let ty = SecretType::of(cfg)?;
         if cfg.secrets.is_empty() {
             return Err(BuildError::NoSecret);
         }
         let mut hmac = Vec::new();
         let mut ed25519 = Vec::new();
-        for s in &cfg.secrets {
-            let s = s.expose();
-            if let Some(pk) = s.strip_prefix("whpk_") {
-                let bytes = B64_LENIENT
-                    .decode(pk)
-                    .map_err(|_| BuildError::secret("`whpk_` key: not valid base64"))?;
-                let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                    BuildError::secret(format!(
-                        "`whpk_` key: expected 32 bytes, found {}",
-                        bytes.len()
-                    ))
-                })?;
-                let key = VerifyingKey::from_bytes(&arr)
-                    .map_err(|_| BuildError::secret("`whpk_` key: not an Ed25519 point"))?;
-                ed25519.push(key);
-            } else if s.starts_with("whsk_") {
-                // A signing key also verifies: derive its public half.
-                ed25519.push(signing_key(s)?.verifying_key());
-            } else {
-                hmac.push(KeyedMac::new(Algorithm::Sha256, &hmac_key(s)?)?);
+        for (i, s) in cfg.secrets.iter().enumerate() {
+            match read_key(s.expose(), ty, i + 1)? {
+                Key::Hmac(k) => hmac.push(k),
+                Key::Public(k) => ed25519.push(k),
+                // A signing key also verifies: its public half.
+                Key::Private(k) => ed25519.push(k.verifying_key()),
             }
         }
         Ok(Core {
@@ -178,6 +177,93 @@ impl Core {
     }
 }
 
+/// The options this scheme (and `svix`) reads.
+const OPTIONS: &[&str] = &["secret_type"];
+
+/// How the configured secrets are read: the `secret_type` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SecretType {
+    /// `auto` (the default): by prefix, `whpk_` an Ed25519 public key, `whsk_` an
+    /// Ed25519 private key, anything else (`whsec_` or bare base64) an HMAC key.
+    Auto,
+    /// `ed25519_public`: every secret is an Ed25519 public key, base64 of 32 bytes,
+    /// `whpk_` optional (as the Go library's `NewWebhookAsymmetric` takes it).
+    Ed25519Public,
+    /// `ed25519_private`: every secret is an Ed25519 private key, base64 of the 32-byte
+    /// seed (or 64-byte seed + public key), `whsk_` optional.
+    Ed25519Private,
+}
+
+impl SecretType {
+    fn of(cfg: &SchemeConfig) -> Result<Self, BuildError> {
+        if let Some(unknown) = cfg.options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
+            let normal = unknown.trim().to_ascii_lowercase().replace('-', "_");
+            return Err(BuildError::Option {
+                option: OPTIONS
+                    .iter()
+                    .copied()
+                    .find(|o| *o == normal)
+                    .unwrap_or("(unknown)"),
+                problem: format!(
+                    "`{unknown}` is not an option of this scheme; the options are: {}",
+                    OPTIONS.join(", ")
+                ),
+            });
+        }
+        match cfg.option("secret_type").map(str::trim) {
+            None | Some("auto") => Ok(SecretType::Auto),
+            Some("ed25519_public") => Ok(SecretType::Ed25519Public),
+            Some("ed25519_private") => Ok(SecretType::Ed25519Private),
+            Some(other) => Err(BuildError::Option {
+                option: "secret_type",
+                problem: format!(
+                    "expected `auto`, `ed25519_public` or `ed25519_private`, found {other:?}"
+                ),
+            }),
+        }
+    }
+}
+
+/// One configured secret, read.
+enum Key {
+    Hmac(KeyedMac),
+    Public(VerifyingKey),
+    Private(SigningKey),
+}
+
+/// Reads secret number `n` (for errors, which never show the secret) as `ty` says.
+fn read_key(secret: &str, ty: SecretType, n: usize) -> Result<Key, BuildError> {
+    let refuse = |prefix: &str, what: &str| {
+        BuildError::secret(format!(
+            "secret {n} starts with `{prefix}`, but `secret_type` is `{what}`"
+        ))
+    };
+    match ty {
+        SecretType::Auto => {
+            if let Some(pk) = secret.strip_prefix("whpk_") {
+                public_key(pk, n).map(Key::Public)
+            } else if let Some(sk) = secret.strip_prefix("whsk_") {
+                signing_key(sk, n).map(Key::Private)
+            } else {
+                Ok(Key::Hmac(KeyedMac::new(
+                    Algorithm::Sha256,
+                    &hmac_key(secret)?,
+                )?))
+            }
+        }
+        SecretType::Ed25519Public => match secret {
+            s if s.starts_with("whsec_") => Err(refuse("whsec_", "ed25519_public")),
+            s if s.starts_with("whsk_") => Err(refuse("whsk_", "ed25519_public")),
+            s => public_key(s.strip_prefix("whpk_").unwrap_or(s), n).map(Key::Public),
+        },
+        SecretType::Ed25519Private => match secret {
+            s if s.starts_with("whsec_") => Err(refuse("whsec_", "ed25519_private")),
+            s if s.starts_with("whpk_") => Err(refuse("whpk_", "ed25519_private")),
+            s => signing_key(s.strip_prefix("whsk_").unwrap_or(s), n).map(Key::Private),
+        },
+    }
+}
+
 /// `whsec_<base64>` (or bare base64) to HMAC key bytes.
 fn hmac_key(secret: &str) -> Result<Vec<u8>, BuildError> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
@@ -186,16 +272,36 @@ fn hmac_key(secret: &str) -> Result<Vec<u8>, BuildError> {
         .map_err(|_| BuildError::secret("expected `whsec_` followed by base64"))
 }
 
-/// `whsk_<base64>` of a 32-byte seed or 64-byte keypair.
-fn signing_key(secret: &str) -> Result<SigningKey, BuildError> {
+/// Base64 of a 32-byte Ed25519 public key (its prefix already removed).
+fn public_key(b64: &str, n: usize) -> Result<VerifyingKey, BuildError> {
     let bytes = B64_LENIENT
-        .decode(&secret["whsk_".len()..])
-        .map_err(|_| BuildError::secret("`whsk_` key: not valid base64"))?;
+        .decode(b64)
+        .map_err(|_| BuildError::secret(format!("Ed25519 public key {n}: not valid base64")))?;
+    let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        BuildError::secret(format!(
+            "Ed25519 public key {n}: expected 32 bytes, found {}",
+            bytes.len()
+        ))
+    })?;
+    VerifyingKey::from_bytes(&arr)
+        .map_err(|_| BuildError::secret(format!("Ed25519 public key {n}: not a curve point")))
+}
+
+/// Base64 of a 32-byte seed or 64-byte keypair (its prefix already removed).
+fn signing_key(b64: &str, n: usize) -> Result<SigningKey, BuildError> {
+    let bytes = B64_LENIENT
+        .decode(b64)
+        .map_err(|_| BuildError::secret(format!("Ed25519 private key {n}: not valid base64")))?;
     let seed: [u8; 32] = bytes
         .get(..32)
         .filter(|_| bytes.len() == 32 || bytes.len() == 64)
         .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| BuildError::secret("`whsk_` key: expected 32 or 64 bytes"))?;
+        .ok_or_else(|| {
+            BuildError::secret(format!(
+                "Ed25519 private key {n}: expected 32 or 64 bytes, found {}",
+                bytes.len()
+            ))
+        })?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -205,22 +311,19 @@ pub(super) fn sign_with(
     input: &SignInput<'_>,
     names: Names,
 ) -> Result<Signed, BuildError> {
+    let ty = SecretType::of(cfg)?;
     let secret = cfg.secrets.first().ok_or(BuildError::NoSecret)?.expose();
     let ts = unix_secs(input.now).to_string();
     let parts: [&[u8]; 5] = [input.id.as_bytes(), b".", ts.as_bytes(), b".", input.body];
-    let signature = if secret.starts_with("whsk_") {
-        format!(
-            "v1a,{}",
-            b64(&signing_key(secret)?.sign(&parts.concat()).to_bytes())
-        )
-    } else if secret.starts_with("whpk_") {
-        return Err(BuildError::CannotSign(
-            "standard-webhooks",
-            "a `whpk_` public key cannot sign; give the `whsk_` key",
-        ));
-    } else {
-        let key = KeyedMac::new(Algorithm::Sha256, &hmac_key(secret)?)?;
-        format!("v1,{}", b64(key.tag(&parts).as_bytes()))
+    let signature = match read_key(secret, ty, 1)? {
+        Key::Private(k) => format!("v1a,{}", b64(&k.sign(&parts.concat()).to_bytes())),
+        Key::Public(_) => {
+            return Err(BuildError::CannotSign(
+                "standard-webhooks",
+                "an Ed25519 public key cannot sign; give the private key (`whsk_`)",
+            ))
+        }
+        Key::Hmac(k) => format!("v1,{}", b64(k.tag(&parts).as_bytes())),
     };
     Ok(Signed::default()
         .header(names.id, input.id)
@@ -261,6 +364,7 @@ pub(crate) fn sign(cfg: &SchemeConfig, input: &SignInput<'_>) -> Result<Signed, 
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
+    use crate::{BuildError, Verifier};
 
     // Known answer from the Standard Webhooks specification's example and the svix
     // libraries' tests.
@@ -416,5 +520,122 @@ mod tests {
         let both = format!("v1,@@@ {wrong}");
         assert_kind_at(&v, &h(&both, ts), BODY, TS, "invalid_signature");
         assert_kind_at(&v, &h("v1,@@@ v1a,###", ts), BODY, TS, "malformed_header");
+    }
+
+    // standard-webhooks libraries/go webhook_asymmetric_test.go `TestAsymmetricWebhookSign`:
+    // this bare base64 seed (no `whsk_`) signs ID.TS.BODY as `V1A`. Its public key, bare
+    // base64, computed independently with pyca/cryptography
+    // (Ed25519PrivateKey.from_private_bytes(seed).public_key()), as is `V1A`.
+    const GO_SEED: &str = "VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=";
+    const GO_PUBLIC: &str = "ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=";
+    const GO_V1A: &str = "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==";
+
+    fn with_type(scheme: &str, secrets: &[&str], ty: &str) -> Result<Verifier, BuildError> {
+        let mut b = Verifier::builder(scheme).option("secret_type", ty);
+        for s in secrets {
+            b = b.secret(*s);
+        }
+        b.build()
+    }
+
+    #[test]
+    fn bare_ed25519_public_key_with_secret_type() {
+        // The Go library's NewWebhookAsymmetric takes the public key with or without
+        // `whpk_`; here the option says so, the key's shape is not guessed.
+        let ts = "1614265330";
+        for key in [GO_PUBLIC.to_owned(), format!("whpk_{GO_PUBLIC}")] {
+            for scheme in ["standard-webhooks", "svix"] {
+                let v = with_type(scheme, &[&key], "ed25519_public").unwrap();
+                assert_ok_at(&v, &h(GO_V1A, ts), BODY, TS);
+                assert_kind_at(&v, &h(GO_V1A, ts), b"{}", TS, "invalid_signature");
+            }
+        }
+        // without the option a bare secret is an HMAC key, as the specification says
+        assert_kind_at(
+            &verifier("standard-webhooks", &[GO_PUBLIC]),
+            &h(GO_V1A, ts),
+            BODY,
+            TS,
+            "invalid_signature",
+        );
+        // the Go test's multi-signature case: other versions and a v1 beside the v1a
+        let many = format!(
+            "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= v2,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= {GO_V1A}"
+        );
+        let v = with_type("standard-webhooks", &[GO_PUBLIC], "ed25519_public").unwrap();
+        assert_ok_at(&v, &h(&many, ts), BODY, TS);
+        // a public key cannot sign
+        let cfg = v_config(&[GO_PUBLIC], "ed25519_public");
+        assert!(matches!(
+            crate::sign("standard-webhooks", &cfg, &input()),
+            Err(BuildError::CannotSign(..))
+        ));
+    }
+
+    #[test]
+    fn bare_ed25519_seed_with_secret_type() {
+        // `TestAsymmetricWebhookSign` (above): the bare seed signs the Go vector exactly,
+        // and verifies as its public half (as NewWebhookAsymmetric(nil, &seed) does).
+        let cfg = v_config(&[GO_SEED], "ed25519_private");
+        let (hs, body) = signed("standard-webhooks", &cfg, BODY, ID, TS);
+        assert_eq!(hs[2], ("webhook-signature".to_owned(), GO_V1A.to_owned()));
+        let v = with_type("standard-webhooks", &[GO_SEED], "ed25519_private").unwrap();
+        assert_ok_at(&v, &pairs(&hs), &body, TS);
+        let prefixed = format!("whsk_{GO_SEED}");
+        let v = with_type("standard-webhooks", &[&prefixed], "ed25519_private").unwrap();
+        assert_ok_at(&v, &h(GO_V1A, "1614265330"), BODY, TS);
+    }
+
+    #[test]
+    fn secret_type_errors() {
+        let option = |r: Result<Verifier, BuildError>| match r.unwrap_err() {
+            BuildError::Option { option, problem } => (option, problem),
+            other => panic!("expected an option error, got {other}"),
+        };
+        let (o, p) = option(with_type("standard-webhooks", &[SECRET], "public"));
+        assert_eq!(o, "secret_type");
+        assert!(p.contains("ed25519_public"), "{p}");
+        // misspelt options are refused, not ignored
+        let misspelt = Verifier::builder("svix")
+            .secret(GO_PUBLIC)
+            .option("secret-type", "ed25519_public")
+            .build();
+        let (o, p) = option(misspelt);
+        assert_eq!(o, "secret_type");
+        assert!(p.contains("`secret-type`"), "{p}");
+        // keys that are not what the option says, without echoing them
+        for (key, ty) in [
+            (SECRET, "ed25519_public"),
+            ("whsk_AAAA", "ed25519_public"),
+            ("ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248", "ed25519_public"),
+            ("not base64!", "ed25519_public"),
+            (SECRET, "ed25519_private"),
+            (
+                "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=",
+                "ed25519_private",
+            ),
+            ("AAAA", "ed25519_private"),
+        ] {
+            let e = with_type("standard-webhooks", &[key], ty).unwrap_err();
+            assert!(matches!(e, BuildError::InvalidSecret(_)), "{key} {ty}: {e}");
+            assert!(!e.to_string().contains(key), "{e}");
+        }
+        // the default, spelt out, is the prefix rule
+        let v = with_type("standard-webhooks", &[SECRET], "auto").unwrap();
+        assert_ok_at(&v, &h(SIG, "1614265330"), BODY, TS);
+    }
+
+    fn v_config(secrets: &[&str], ty: &str) -> crate::SchemeConfig {
+        let mut cfg = config(secrets);
+        cfg.options.insert("secret_type".into(), ty.into());
+        cfg
+    }
+
+    fn input() -> crate::SignInput<'static> {
+        crate::SignInput {
+            body: BODY,
+            id: ID,
+            now: at(TS),
+        }
     }
 }
