@@ -19,15 +19,29 @@ pub(crate) const MAX_HEADER_LEN: usize = 8 * 1024;
 pub(crate) const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// Reads a header that must be present exactly once, as trimmed ASCII of at most 8 KiB.
+/// An empty value is `missing_header`, as the providers' SDKs treat it: no signature.
 pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, VerifyError> {
-    optional_header(headers, name)?.ok_or_else(|| VerifyError::missing(name))
+    match raw_header(headers, name)? {
+        Some("") => Err(VerifyError::new(
+            crate::ErrorKind::MissingHeader,
+            format!("expected header `{name}` with a value, found it empty"),
+        )),
+        Some(v) => Ok(v),
+        None => Err(VerifyError::missing(name)),
+    }
 }
 
-/// Reads a header that may be absent; when present the same policy as [`header`] applies.
+/// Reads a header that may be absent; when present the same policy as [`header`] applies,
+/// and an empty value counts as absent.
 pub(crate) fn optional_header<'a>(
     headers: &'a HeaderMap,
     name: &str,
 ) -> Result<Option<&'a str>, VerifyError> {
+    Ok(raw_header(headers, name)?.filter(|v| !v.is_empty()))
+}
+
+/// The header's trimmed value, if present: once, visible ASCII, at most 8 KiB.
+fn raw_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, VerifyError> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -452,7 +466,7 @@ pub(crate) fn json_pointer_str(json: &[u8], pointer: &str) -> Option<String> {
     }
 }
 
-/// Reads a header for metadata: absent, repeated or non-ASCII yields `None`.
+/// Reads a header for metadata: absent, empty, repeated or non-ASCII yields `None`.
 pub(crate) fn meta_header(headers: &HeaderMap, name: &str) -> Option<String> {
     optional_header(headers, name)
         .ok()

@@ -223,9 +223,12 @@ mod tests {
         );
         // hex of 63 or 65 bytes decodes: it is not an Ed25519 signature of the body, as
         // discord-interactions-js `verifyKey` answers false for it
-        for sig in [&SIG[..126], &SIG[2..], &format!("{SIG}00"), ""] {
+        for sig in [&SIG[..126], &SIG[2..], &format!("{SIG}00")] {
             assert_kind_at(&v, &h(sig, "1700000000"), BODY, TS, "invalid_signature");
         }
+        // an empty header is no header
+        assert_kind_at(&v, &h("", "1700000000"), BODY, TS, "missing_header");
+        assert_kind_at(&v, &h(SIG, ""), BODY, TS, "missing_header");
         assert_kind_at(
             &v,
             &h(&"zz".repeat(64), "1700000000"),

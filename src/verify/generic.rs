@@ -24,8 +24,8 @@
 //! `{header:<that header>}`): a timestamp nobody signed protects against nothing. Unknown
 //! options are refused, so a misspelt `timestamp_header` cannot silently switch the time
 //! check off. The tolerance is the configured one, else 300 s, both directions,
-//! inclusive, checked before the MAC. A `{header:Name}` absent at verify time is
-//! `missing_header`.
+//! inclusive, checked before the MAC. A `{header:Name}` absent (or empty) at verify time
+//! is `missing_header`.
 //!
 //! Slack (`header = x-slack-signature`, `prefix = v0=`, `template = v0:{timestamp}:{body}`,
 //! `timestamp_header = x-slack-request-timestamp`), GitHub, Zoom, Twitch-style and

@@ -13,6 +13,8 @@
 //!   documented window), inclusive, in both directions;
 //! - comparisons are constant-time, MACs are keyed once at construction, and secrets are
 //!   redacted from `Debug`, `Display` and errors;
+//! - a required header that is absent or empty is `missing_header`, as the providers'
+//!   SDKs treat an empty one;
 //! - a header sent twice, a header value that is not ASCII or is over 8 KiB, and a
 //!   signature that cannot be decoded are `malformed_header`; one that decodes but does
 //!   not match, whatever its length (an empty `v1=` included), is `invalid_signature`.

@@ -638,4 +638,19 @@ mod tests {
             now: at(TS),
         }
     }
+
+    #[test]
+    fn empty_headers_are_missing() {
+        // The reference libraries treat an empty header as absent: libraries/go
+        // `checkHeaders` (`msgId == "" || ...` is ErrRequiredHeaders), libraries/python
+        // `if not (msg_id and msg_timestamp and msg_signature)`, libraries/javascript
+        // `if (!msgSignature || !msgId || !msgTimestamp)`. A request signed over an empty
+        // id is refused, not verified.
+        let v = verifier("standard-webhooks", &[SECRET]);
+        let (hs, body) = signed("standard-webhooks", &config(&[SECRET]), BODY, "", TS);
+        assert_eq!(hs[0], ("webhook-id".to_owned(), String::new()));
+        assert_kind_at(&v, &pairs(&hs), &body, TS, "missing_header");
+        assert_kind_at(&v, &h(SIG, ""), BODY, TS, "missing_header");
+        assert_kind_at(&v, &h("", "1614265330"), BODY, TS, "missing_header");
+    }
 }

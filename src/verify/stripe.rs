@@ -220,4 +220,15 @@ mod tests {
             "invalid_signature",
         );
     }
+
+    #[test]
+    fn an_empty_header_is_missing() {
+        // stripe-node test/Webhook.spec.ts "should raise a SignatureVerificationError when
+        // the header is null or empty" ("No stripe-signature header value was provided"),
+        // stripe-go webhook/client_test.go `ValidatePayload(p.Payload, "", ...)` is
+        // ErrNotSigned: an empty header is no header.
+        let v = verifier("stripe", &[SECRET]);
+        assert_kind_at(&v, &hdr(""), BODY, 1700000000, "missing_header");
+        assert_kind_at(&v, &hdr("  "), BODY, 1700000000, "missing_header");
+    }
 }
