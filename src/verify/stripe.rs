@@ -5,10 +5,11 @@
 //! (during secret rolling, at most 16 here); other schemes (`v0`) are ignored. As in
 //! stripe-go, a `v1` that is not hex is skipped and the others are checked (the header is
 //! `malformed_header` only when none is hex), and one that is hex of another length than
-//! 32 bytes, or empty, is a signature that does not match. As in Stripe's official
-//! libraries the signature is checked first, then the 300 s tolerance (here in both
-//! directions). Source: docs.stripe.com, "Check the webhook signatures", and
-//! stripe-node/stripe-python `Webhook.constructEvent`.
+//! 32 bytes, or empty, is a signature that does not match. A header with two `t=` is
+//! `malformed_header`: stripe-go and stripe-node read the last, stripe-python and
+//! stripe-ruby the first. As in Stripe's official libraries the signature is checked
+//! first, then the 300 s tolerance (here in both directions). Source: docs.stripe.com,
+//! "Check the webhook signatures", and stripe-node/stripe-python `Webhook.constructEvent`.
 
 use std::time::{Duration, SystemTime};
 
@@ -54,7 +55,13 @@ impl Scheme for Stripe {
                 continue;
             };
             match k {
-                "t" if ts.is_none() => ts = Some(v),
+                // The SDKs disagree on which of two `t` counts: refuse the ambiguity.
+                "t" if ts.is_some() => {
+                    return Err(VerifyError::malformed(format!(
+                        "{HEADER}: `t=` given more than once"
+                    )))
+                }
+                "t" => ts = Some(v),
                 "v1" => sigs.offer(
                     Encoding::Hex,
                     "header `stripe-signature` v1",
@@ -230,5 +237,21 @@ mod tests {
         let v = verifier("stripe", &[SECRET]);
         assert_kind_at(&v, &hdr(""), BODY, 1700000000, "missing_header");
         assert_kind_at(&v, &hdr("  "), BODY, 1700000000, "missing_header");
+    }
+
+    #[test]
+    fn duplicate_timestamps_are_malformed() {
+        // The SDKs disagree on `t` given twice: stripe-go (`parseSignatureHeader`) and
+        // stripe-node (`parseHeader`) take the last, stripe-python
+        // (`_get_timestamp_and_signatures`, `[...][0]`) and stripe-ruby
+        // (`list_items.select { |i| i[0] == "t" }[0]`) the first. The header is
+        // ambiguous, so it is refused whichever `t` the MAC covers.
+        let v = verifier("stripe", &[SECRET]);
+        for value in [
+            format!("t=1700000000,v1={SIG},t=1700000001"),
+            format!("t=1700000001,t=1700000000,v1={SIG}"),
+        ] {
+            assert_kind_at(&v, &hdr(&value), BODY, 1700000000, "malformed_header");
+        }
     }
 }
