@@ -372,7 +372,11 @@ impl KeyedMac {
 
 /// HMAC keys for every configured secret (rotation), tried in turn.
 #[derive(Clone, Debug)]
-pub(crate) struct Keys(Vec<KeyedMac>);
+pub(crate) struct Keys {
+    macs: Vec<KeyedMac>,
+    /// The positions (from 1) of raw secrets that contain whitespace, for the rejection.
+    spaced: Vec<usize>,
+}
 
 impl Keys {
     /// Keys every secret with `to_key` turning the secret text into key bytes.
@@ -384,21 +388,50 @@ impl Keys {
         if secrets.is_empty() {
             return Err(BuildError::NoSecret);
         }
-        secrets
+        let macs = secrets
             .iter()
             .map(|s| KeyedMac::new(alg, &to_key(s.expose())?))
-            .collect::<Result<_, _>>()
-            .map(Keys)
+            .collect::<Result<_, _>>()?;
+        Ok(Keys {
+            macs,
+            spaced: Vec::new(),
+        })
     }
 
-    /// Keys every secret's raw UTF-8 bytes.
+    /// Keys every secret's raw UTF-8 bytes. A secret with whitespace is kept as it is (it
+    /// may be the key), and named when nothing matches, as stripe-node does: it is most
+    /// often a stray newline or space from a file or a paste.
     pub(crate) fn raw(alg: Algorithm, secrets: &[Secret]) -> Result<Self, BuildError> {
-        Self::new(alg, secrets, |s| Ok(s.as_bytes().to_vec()))
+        let mut keys = Self::new(alg, secrets, |s| Ok(s.as_bytes().to_vec()))?;
+        keys.spaced = (1..)
+            .zip(secrets)
+            .filter(|(_, s)| s.expose().chars().any(char::is_whitespace))
+            .map(|(i, _)| i)
+            .collect();
+        Ok(keys)
+    }
+
+    /// `e`, with a note naming the secrets that contain whitespace when it is a mismatch.
+    pub(crate) fn explain(&self, e: VerifyError) -> VerifyError {
+        if self.spaced.is_empty() || e.kind() != crate::ErrorKind::InvalidSignature {
+            return e;
+        }
+        let which: Vec<String> = self.spaced.iter().map(usize::to_string).collect();
+        let (noun, verb) = match which.len() {
+            1 => ("secret", "contains"),
+            _ => ("secrets", "contain"),
+        };
+        VerifyError::mismatch(format!(
+            "{}; configured {noun} {} {verb} whitespace, which is part of the key (a stray \
+             newline or space?)",
+            e.detail(),
+            which.join(", ")
+        ))
     }
 
     /// How many secrets are active.
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.macs.len()
     }
 
     /// The length of their MACs (every key has the same algorithm).
@@ -408,7 +441,7 @@ impl Keys {
 
     /// The first key, used for signing.
     pub(crate) fn first(&self) -> &KeyedMac {
-        &self.0[0]
+        &self.macs[0]
     }
 
     /// True when any key's MAC over `parts` equals any of `candidates`.
@@ -418,7 +451,7 @@ impl Keys {
         candidates: impl Iterator<Item = &'c [u8]> + Clone,
     ) -> bool {
         let mut ok = false;
-        for key in &self.0 {
+        for key in &self.macs {
             let tag = key.tag(parts);
             for c in candidates.clone() {
                 ok |= ct_eq(tag.as_bytes(), c);
@@ -742,10 +775,10 @@ impl BodyHmac {
         if self.keys.matches_any(&[req.body], std::iter::once(sig)) {
             Ok(())
         } else {
-            Err(tally.mismatch(no_match(
+            Err(self.keys.explain(tally.mismatch(no_match(
                 &format!("header `{}`", self.header),
                 self.keys.len(),
-            )))
+            ))))
         }
     }
 
@@ -769,7 +802,7 @@ impl Keys {
         parts: &[&[u8]],
         candidates: impl Iterator<Item = &'c [u8]> + Clone,
     ) -> Option<&KeyedMac> {
-        self.0.iter().find(|key| {
+        self.macs.iter().find(|key| {
             let tag = key.tag(parts);
             candidates.clone().any(|c| ct_eq(tag.as_bytes(), c))
         })

@@ -287,7 +287,10 @@ impl Generic {
                 )),
             }
         };
-        let keys = Keys::new(algorithm, &cfg.secrets, to_key)?;
+        let keys = match secret_encoding {
+            None | Some("raw") => Keys::raw(algorithm, &cfg.secrets)?,
+            _ => Keys::new(algorithm, &cfg.secrets, to_key)?,
+        };
 
         Ok(Generic {
             header,
@@ -380,10 +383,10 @@ impl Scheme for Generic {
         if self.keys.matches_any(&content, sigs.iter()) {
             Ok(())
         } else {
-            Err(sigs.tally.mismatch(no_match(
+            Err(self.keys.explain(sigs.tally.mismatch(no_match(
                 &format!("header `{}`", self.header),
                 self.keys.len(),
-            )))
+            ))))
         }
     }
 
@@ -958,5 +961,29 @@ mod tests {
             b"Hello, World!",
             "malformed_header",
         );
+    }
+
+    #[test]
+    fn a_raw_secret_with_whitespace_is_pointed_out_on_a_mismatch() {
+        // As for stripe (stripe-node's whitespace note): raw secrets only, since hex and
+        // base64 secrets are trimmed before decoding.
+        let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        let h = headers(&[("x-sig", sig)]);
+        let raw = build(
+            &["It's a Secret to Everybody\n"],
+            &[("header", "x-sig"), ("prefix", "sha256=")],
+        );
+        let e = raw.verify(&Inbound::new(&h, b"Hello, World!")).unwrap_err();
+        assert!(e.detail().contains("secret 1 contains whitespace"), "{e}");
+        let hex = build(
+            &[" 00ff "],
+            &[
+                ("header", "x-sig"),
+                ("prefix", "sha256="),
+                ("secret_encoding", "hex"),
+            ],
+        );
+        let e = hex.verify(&Inbound::new(&h, b"Hello, World!")).unwrap_err();
+        assert!(!e.detail().contains("whitespace"), "{e}");
     }
 }

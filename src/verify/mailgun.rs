@@ -252,7 +252,7 @@ impl Scheme for Mailgun {
         sigs.tally.require_decoded(|| missing("`signature`"))?;
         let parts: [&[u8]; 2] = [f.timestamp.as_bytes(), &f.token];
         if !self.keys.matches_any(&parts, sigs.iter()) {
-            return Err(sigs.tally.mismatch(format!(
+            return Err(self.keys.explain(sigs.tally.mismatch(format!(
                 "the body's `signature`{} does not match HMAC-SHA256(timestamp + token) under \
                  any of the {} configured signing key(s)",
                 if sigs.offered() > 1 {
@@ -261,7 +261,7 @@ impl Scheme for Mailgun {
                     ""
                 },
                 self.keys.len()
-            )));
+            ))));
         }
         check_tolerance_secs(ts, now, self.tolerance)
     }

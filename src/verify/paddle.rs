@@ -87,12 +87,12 @@ impl Scheme for Paddle {
         {
             Ok(())
         } else {
-            Err(sigs.tally.mismatch(format!(
+            Err(self.keys.explain(sigs.tally.mismatch(format!(
                 "none of the {} `h1` signature(s) of header `{HEADER}` matches `ts:body` under \
                  the {} configured secret(s)",
                 sigs.tally.decoded_count(),
                 self.keys.len()
-            )))
+            ))))
         }
     }
 

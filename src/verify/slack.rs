@@ -83,10 +83,10 @@ impl V0 {
         ) {
             Ok(())
         } else {
-            Err(tally.mismatch(no_match(
+            Err(self.keys.explain(tally.mismatch(no_match(
                 &format!("header `{}`", self.sig_header),
                 self.keys.len(),
-            )))
+            ))))
         }
     }
 

@@ -55,10 +55,10 @@ impl Scheme for Square {
         {
             Ok(())
         } else {
-            Err(tally.mismatch(no_match(
+            Err(self.keys.explain(tally.mismatch(no_match(
                 &format!("{what} (over the notification URL + body)"),
                 self.keys.len(),
-            )))
+            ))))
         }
     }
 

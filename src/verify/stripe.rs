@@ -85,11 +85,11 @@ impl Scheme for Stripe {
         })?;
         let parts: [&[u8]; 3] = [ts_text.as_bytes(), b".", req.body];
         if !self.keys.matches_any(&parts, sigs.iter()) {
-            return Err(sigs.tally.mismatch(format!(
+            return Err(self.keys.explain(sigs.tally.mismatch(format!(
                 "none of the {} `v1` signature(s) matches `t.body` under the {} configured secret(s)",
                 sigs.tally.decoded_count(),
                 self.keys.len()
-            )));
+            ))));
         }
         check_tolerance_secs(ts, now, self.tolerance)
     }
@@ -253,5 +253,28 @@ mod tests {
         ] {
             assert_kind_at(&v, &hdr(&value), BODY, 1700000000, "malformed_header");
         }
+    }
+
+    #[test]
+    fn a_secret_with_whitespace_is_pointed_out_on_a_mismatch() {
+        // stripe-node test/Webhook.spec.ts "should raise a SignatureVerificationError when
+        // the signing secret contains whitespace": verification fails and says the secret
+        // contains whitespace (often a stray newline from a file). The secret's position
+        // is named, never its text.
+        let value = format!("t=1700000000,v1={SIG}");
+        let spaced = format!("{SECRET} ");
+        let v = verifier("stripe", &["whsec_other", &spaced]);
+        let hm = headers(&hdr(&value));
+        let e = v
+            .verify_at(&crate::Inbound::new(&hm, BODY), at(1700000000))
+            .unwrap_err();
+        assert_eq!(e.kind().as_str(), "invalid_signature");
+        assert!(e.detail().contains("secret 2 contains whitespace"), "{e}");
+        assert!(!e.detail().contains(SECRET), "{e}");
+        // not said when no secret has any
+        let e = verifier("stripe", &["whsec_other"])
+            .verify_at(&crate::Inbound::new(&hm, BODY), at(1700000000))
+            .unwrap_err();
+        assert!(!e.detail().contains("whitespace"), "{e}");
     }
 }

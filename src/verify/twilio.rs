@@ -192,7 +192,7 @@ impl Scheme for Twilio {
                 .keys
                 .matches_any(&[with.as_bytes(), &params], once(sig));
         if !ok {
-            return Err(tally.mismatch(format!(
+            return Err(self.keys.explain(tally.mismatch(format!(
                 "header `{HEADER}` does not match the HMAC-SHA1 of the configured URL (with and \
                  without its port) {} under any of the {} configured auth token(s)",
                 if expected_hash.is_some() {
@@ -201,7 +201,7 @@ impl Scheme for Twilio {
                     "followed by the sorted form parameters"
                 },
                 self.keys.len()
-            )));
+            ))));
         }
         let Some(expected) = expected_hash else {
             return Ok(());

@@ -91,7 +91,9 @@ impl Scheme for Twitch {
         ) {
             Ok(())
         } else {
-            Err(tally.mismatch(no_match(&what, self.keys.len())))
+            Err(self
+                .keys
+                .explain(tally.mismatch(no_match(&what, self.keys.len()))))
         }
     }
 
