@@ -318,4 +318,24 @@ mod tests {
         let none = "ts=1696195954;h1=dummy;h1=zz";
         assert_kind_at(&v, &h(none), b"hello-world", t, "malformed_header");
     }
+
+    #[test]
+    fn python_sdk_vectors() {
+        // PaddleHQ/paddle-python-sdk tests/Unit/Notification/test_Verifier.py
+        // `test_validate_payload_body_integrity`: the `_fixtures/standard_payload.json` and
+        // `special_chars_payload.json` bodies (trailing newline stripped, as the test
+        // does), signed with this notification-setting secret.
+        let v = verifier(
+            "paddle",
+            &["pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_GrOWLNef+vmtjJYq4mSnHNzvc8uWoJ1I"],
+        );
+        let standard = r#"{"data":{"id":"ctm_01hs0tqf76sxmp7ba5e4mw1sc8","name":"John Doe","email":"blackhole+verification2@paddle.com","locale":"en","status":"active","created_at":"2024-03-15T10:32:37.862Z","updated_at":"2024-03-15T10:32:37.862Z","custom_data":null,"import_meta":null,"marketing_consent":false},"event_id":"evt_01hs0tqfme2xwb2hvwv87p8y3w","event_type":"customer.created","occurred_at":"2024-03-15T10:32:38.286848Z","notification_id":"ntf_01hs0tqfrhgkyp39x4wyvy7h6n"}"#;
+        let sig =
+            "ts=1710498758;h1=558bf93944dbeb4790c7a8af6cb2ea435c8ca9c8396aafc1a4e37424ac132744";
+        assert_ok_at(&v, &h(sig), standard.as_bytes(), 1_710_498_758);
+        let special = r#"{"data":{"id":"ctm_01hs0t94g83hs5jdw282ztqa4z","name":"\u00dc\u00c4\u00c5\u00e5\u00d6\u00dc\u00c4\u00c5\u00e5\u00d6","email":"blackhole+verification1@paddle.com","locale":"en","status":"active","created_at":"2024-03-15T10:24:48.136Z","updated_at":"2024-03-15T10:24:48.136Z","custom_data":null,"import_meta":null,"marketing_consent":false},"event_id":"evt_01hs0t94tjvtv62azjmkbeysz7","event_type":"customer.created","occurred_at":"2024-03-15T10:24:48.466759Z","notification_id":"ntf_01hs0t94ws0ay8keh5t4rq70ht"}"#;
+        let sig =
+            "ts=1710498288;h1=38219b3ba1578184e625c29d201a27cd25bd69e2ec9c3ab87dcb90d87ff73a41";
+        assert_ok_at(&v, &h(sig), special.as_bytes(), 1_710_498_288);
+    }
 }

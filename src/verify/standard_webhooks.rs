@@ -689,4 +689,22 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn reference_library_multi_signature_case() {
+        // libraries/go webhook_test.go and libraries/python tests `test_multi_sig_payload_is_valid`:
+        // two non-matching v1, a v2, and the valid signature.
+        let v = verifier("standard-webhooks", &[SECRET]);
+        let other = "Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=";
+        let sigs = format!("v1,{other} v2,{other} {SIG} v1,{other}");
+        assert_ok_at(&v, &h(&sigs, "1614265330"), BODY, TS);
+        let without = format!("v1,{other} v2,{other} v1,{other}");
+        assert_kind_at(
+            &v,
+            &h(&without, "1614265330"),
+            BODY,
+            TS,
+            "invalid_signature",
+        );
+    }
 }

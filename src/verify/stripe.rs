@@ -277,4 +277,34 @@ mod tests {
             .unwrap_err();
         assert!(!e.detail().contains("whitespace"), "{e}");
     }
+
+    #[test]
+    fn sdk_header_cases() {
+        let v = verifier("stripe", &[SECRET]);
+        let t = 1700000000;
+        let good = format!("t=1700000000,v1={SIG}");
+        // stripe-go `TestTokenNew`: an unreadable v1 beside the valid one is ignored ...
+        assert_ok_at(&v, &hdr(&format!("{good},v1=bad_signature")), BODY, t);
+        // ... as in stripe-node "should return true when the header contains at least one
+        // valid signature" (`,v1=potato`)
+        assert_ok_at(&v, &hdr(&format!("{good},v1=potato")), BODY, t);
+        // stripe-go: `v1,t=1` and `t=` are ErrInvalidHeader; stripe-node: "I'm not even a
+        // real signature header" and `bad_header` cannot be parsed
+        for bad in [
+            "v1,t=1",
+            "t=",
+            "I'm not even a real signature header",
+            "bad_header",
+        ] {
+            assert_kind_at(&v, &hdr(bad), BODY, t, "malformed_header");
+        }
+        // stripe-go's rolled key (`testSecret + "_rolled_key"`): the header carries the
+        // signatures of both secrets and either secret alone verifies it
+        let new_secret = format!("{SECRET}_rolled_key");
+        let (hs, _) = signed("stripe", &config(&[&new_secret]), BODY, "", t);
+        let new_sig = hs[0].1.split_once(",v1=").unwrap().1.to_owned();
+        let rolled = format!("{good},v1={new_sig}");
+        assert_ok_at(&v, &hdr(&rolled), BODY, t);
+        assert_ok_at(&verifier("stripe", &[&new_secret]), &hdr(&rolled), BODY, t);
+    }
 }
