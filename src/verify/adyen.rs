@@ -26,7 +26,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use super::common::{b64, decode_b64, Algorithm, Keys};
+use super::common::{b64, Algorithm, Encoding, Keys, Tally, SIG_BUF};
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, ErrorKind, VerifyError};
 
@@ -134,11 +134,14 @@ impl Scheme for Adyen {
                     format!("expected {what} in the body, found none"),
                 )
             })?;
-            let mut buf = [0u8; 96];
-            let sig = decode_b64(&what, sig, &mut buf)?;
+            let mut tally = Tally::default();
+            let mut buf = [0u8; SIG_BUF];
+            let sig = tally.decode(Encoding::Base64, &what, sig, self.keys.tag_len(), &mut buf);
+            tally.require_decoded(|| VerifyError::malformed(format!("{what} is empty")))?;
+            let sig = sig.map_or(&[][..], |s| s.bytes);
             let data = signed_data(item)?;
             if !self.keys.matches_any(&[data.as_bytes()], once(sig)) {
-                return Err(VerifyError::mismatch(format!(
+                return Err(tally.mismatch(format!(
                     "{what} does not match the HMAC of the item's signed fields under any of \
                      the {} configured key(s)",
                     self.keys.len()
@@ -397,5 +400,18 @@ mod tests {
             refused,
             Err(crate::BuildError::CannotSign("adyen", _))
         ));
+    }
+
+    #[test]
+    fn a_signature_that_decodes_to_the_wrong_length_is_a_mismatch() {
+        // adyen-java-api-library `HMACValidator.validateHMAC` compares the base64 text of
+        // the expected and received signatures: one of another length is simply false.
+        let v = verifier("adyen", &[KEY]);
+        let sig = "NuEkADFmlCC6VgX+wcoPAegIWxVPNBPCuKlM4Hzo5qc=";
+        let long = "A".repeat(200);
+        for other in ["AAAA", &long[..]] {
+            let item = ITEM.replace(sig, other);
+            assert_kind(&v, &[], &notification(&[&item]), "invalid_signature");
+        }
     }
 }

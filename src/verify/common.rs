@@ -19,15 +19,29 @@ pub(crate) const MAX_HEADER_LEN: usize = 8 * 1024;
 pub(crate) const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// Reads a header that must be present exactly once, as trimmed ASCII of at most 8 KiB.
+/// An empty value is `missing_header`, as the providers' SDKs treat it: no signature.
 pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, VerifyError> {
-    optional_header(headers, name)?.ok_or_else(|| VerifyError::missing(name))
+    match raw_header(headers, name)? {
+        Some("") => Err(VerifyError::new(
+            crate::ErrorKind::MissingHeader,
+            format!("expected header `{name}` with a value, found it empty"),
+        )),
+        Some(v) => Ok(v),
+        None => Err(VerifyError::missing(name)),
+    }
 }
 
-/// Reads a header that may be absent; when present the same policy as [`header`] applies.
+/// Reads a header that may be absent; when present the same policy as [`header`] applies,
+/// and an empty value counts as absent.
 pub(crate) fn optional_header<'a>(
     headers: &'a HeaderMap,
     name: &str,
 ) -> Result<Option<&'a str>, VerifyError> {
+    Ok(raw_header(headers, name)?.filter(|v| !v.is_empty()))
+}
+
+/// The header's trimmed value, if present: once, visible ASCII, at most 8 KiB.
+fn raw_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, VerifyError> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -49,39 +63,76 @@ pub(crate) fn optional_header<'a>(
     Ok(Some(text.trim()))
 }
 
-/// Decodes lowercase or uppercase hex into `out`, returning the written prefix.
+/// Room for one decoded signature: more than the longest MAC (HMAC-SHA512, 64 bytes) and
+/// the longest DER ECDSA P-256 signature (72 bytes).
+pub(crate) const SIG_BUF: usize = 96;
+
+/// A received signature that decoded.
+///
+/// The rule every scheme follows: text that is not valid in the signature's encoding is
+/// `malformed_header`; text that is valid decodes, whatever its length, and a length that
+/// no configured key produces is simply a signature that does not match
+/// (`invalid_signature`). `v1=` with nothing after it decodes to zero bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sig<'o> {
+    /// The decoded bytes; empty when they do not fit the buffer (no MAC or signature is
+    /// empty, so such a signature can only mismatch).
+    pub(crate) bytes: &'o [u8],
+    /// The decoded length, also when the bytes did not fit.
+    pub(crate) len: usize,
+}
+
+/// Decodes lowercase or uppercase hex into `out` (see [`Sig`]).
 pub(crate) fn decode_hex<'o>(
     what: &str,
     text: &str,
     out: &'o mut [u8],
-) -> Result<&'o [u8], VerifyError> {
-    let n = text.len() / 2;
-    if text.len() % 2 != 0 || n > out.len() || n == 0 {
+) -> Result<Sig<'o>, VerifyError> {
+    if let Some((i, c)) = text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_hexdigit())
+    {
         return Err(VerifyError::malformed(format!(
-            "{what}: expected an even number of hex digits (at most {}), found {} characters",
-            out.len() * 2,
+            "{what}: expected hex digits, found {c:?} at character {}",
+            i + 1
+        )));
+    }
+    if text.len() % 2 != 0 {
+        return Err(VerifyError::malformed(format!(
+            "{what}: expected hex digits in pairs, found an odd number ({})",
             text.len()
         )));
     }
-    hex::decode_to_slice(text, &mut out[..n])
+    let len = text.len() / 2;
+    let Some(out) = out.get_mut(..len) else {
+        return Ok(Sig { bytes: &[], len });
+    };
+    hex::decode_to_slice(text, out)
         .map_err(|_| VerifyError::malformed(format!("{what}: not valid hex")))?;
-    Ok(&out[..n])
+    Ok(Sig { bytes: out, len })
 }
 
-/// Decodes standard base64 (padding optional) into `out`, returning the written prefix.
+/// Decodes standard base64 (padding optional) into `out` (see [`Sig`]).
 pub(crate) fn decode_b64<'o>(
     what: &str,
     text: &str,
     out: &'o mut [u8],
-) -> Result<&'o [u8], VerifyError> {
+) -> Result<Sig<'o>, VerifyError> {
     let bad = || VerifyError::malformed(format!("{what}: not valid base64"));
-    if text.is_empty() || text.len() > out.len() / 3 * 4 + 4 {
-        return Err(bad());
+    if text.len().div_ceil(4) * 3 <= out.len() {
+        let len = B64_LENIENT
+            .decode_slice(text.as_bytes(), &mut out[..])
+            .map_err(|_| bad())?;
+        return Ok(Sig {
+            bytes: &out[..len],
+            len,
+        });
     }
-    let n = B64_LENIENT
-        .decode_slice(text.as_bytes(), &mut out[..])
-        .map_err(|_| bad())?;
-    Ok(&out[..n])
+    // Longer than any signature (the header is at most 8 KiB): decoded only to tell
+    // whether it is base64 at all.
+    let len = B64_LENIENT.decode(text).map_err(|_| bad())?.len();
+    Ok(Sig { bytes: &[], len })
 }
 
 /// Standard alphabet, padding accepted or not.
@@ -218,6 +269,15 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// The length of its MAC, in bytes.
+    pub(crate) fn tag_len(self) -> usize {
+        match self {
+            Algorithm::Sha1 => 20,
+            Algorithm::Sha256 => 32,
+            Algorithm::Sha512 => 64,
+        }
+    }
+
     /// Parses `sha1`, `sha256` or `sha512`.
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
@@ -277,6 +337,16 @@ impl KeyedMac {
         })
     }
 
+    /// The length of its MAC, in bytes.
+    pub(crate) fn tag_len(&self) -> usize {
+        match self {
+            KeyedMac::Sha1(_) => Algorithm::Sha1,
+            KeyedMac::Sha256(_) => Algorithm::Sha256,
+            KeyedMac::Sha512(_) => Algorithm::Sha512,
+        }
+        .tag_len()
+    }
+
     /// MAC over the concatenation of `parts`.
     pub(crate) fn tag(&self, parts: &[&[u8]]) -> Tag {
         fn run<M: Mac + Clone>(m: &M, parts: &[&[u8]]) -> Tag {
@@ -302,7 +372,11 @@ impl KeyedMac {
 
 /// HMAC keys for every configured secret (rotation), tried in turn.
 #[derive(Clone, Debug)]
-pub(crate) struct Keys(Vec<KeyedMac>);
+pub(crate) struct Keys {
+    macs: Vec<KeyedMac>,
+    /// The positions (from 1) of raw secrets that contain whitespace, for the rejection.
+    spaced: Vec<usize>,
+}
 
 impl Keys {
     /// Keys every secret with `to_key` turning the secret text into key bytes.
@@ -314,26 +388,60 @@ impl Keys {
         if secrets.is_empty() {
             return Err(BuildError::NoSecret);
         }
-        secrets
+        let macs = secrets
             .iter()
             .map(|s| KeyedMac::new(alg, &to_key(s.expose())?))
-            .collect::<Result<_, _>>()
-            .map(Keys)
+            .collect::<Result<_, _>>()?;
+        Ok(Keys {
+            macs,
+            spaced: Vec::new(),
+        })
     }
 
-    /// Keys every secret's raw UTF-8 bytes.
+    /// Keys every secret's raw UTF-8 bytes. A secret with whitespace is kept as it is (it
+    /// may be the key), and named when nothing matches, as stripe-node does: it is most
+    /// often a stray newline or space from a file or a paste.
     pub(crate) fn raw(alg: Algorithm, secrets: &[Secret]) -> Result<Self, BuildError> {
-        Self::new(alg, secrets, |s| Ok(s.as_bytes().to_vec()))
+        let mut keys = Self::new(alg, secrets, |s| Ok(s.as_bytes().to_vec()))?;
+        keys.spaced = (1..)
+            .zip(secrets)
+            .filter(|(_, s)| s.expose().chars().any(char::is_whitespace))
+            .map(|(i, _)| i)
+            .collect();
+        Ok(keys)
+    }
+
+    /// `e`, with a note naming the secrets that contain whitespace when it is a mismatch.
+    pub(crate) fn explain(&self, e: VerifyError) -> VerifyError {
+        if self.spaced.is_empty() || e.kind() != crate::ErrorKind::InvalidSignature {
+            return e;
+        }
+        let which: Vec<String> = self.spaced.iter().map(usize::to_string).collect();
+        let (noun, verb) = match which.len() {
+            1 => ("secret", "contains"),
+            _ => ("secrets", "contain"),
+        };
+        VerifyError::mismatch(format!(
+            "{}; configured {noun} {} {verb} whitespace, which is part of the key (a stray \
+             newline or space?)",
+            e.detail(),
+            which.join(", ")
+        ))
     }
 
     /// How many secrets are active.
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.macs.len()
+    }
+
+    /// The length of their MACs (every key has the same algorithm).
+    pub(crate) fn tag_len(&self) -> usize {
+        self.first().tag_len()
     }
 
     /// The first key, used for signing.
     pub(crate) fn first(&self) -> &KeyedMac {
-        &self.0[0]
+        &self.macs[0]
     }
 
     /// True when any key's MAC over `parts` equals any of `candidates`.
@@ -343,7 +451,7 @@ impl Keys {
         candidates: impl Iterator<Item = &'c [u8]> + Clone,
     ) -> bool {
         let mut ok = false;
-        for key in &self.0 {
+        for key in &self.macs {
             let tag = key.tag(parts);
             for c in candidates.clone() {
                 ok |= ct_eq(tag.as_bytes(), c);
@@ -353,11 +461,11 @@ impl Keys {
     }
 }
 
-/// The usual failure when nothing matched.
-pub(crate) fn no_match(what: &str, n_secrets: usize) -> VerifyError {
-    VerifyError::mismatch(format!(
+/// The usual summary when nothing matched, for [`Tally::mismatch`].
+pub(crate) fn no_match(what: &str, n_secrets: usize) -> String {
+    format!(
         "{what} does not match the HMAC of the received body under any of the {n_secrets} configured secret(s)"
-    ))
+    )
 }
 
 /// Picks the delivery id and event type out of a JSON body by JSON pointers. Best
@@ -391,7 +499,7 @@ pub(crate) fn json_pointer_str(json: &[u8], pointer: &str) -> Option<String> {
     }
 }
 
-/// Reads a header for metadata: absent, repeated or non-ASCII yields `None`.
+/// Reads a header for metadata: absent, empty, repeated or non-ASCII yields `None`.
 pub(crate) fn meta_header(headers: &HeaderMap, name: &str) -> Option<String> {
     optional_header(headers, name)
         .ok()
@@ -414,15 +522,16 @@ pub(crate) enum Encoding {
 }
 
 impl Encoding {
-    /// Decodes a signature into `out`: `malformed_header` when it cannot be decoded.
+    /// Decodes a received signature into `out` under the shared rule (see [`Sig`]):
+    /// `malformed_header` only when it is not valid in this encoding.
     pub(crate) fn decode<'o>(
         self,
         what: &str,
         text: &str,
-        out: &'o mut [u8; 96],
-    ) -> Result<&'o [u8], VerifyError> {
+        out: &'o mut [u8; SIG_BUF],
+    ) -> Result<Sig<'o>, VerifyError> {
         match self {
-            Encoding::Hex => decode_hex(what, text, &mut out[..64]),
+            Encoding::Hex => decode_hex(what, text, &mut out[..]),
             Encoding::Base64 => decode_b64(what, text, &mut out[..]),
         }
     }
@@ -433,6 +542,180 @@ impl Encoding {
             Encoding::Hex => hex::encode(bytes),
             Encoding::Base64 => b64(bytes),
         }
+    }
+}
+
+/// What became of the signatures a request offered, for the verdict and its message.
+///
+/// Schemes that accept several signatures (Stripe's `v1=`, Paddle's `h1=`, Standard
+/// Webhooks' space-separated entries, ...) skip one that cannot be decoded and check the
+/// others, as the providers' SDKs do: the request is `malformed_header` only when none of
+/// them decodes. One that decodes but matches nothing, whatever its length, is
+/// `invalid_signature`. Single-signature schemes follow the same rule with one entry.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// Signatures that decoded.
+    decoded: usize,
+    /// Signatures that could not be decoded, and why the first one could not.
+    skipped: usize,
+    first_error: Option<VerifyError>,
+    /// How many decoded to a length no configured key produces, and the first such
+    /// `(found, expected)`.
+    wrong_length: usize,
+    first_wrong: Option<(usize, usize)>,
+}
+
+impl Tally {
+    /// Decodes one offered signature, recording the outcome; `None` when it cannot be
+    /// decoded (it is skipped). `expected` is the length a matching one has.
+    pub(crate) fn decode<'o>(
+        &mut self,
+        encoding: Encoding,
+        what: &str,
+        text: &str,
+        expected: usize,
+        out: &'o mut [u8; SIG_BUF],
+    ) -> Option<Sig<'o>> {
+        match encoding.decode(what, text, out) {
+            Ok(sig) => {
+                self.decoded(sig.len, expected);
+                Some(sig)
+            }
+            Err(e) => {
+                self.skip(e);
+                None
+            }
+        }
+    }
+
+    /// Records a signature that decoded to `len` bytes where `expected` match.
+    pub(crate) fn decoded(&mut self, len: usize, expected: usize) {
+        self.decoded += 1;
+        if len != expected {
+            self.wrong_length += 1;
+            self.first_wrong.get_or_insert((len, expected));
+        }
+    }
+
+    /// Records a signature that could not be decoded, and why.
+    pub(crate) fn skip(&mut self, why: VerifyError) {
+        self.skipped += 1;
+        self.first_error.get_or_insert(why);
+    }
+
+    /// How many signatures decoded.
+    pub(crate) fn decoded_count(&self) -> usize {
+        self.decoded
+    }
+
+    /// `Ok` when at least one signature decoded. Otherwise `malformed_header`: why the
+    /// first offered one could not be decoded, or `none()` when none was offered.
+    pub(crate) fn require_decoded(
+        &mut self,
+        none: impl FnOnce() -> VerifyError,
+    ) -> Result<(), VerifyError> {
+        if self.decoded > 0 {
+            return Ok(());
+        }
+        Err(match (self.first_error.take(), self.skipped) {
+            (None, _) => none(),
+            (Some(e), 1) => e,
+            (Some(e), n) => VerifyError::malformed(format!(
+                "{}; none of the {n} signatures can be decoded",
+                e.detail()
+            )),
+        })
+    }
+
+    /// `invalid_signature`: `summary`, then what was skipped and which lengths were wrong.
+    pub(crate) fn mismatch(&self, summary: impl Into<String>) -> VerifyError {
+        let mut detail = summary.into();
+        if self.skipped > 0 {
+            detail.push_str(&format!(
+                "; {} more, which cannot be decoded, {} skipped",
+                self.skipped,
+                if self.skipped == 1 { "was" } else { "were" }
+            ));
+        }
+        if let Some((found, expected)) = self.first_wrong {
+            let length = match found {
+                0 => "is empty".to_owned(),
+                n => format!("decodes to {n} byte(s), where a match has {expected}"),
+            };
+            detail.push_str(&match (self.decoded, self.wrong_length) {
+                (1, _) => format!("; it {length}"),
+                (_, 1) => format!("; one of them {length}"),
+                (_, n) => format!("; {n} of them have another length (the first {length})"),
+            });
+        }
+        VerifyError::mismatch(detail)
+    }
+}
+
+/// The decoded signatures of one header, kept for a check made after the header is read
+/// (the signed content may depend on fields that come after them), at most `N`.
+#[derive(Debug)]
+pub(crate) struct Candidates<const N: usize> {
+    slots: [[u8; 64]; N],
+    lens: [usize; N],
+    kept: usize,
+    offered: usize,
+    /// The outcome of every offer.
+    pub(crate) tally: Tally,
+}
+
+impl<const N: usize> Candidates<N> {
+    pub(crate) fn new() -> Self {
+        Candidates {
+            slots: [[0; 64]; N],
+            lens: [0; N],
+            kept: 0,
+            offered: 0,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Decodes and keeps one offered signature (one that cannot be decoded is recorded
+    /// and skipped). `malformed_header` only when more than `N` are offered.
+    pub(crate) fn offer(
+        &mut self,
+        encoding: Encoding,
+        what: &str,
+        text: &str,
+        expected: usize,
+    ) -> Result<(), VerifyError> {
+        if self.offered == N {
+            return Err(VerifyError::malformed(format!(
+                "{what}: more than {N} signatures"
+            )));
+        }
+        self.offered += 1;
+        let mut buf = [0u8; SIG_BUF];
+        if let Some(sig) = self.tally.decode(encoding, what, text, expected, &mut buf) {
+            // Longer than any MAC: kept as empty, which matches nothing.
+            let len = if sig.bytes.len() <= 64 {
+                sig.bytes.len()
+            } else {
+                0
+            };
+            self.slots[self.kept][..len].copy_from_slice(&sig.bytes[..len]);
+            self.lens[self.kept] = len;
+            self.kept += 1;
+        }
+        Ok(())
+    }
+
+    /// How many signatures were offered, decodable or not.
+    pub(crate) fn offered(&self) -> usize {
+        self.offered
+    }
+
+    /// The decoded signatures.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone {
+        self.slots[..self.kept]
+            .iter()
+            .zip(&self.lens)
+            .map(|(s, &n)| &s[..n])
     }
 }
 
@@ -478,15 +761,24 @@ impl BodyHmac {
                 truncate(value, 16)
             ))
         })?;
-        let mut buf = [0u8; 96];
-        let sig = self.encoding.decode(self.header, encoded, &mut buf)?;
+        let mut tally = Tally::default();
+        let mut buf = [0u8; SIG_BUF];
+        let sig = tally.decode(
+            self.encoding,
+            &format!("header `{}`", self.header),
+            encoded,
+            self.keys.tag_len(),
+            &mut buf,
+        );
+        tally.require_decoded(|| VerifyError::missing(self.header))?;
+        let sig = sig.map_or(&[][..], |s| s.bytes);
         if self.keys.matches_any(&[req.body], std::iter::once(sig)) {
             Ok(())
         } else {
-            Err(no_match(
+            Err(self.keys.explain(tally.mismatch(no_match(
                 &format!("header `{}`", self.header),
                 self.keys.len(),
-            ))
+            ))))
         }
     }
 
@@ -510,7 +802,7 @@ impl Keys {
         parts: &[&[u8]],
         candidates: impl Iterator<Item = &'c [u8]> + Clone,
     ) -> Option<&KeyedMac> {
-        self.0.iter().find(|key| {
+        self.macs.iter().find(|key| {
             let tag = key.tag(parts);
             candidates.clone().any(|c| ct_eq(tag.as_bytes(), c))
         })

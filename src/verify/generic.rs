@@ -15,7 +15,7 @@
 //! | `timestamp_header` | none       | a header holding Unix seconds; when set it is required and checked against the tolerance |
 //! | `id_header`        | none       | a header holding the delivery id (`{id}`, and `describe`)     |
 //! | `type_header`      | none       | a header holding the event type (`describe`)                   |
-//! | `separator`        | none       | the signature header holds several signatures split by this; entries without `prefix` are skipped (other versions) |
+//! | `separator`        | none       | the signature header holds several signatures (at most 16) split by this; entries without `prefix` are skipped (other versions), and so are those that cannot be decoded while another can |
 //! | `secret_encoding`  | `raw`      | how a secret becomes the key: `raw` (its UTF-8 bytes), `hex` or `base64` |
 //!
 //! Header values are used exactly as received (trimmed). The template is compiled once at
@@ -24,8 +24,8 @@
 //! `{header:<that header>}`): a timestamp nobody signed protects against nothing. Unknown
 //! options are refused, so a misspelt `timestamp_header` cannot silently switch the time
 //! check off. The tolerance is the configured one, else 300 s, both directions,
-//! inclusive, checked before the MAC. A `{header:Name}` absent at verify time is
-//! `missing_header`.
+//! inclusive, checked before the MAC. A `{header:Name}` absent (or empty) at verify time
+//! is `missing_header`.
 //!
 //! Slack (`header = x-slack-signature`, `prefix = v0=`, `template = v0:{timestamp}:{body}`,
 //! `timestamp_header = x-slack-request-timestamp`), GitHub, Zoom, Twitch-style and
@@ -40,7 +40,7 @@ use http::HeaderName;
 
 use super::common::{
     check_tolerance_secs, header, meta_header, no_match, parse_unix_secs, truncate, unix_secs,
-    Algorithm, Encoding, Keys, B64_LENIENT, DEFAULT_TOLERANCE,
+    Algorithm, Candidates, Encoding, Keys, B64_LENIENT, DEFAULT_TOLERANCE,
 };
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
@@ -287,7 +287,10 @@ impl Generic {
                 )),
             }
         };
-        let keys = Keys::new(algorithm, &cfg.secrets, to_key)?;
+        let keys = match secret_encoding {
+            None | Some("raw") => Keys::raw(algorithm, &cfg.secrets)?,
+            _ => Keys::new(algorithm, &cfg.secrets, to_key)?,
+        };
 
         Ok(Generic {
             header,
@@ -303,14 +306,14 @@ impl Generic {
         })
     }
 
-    /// Decodes the signature(s) in the signature header's `value`.
-    fn signatures(&self, value: &str) -> Result<Vec<([u8; 96], usize)>, VerifyError> {
+    /// Decodes the signature(s) in the signature header's `value`: with a separator, one
+    /// that cannot be decoded is skipped and `malformed_header` is only for a header none
+    /// of whose signatures decodes.
+    fn signatures(&self, value: &str) -> Result<Candidates<MAX_SIGNATURES>, VerifyError> {
         let name = self.header.as_str();
-        let decode = |encoded: &str| {
-            let mut buf = [0u8; 96];
-            let len = self.encoding.decode(name, encoded, &mut buf)?.len();
-            Ok::<_, VerifyError>((buf, len))
-        };
+        let what = format!("header `{name}`");
+        let expected = self.keys.tag_len();
+        let mut sigs = Candidates::new();
         let Some(sep) = &self.separator else {
             let encoded = value.strip_prefix(self.prefix.as_str()).ok_or_else(|| {
                 VerifyError::malformed(format!(
@@ -319,9 +322,10 @@ impl Generic {
                     truncate(value, 16)
                 ))
             })?;
-            return Ok(vec![decode(encoded)?]);
+            sigs.offer(self.encoding, &what, encoded, expected)?;
+            sigs.tally.require_decoded(|| VerifyError::missing(name))?;
+            return Ok(sigs);
         };
-        let mut sigs = Vec::new();
         for entry in value.split(sep.as_str()).map(str::trim) {
             if entry.is_empty() {
                 continue;
@@ -329,14 +333,9 @@ impl Generic {
             let Some(encoded) = entry.strip_prefix(self.prefix.as_str()) else {
                 continue;
             };
-            if sigs.len() == MAX_SIGNATURES {
-                return Err(VerifyError::malformed(format!(
-                    "header `{name}`: more than {MAX_SIGNATURES} signatures"
-                )));
-            }
-            sigs.push(decode(encoded)?);
+            sigs.offer(self.encoding, &what, encoded, expected)?;
         }
-        if sigs.is_empty() {
+        if sigs.offered() == 0 {
             return Err(VerifyError::malformed(format!(
                 "header `{name}`: expected at least one `{}` signature separated by {sep:?}, \
                  found {:?}",
@@ -344,6 +343,7 @@ impl Generic {
                 truncate(value, 24)
             )));
         }
+        sigs.tally.require_decoded(|| VerifyError::missing(name))?;
         Ok(sigs)
     }
 }
@@ -380,16 +380,13 @@ impl Scheme for Generic {
         if let Some((_, secs)) = ts {
             check_tolerance_secs(secs, now, self.tolerance)?;
         }
-        if self
-            .keys
-            .matches_any(&content, sigs.iter().map(|(buf, len)| &buf[..*len]))
-        {
+        if self.keys.matches_any(&content, sigs.iter()) {
             Ok(())
         } else {
-            Err(no_match(
+            Err(self.keys.explain(sigs.tally.mismatch(no_match(
                 &format!("header `{}`", self.header),
                 self.keys.len(),
-            ))
+            ))))
         }
     }
 
@@ -912,5 +909,81 @@ mod tests {
             build_err(&[""], &[h]),
             BuildError::InvalidSecret(_)
         ));
+    }
+
+    #[test]
+    fn a_signature_that_decodes_to_the_wrong_length_is_a_mismatch() {
+        let secret = "It's a Secret to Everybody";
+        let v = build(&[secret], &[("header", "x-sig"), ("prefix", "sha256=")]);
+        let long = format!("sha256={}", "ab".repeat(65));
+        for sig in [
+            "sha256=01dc10d0c83e72ed246219cdd91669667fe2ca59",
+            &long,
+            "sha256=",
+        ] {
+            assert_kind(&v, &[("x-sig", sig)], b"Hello, World!", "invalid_signature");
+        }
+        let b64 = build(&[secret], &[("header", "x-sig"), ("encoding", "base64")]);
+        for sig in ["AAAA", &"A".repeat(200)] {
+            assert_kind(
+                &b64,
+                &[("x-sig", sig)],
+                b"Hello, World!",
+                "invalid_signature",
+            );
+        }
+    }
+
+    #[test]
+    fn an_undecodable_signature_among_several_is_skipped() {
+        // As the Standard Webhooks libraries do (see standard_webhooks.rs): with a
+        // separator, an entry that cannot be decoded is skipped and the others checked.
+        let options: &[(&str, &str)] = &[
+            ("header", "x-sig"),
+            ("prefix", "sha256="),
+            ("separator", ","),
+        ];
+        let v = build(&["It's a Secret to Everybody"], options);
+        let good = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        for value in [format!("sha256=zz,{good}"), format!("{good}, sha256=")] {
+            assert_ok(&v, &[("x-sig", &value)], b"Hello, World!");
+        }
+        let wrong = format!("sha256=zz,{}", good.replace("757107", "000000"));
+        assert_kind(
+            &v,
+            &[("x-sig", &wrong)],
+            b"Hello, World!",
+            "invalid_signature",
+        );
+        assert_kind(
+            &v,
+            &[("x-sig", "sha256=zz,sha256=x")],
+            b"Hello, World!",
+            "malformed_header",
+        );
+    }
+
+    #[test]
+    fn a_raw_secret_with_whitespace_is_pointed_out_on_a_mismatch() {
+        // As for stripe (stripe-node's whitespace note): raw secrets only, since hex and
+        // base64 secrets are trimmed before decoding.
+        let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        let h = headers(&[("x-sig", sig)]);
+        let raw = build(
+            &["It's a Secret to Everybody\n"],
+            &[("header", "x-sig"), ("prefix", "sha256=")],
+        );
+        let e = raw.verify(&Inbound::new(&h, b"Hello, World!")).unwrap_err();
+        assert!(e.detail().contains("secret 1 contains whitespace"), "{e}");
+        let hex = build(
+            &[" 00ff "],
+            &[
+                ("header", "x-sig"),
+                ("prefix", "sha256="),
+                ("secret_encoding", "hex"),
+            ],
+        );
+        let e = hex.verify(&Inbound::new(&h, b"Hello, World!")).unwrap_err();
+        assert!(!e.detail().contains("whitespace"), "{e}");
     }
 }

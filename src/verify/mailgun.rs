@@ -17,7 +17,8 @@
 //!
 //! A body that cannot be read as its kind is `invalid_body`; absent signature fields are
 //! `missing_header`, present but unusable ones (non-hex signature, non-numeric timestamp,
-//! a field sent twice) `malformed_header`. `sign()` returns a JSON body: the input object
+//! a field sent twice) `malformed_header`; of `signature` and `parent-signature`, one that
+//! is not hex is skipped when the other is. `sign()` returns a JSON body: the input object
 //! with a `signature` object added, or `{"signature", "event-data": input}` for anything
 //! else; its token is the first 50 hex digits of SHA-256 over timestamp, id and body.
 //!
@@ -31,8 +32,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::common::{
-    check_tolerance_secs, decode_hex, form_decode, optional_header, parse_unix_secs, truncate,
-    unix_secs, Algorithm, Keys, DEFAULT_TOLERANCE,
+    check_tolerance_secs, form_decode, optional_header, parse_unix_secs, unix_secs, Algorithm,
+    Candidates, Encoding, Keys, DEFAULT_TOLERANCE,
 };
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, ErrorKind, VerifyError};
@@ -238,28 +239,29 @@ impl Scheme for Mailgun {
     fn verify(&self, req: &Inbound<'_>, now: SystemTime) -> Result<(), VerifyError> {
         let f = fields(&read(req)?)?;
         let ts = parse_unix_secs("Mailgun `timestamp`", &f.timestamp)?;
-        let mut bufs = [[0u8; 32]; 2];
-        let mut sigs: Vec<&[u8]> = Vec::with_capacity(2);
-        for (text, buf) in f.signatures.iter().zip(bufs.iter_mut()) {
-            sigs.push(decode_hex("Mailgun `signature`", text, buf).map_err(|_| {
-                VerifyError::malformed(format!(
-                    "Mailgun `signature`: expected 64 hex digits, found {:?}",
-                    truncate(text, 70)
-                ))
-            })?);
+        // `signature` and `parent-signature`: one that is not hex is skipped.
+        let mut sigs = Candidates::<2>::new();
+        for (text, name) in f.signatures.iter().zip(["signature", "parent-signature"]) {
+            sigs.offer(
+                Encoding::Hex,
+                &format!("Mailgun `{name}`"),
+                text,
+                self.keys.tag_len(),
+            )?;
         }
+        sigs.tally.require_decoded(|| missing("`signature`"))?;
         let parts: [&[u8]; 2] = [f.timestamp.as_bytes(), &f.token];
-        if !self.keys.matches_any(&parts, sigs.iter().copied()) {
-            return Err(VerifyError::mismatch(format!(
+        if !self.keys.matches_any(&parts, sigs.iter()) {
+            return Err(self.keys.explain(sigs.tally.mismatch(format!(
                 "the body's `signature`{} does not match HMAC-SHA256(timestamp + token) under \
                  any of the {} configured signing key(s)",
-                if sigs.len() > 1 {
+                if sigs.offered() > 1 {
                     " (nor `parent-signature`)"
                 } else {
                     ""
                 },
                 self.keys.len()
-            )));
+            ))));
         }
         check_tolerance_secs(ts, now, self.tolerance)
     }
@@ -607,5 +609,53 @@ mod tests {
         let body = multipart_body(&TS.to_string(), TOKEN, SIG);
         let meta = v.describe(&Inbound::new(&headers(&[MULTIPART]), &body));
         assert_eq!(meta.id.as_deref(), Some(TOKEN));
+    }
+
+    #[test]
+    fn a_signature_that_decodes_to_the_wrong_length_is_a_mismatch() {
+        // mailgun-php `Webhook::verifyWebhookSignature` compares the hex text with
+        // hash_equals: a signature of another length is false, not an error.
+        let v = verifier("mailgun", &[KEY]);
+        let ts = TS.to_string();
+        let long = format!("{SIG}00");
+        for sig in [&SIG[..62], &long, ""] {
+            assert_kind_at(
+                &v,
+                &[],
+                &form_body(&ts, TOKEN, sig),
+                TS,
+                "invalid_signature",
+            );
+        }
+    }
+
+    #[test]
+    fn an_undecodable_signature_beside_a_parent_signature_is_skipped() {
+        // `signature` and `parent-signature` are two signatures of one request: one that
+        // is not hex is skipped and the other checked.
+        let ts = TS.to_string();
+        let body = |sig: &str, parent: &str| {
+            format!(
+                r#"{{"signature":{{"timestamp":"{ts}","token":"{TOKEN}","signature":"{sig}","parent-signature":"{parent}"}}}}"#
+            )
+        };
+        let v = verifier("mailgun", &[KEY]);
+        assert_ok_at(&v, &[], body("not hex", SIG).as_bytes(), TS);
+        assert_ok_at(&v, &[], body(SIG, "not hex").as_bytes(), TS);
+        let zeros = "0".repeat(64);
+        assert_kind_at(
+            &v,
+            &[],
+            body("not hex", &zeros).as_bytes(),
+            TS,
+            "invalid_signature",
+        );
+        assert_kind_at(
+            &v,
+            &[],
+            body("not hex", "zz").as_bytes(),
+            TS,
+            "malformed_header",
+        );
     }
 }

@@ -13,9 +13,11 @@
 //!   documented window), inclusive, in both directions;
 //! - comparisons are constant-time, MACs are keyed once at construction, and secrets are
 //!   redacted from `Debug`, `Display` and errors;
+//! - a required header that is absent or empty is `missing_header`, as the providers'
+//!   SDKs treat an empty one;
 //! - a header sent twice, a header value that is not ASCII or is over 8 KiB, and a
 //!   signature that cannot be decoded are `malformed_header`; one that decodes but does
-//!   not match is `invalid_signature`.
+//!   not match, whatever its length (an empty `v1=` included), is `invalid_signature`.
 //!
 //! ```
 //! use hookbox::{Inbound, Verifier};
@@ -192,7 +194,8 @@ pub struct SchemeConfig {
     /// The public URL the provider calls (Twilio, Square).
     pub url: Option<String>,
     /// Scheme-specific options (`verify_token` for meta; `header`, `prefix`, `encoding`,
-    /// `algorithm`, `template`, ... for generic-hmac).
+    /// `algorithm`, `template`, ... for generic-hmac; `secret_type` for standard-webhooks
+    /// and svix).
     pub options: BTreeMap<String, String>,
 }
 
@@ -449,7 +452,20 @@ impl VerifierBuilder {
         self
     }
 
-    /// Sets a scheme-specific option.
+    /// Sets a scheme-specific option: `verify_token` for `meta`; `header`, `prefix`, ...
+    /// for `generic-hmac`; `secret_type` for `standard-webhooks` and `svix`, which reads
+    /// secrets given without their `whpk_` / `whsk_` prefix as Ed25519 keys:
+    ///
+    /// ```
+    /// // the bare base64 public key of the sender, as the Go library takes it
+    /// let verifier = hookbox::Verifier::builder("standard-webhooks")
+    ///     .secret("ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=")
+    ///     .option("secret_type", "ed25519_public")
+    ///     .build()?;
+    /// # Ok::<(), hookbox::BuildError>(())
+    /// ```
+    ///
+    /// `generic-hmac`, `standard-webhooks` and `svix` refuse options they do not know.
     pub fn option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.cfg.options.insert(name.into(), value.into());
         self

@@ -4,8 +4,10 @@
 //! The endpoint secret key's UTF-8 bytes (`pdl_ntfset_...`) are the key. Parsing follows
 //! the official SDKs: `;`-separated `key=value` pairs, unknown keys ignored (as the Node
 //! SDK does, so a future `h2` does not break verification), every `h1` collected (as the
-//! Python SDK does); exactly one `ts` and at least one `h1` are required, and every `h1`
-//! must be hex. The timestamp is checked before the MAC against a 5 s window, the SDKs'
+//! Python SDK does); exactly one `ts` and at least one `h1` are required. An `h1` that is
+//! not hex is skipped and the others checked (the Python SDK's tests send `h1=dummy`
+//! beside the valid one); the header is `malformed_header` only when none is hex. The
+//! timestamp is checked before the MAC against a 5 s window, the SDKs'
 //! default (`MAX_VALID_TIME_DIFFERENCE = 5`, inclusive); where the SDKs only reject old
 //! timestamps, this scheme applies the window in both directions.
 //! The id and type are the body's `event_id` and `event_type`.
@@ -16,8 +18,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::common::{
-    check_tolerance_secs, decode_hex, header, json_meta, no_match, parse_unix_secs, truncate,
-    unix_secs, Algorithm, Keys,
+    check_tolerance_secs, header, json_meta, parse_unix_secs, truncate, unix_secs, Algorithm,
+    Candidates, Encoding, Keys,
 };
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
@@ -47,12 +49,6 @@ impl Paddle {
     }
 }
 
-/// A decoded `h1`.
-struct H1 {
-    buf: [u8; 32],
-    len: usize,
-}
-
 impl Scheme for Paddle {
     fn name(&self) -> &str {
         "paddle"
@@ -62,7 +58,7 @@ impl Scheme for Paddle {
         let value = header(req.headers, HEADER)?;
         let malformed = |what: String| VerifyError::malformed(format!("header `{HEADER}`: {what}"));
         let mut ts = None;
-        let mut sigs: Vec<H1> = Vec::with_capacity(2);
+        let mut sigs = Candidates::<MAX_SIGNATURES>::new();
         for part in value.split(';') {
             let Some((key, val)) = part.split_once('=') else {
                 continue;
@@ -70,40 +66,33 @@ impl Scheme for Paddle {
             match key.trim() {
                 "ts" if ts.is_some() => return Err(malformed("`ts` given more than once".into())),
                 "ts" => ts = Some(val.trim()),
-                "h1" if sigs.len() == MAX_SIGNATURES => {
-                    return Err(malformed(format!(
-                        "more than {MAX_SIGNATURES} `h1` signatures"
-                    )))
-                }
-                "h1" => {
-                    let mut h = H1 {
-                        buf: [0; 32],
-                        len: 0,
-                    };
-                    h.len = decode_hex(H1_WHAT, val.trim(), &mut h.buf)?.len();
-                    sigs.push(h);
-                }
+                // One that is not hex is skipped, as the Python SDK's string comparison
+                // simply fails it; the others are checked.
+                "h1" => sigs.offer(Encoding::Hex, H1_WHAT, val.trim(), self.keys.tag_len())?,
                 _ => {}
             }
         }
-        let (Some(ts), false) = (ts, sigs.is_empty()) else {
+        let (Some(ts), true) = (ts, sigs.offered() > 0) else {
             return Err(malformed(format!(
                 "expected `ts=<unix seconds>;h1=<hex>`, found {:?}",
                 truncate(value, 24)
             )));
         };
+        sigs.tally.require_decoded(|| malformed("no `h1`".into()))?;
         let secs = parse_unix_secs(TS_WHAT, ts)?;
         check_tolerance_secs(secs, now, self.tolerance)?;
-        if self.keys.matches_any(
-            &[ts.as_bytes(), b":", req.body],
-            sigs.iter().map(|h| &h.buf[..h.len]),
-        ) {
+        if self
+            .keys
+            .matches_any(&[ts.as_bytes(), b":", req.body], sigs.iter())
+        {
             Ok(())
         } else {
-            Err(no_match(
-                &format!("no `h1` of header `{HEADER}`"),
-                self.keys.len(),
-            ))
+            Err(self.keys.explain(sigs.tally.mismatch(format!(
+                "none of the {} `h1` signature(s) of header `{HEADER}` matches `ts:body` under \
+                 the {} configured secret(s)",
+                sigs.tally.decoded_count(),
+                self.keys.len()
+            ))))
         }
     }
 
@@ -300,5 +289,53 @@ mod tests {
                 event_type: Some("transaction.completed".into()),
             }
         );
+    }
+
+    #[test]
+    fn an_undecodable_h1_among_several_is_skipped() {
+        // PaddleHQ/paddle-python-sdk tests/Unit/Notification/test_Verifier.py
+        // `test_validate_paddle_signature_header_integrity`: a header with `h1=dummy`
+        // before the valid `h1`, three secrets of which only the third signed, verifies.
+        let header = "ts=1696195954;h1=dummy;h1=d96299976a6eb066f484d7fde011ac56fc32b38fc9940bc419d6e537fdc6ef02";
+        let v = verifier(
+            "paddle",
+            &[
+                "pdl_ntf_01hbpjmytsa32fhr36nqgc3kgb_TjIG2BXbm83HPXqNfziwe506sBEdqL/4",
+                "pdl_ntf_01hbpjmytsa32fhr36nqgc3kgb_vB/yIOnTOCWIvpBadM5jzBZPHc7OmdSo",
+                "pdl_ntf_01hbpjmytsa32fhr36nqgc3kgb_WvRO0eL4Bj9rgYYIBZY6wZhG4EHy9jzh",
+            ],
+        );
+        assert_ok_at(&v, &h(header), b"hello-world", 1_696_195_954);
+        // after it too
+        let after = "ts=1696195954;h1=d96299976a6eb066f484d7fde011ac56fc32b38fc9940bc419d6e537fdc6ef02;h1=dummy";
+        assert_ok_at(&v, &h(after), b"hello-world", 1_696_195_954);
+        // one that decodes but matches nothing makes it a mismatch, not malformed
+        let t = 1_696_195_954;
+        assert_kind_at(&v, &h(header), b"hello-world!", t, "invalid_signature");
+        let wrong = format!("ts=1696195954;h1=dummy;h1={OTHER_H1}");
+        assert_kind_at(&v, &h(&wrong), b"hello-world", t, "invalid_signature");
+        // none decodes: malformed
+        let none = "ts=1696195954;h1=dummy;h1=zz";
+        assert_kind_at(&v, &h(none), b"hello-world", t, "malformed_header");
+    }
+
+    #[test]
+    fn python_sdk_vectors() {
+        // PaddleHQ/paddle-python-sdk tests/Unit/Notification/test_Verifier.py
+        // `test_validate_payload_body_integrity`: the `_fixtures/standard_payload.json` and
+        // `special_chars_payload.json` bodies (trailing newline stripped, as the test
+        // does), signed with this notification-setting secret.
+        let v = verifier(
+            "paddle",
+            &["pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_GrOWLNef+vmtjJYq4mSnHNzvc8uWoJ1I"],
+        );
+        let standard = r#"{"data":{"id":"ctm_01hs0tqf76sxmp7ba5e4mw1sc8","name":"John Doe","email":"blackhole+verification2@paddle.com","locale":"en","status":"active","created_at":"2024-03-15T10:32:37.862Z","updated_at":"2024-03-15T10:32:37.862Z","custom_data":null,"import_meta":null,"marketing_consent":false},"event_id":"evt_01hs0tqfme2xwb2hvwv87p8y3w","event_type":"customer.created","occurred_at":"2024-03-15T10:32:38.286848Z","notification_id":"ntf_01hs0tqfrhgkyp39x4wyvy7h6n"}"#;
+        let sig =
+            "ts=1710498758;h1=558bf93944dbeb4790c7a8af6cb2ea435c8ca9c8396aafc1a4e37424ac132744";
+        assert_ok_at(&v, &h(sig), standard.as_bytes(), 1_710_498_758);
+        let special = r#"{"data":{"id":"ctm_01hs0t94g83hs5jdw282ztqa4z","name":"\u00dc\u00c4\u00c5\u00e5\u00d6\u00dc\u00c4\u00c5\u00e5\u00d6","email":"blackhole+verification1@paddle.com","locale":"en","status":"active","created_at":"2024-03-15T10:24:48.136Z","updated_at":"2024-03-15T10:24:48.136Z","custom_data":null,"import_meta":null,"marketing_consent":false},"event_id":"evt_01hs0t94tjvtv62azjmkbeysz7","event_type":"customer.created","occurred_at":"2024-03-15T10:24:48.466759Z","notification_id":"ntf_01hs0t94ws0ay8keh5t4rq70ht"}"#;
+        let sig =
+            "ts=1710498288;h1=38219b3ba1578184e625c29d201a27cd25bd69e2ec9c3ab87dcb90d87ff73a41";
+        assert_ok_at(&v, &h(sig), special.as_bytes(), 1_710_498_288);
     }
 }

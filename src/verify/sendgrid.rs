@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use super::common::{
     b64, check_tolerance_secs, decode_b64, header, parse_unix_secs, unix_secs, B64_LENIENT,
-    DEFAULT_TOLERANCE,
+    DEFAULT_TOLERANCE, SIG_BUF,
 };
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
@@ -110,13 +110,15 @@ impl Scheme for SendGrid {
         let sig_text = header(req.headers, SIGNATURE)?;
         let ts_text = header(req.headers, TIMESTAMP)?;
         let ts = parse_unix_secs(TIMESTAMP, ts_text)?;
-        let mut buf = [0u8; 96];
-        let der = decode_b64(SIGNATURE, sig_text, &mut buf)?;
-        let sig = Signature::from_der(der).map_err(|_| {
+        let mut buf = [0u8; SIG_BUF];
+        let der = decode_b64(&format!("header `{SIGNATURE}`"), sig_text, &mut buf)?;
+        // The DER structure is part of the encoding: bytes that are not a DER signature
+        // cannot be decoded into one.
+        let sig = Signature::from_der(der.bytes).map_err(|_| {
             VerifyError::malformed(format!(
                 "header `{SIGNATURE}`: expected base64 of a DER ECDSA signature, found {} bytes \
                  that are not one",
-                der.len()
+                der.len
             ))
         })?;
         let digest = Sha256::new()

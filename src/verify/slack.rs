@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::common::{
     check_tolerance_secs, header, no_match, parse_unix_secs, truncate, unix_secs, Algorithm,
-    Encoding, KeyedMac, Keys, DEFAULT_TOLERANCE,
+    Encoding, KeyedMac, Keys, Tally, DEFAULT_TOLERANCE, SIG_BUF,
 };
 use super::{EventMeta, HandshakeReply, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
@@ -52,7 +52,8 @@ impl V0 {
     fn read<'r>(
         &self,
         req: &Inbound<'r>,
-        buf: &'r mut [u8; 96],
+        tally: &mut Tally,
+        buf: &'r mut [u8; SIG_BUF],
     ) -> Result<(&'r str, i64, &'r [u8]), VerifyError> {
         let sig = header(req.headers, self.sig_header)?;
         let ts = header(req.headers, self.ts_header)?;
@@ -64,14 +65,17 @@ impl V0 {
                 truncate(sig, 16)
             ))
         })?;
-        let sig = Encoding::Hex.decode(self.sig_header, hex, buf)?;
-        Ok((ts, secs, sig))
+        let what = format!("header `{}`", self.sig_header);
+        let sig = tally.decode(Encoding::Hex, &what, hex, self.keys.tag_len(), buf);
+        tally.require_decoded(|| VerifyError::missing(self.sig_header))?;
+        Ok((ts, secs, sig.map_or(&[][..], |s| s.bytes)))
     }
 
     /// Verifies: headers, then the timestamp, then the MAC.
     pub(super) fn verify(&self, req: &Inbound<'_>, now: SystemTime) -> Result<(), VerifyError> {
-        let mut buf = [0u8; 96];
-        let (ts, secs, sig) = self.read(req, &mut buf)?;
+        let mut tally = Tally::default();
+        let mut buf = [0u8; SIG_BUF];
+        let (ts, secs, sig) = self.read(req, &mut tally, &mut buf)?;
         check_tolerance_secs(secs, now, self.tolerance)?;
         if self.keys.matches_any(
             &[b"v0:", ts.as_bytes(), b":", req.body],
@@ -79,17 +83,17 @@ impl V0 {
         ) {
             Ok(())
         } else {
-            Err(no_match(
+            Err(self.keys.explain(tally.mismatch(no_match(
                 &format!("header `{}`", self.sig_header),
                 self.keys.len(),
-            ))
+            ))))
         }
     }
 
     /// The key that signed `req` (rotation: not necessarily the first), else the first.
     pub(super) fn signing_key(&self, req: &Inbound<'_>) -> &KeyedMac {
-        let mut buf = [0u8; 96];
-        self.read(req, &mut buf)
+        let mut buf = [0u8; SIG_BUF];
+        self.read(req, &mut Tally::default(), &mut buf)
             .ok()
             .and_then(|(ts, _, sig)| {
                 self.keys.find(
@@ -353,5 +357,17 @@ mod tests {
         );
         assert_eq!(d(BODY), EventMeta::default());
         assert_eq!(d(b"\xff\xfe"), EventMeta::default());
+    }
+
+    #[test]
+    fn a_signature_that_decodes_to_the_wrong_length_is_a_mismatch() {
+        let v = verifier("slack", &[SECRET]);
+        // slack_sdk `SignatureVerifier.is_valid` compares the whole `v0=...` text with
+        // hmac.compare_digest, so a shorter or longer hex signature is simply not valid.
+        let short = &SIG[..SIG.len() - 2];
+        let long = format!("{SIG}{}", "00".repeat(40));
+        for sig in [short, &long, "v0="] {
+            assert_kind_at(&v, &h(sig, TS), BODY, T, "invalid_signature");
+        }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::time::SystemTime;
 
-use super::common::{b64, header, json_meta, no_match, Algorithm, Encoding, Keys};
+use super::common::{b64, header, json_meta, no_match, Algorithm, Encoding, Keys, Tally, SIG_BUF};
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
 
@@ -37,18 +37,28 @@ impl Scheme for Square {
 
     fn verify(&self, req: &Inbound<'_>, _now: SystemTime) -> Result<(), VerifyError> {
         let value = header(req.headers, HEADER)?;
-        let mut buf = [0u8; 96];
-        let sig = Encoding::Base64.decode(HEADER, value, &mut buf)?;
+        let mut tally = Tally::default();
+        let mut buf = [0u8; SIG_BUF];
+        let what = format!("header `{HEADER}`");
+        let sig = tally.decode(
+            Encoding::Base64,
+            &what,
+            value,
+            self.keys.tag_len(),
+            &mut buf,
+        );
+        tally.require_decoded(|| VerifyError::missing(HEADER))?;
+        let sig = sig.map_or(&[][..], |s| s.bytes);
         if self
             .keys
             .matches_any(&[self.url.as_bytes(), req.body], std::iter::once(sig))
         {
             Ok(())
         } else {
-            Err(no_match(
-                &format!("header `{HEADER}` (over the notification URL + body)"),
+            Err(self.keys.explain(tally.mismatch(no_match(
+                &format!("{what} (over the notification URL + body)"),
                 self.keys.len(),
-            ))
+            ))))
         }
     }
 
@@ -105,5 +115,50 @@ mod tests {
             "malformed_header",
         );
         assert!(Verifier::builder("square").secret(KEY).build().is_err());
+    }
+
+    #[test]
+    fn sdk_rejections() {
+        // square-python-sdk tests/utilities/test_webhooks_helper.py: another signature
+        // (base64 of 20 bytes, where HMAC-SHA256 is 32), another key, another URL, a
+        // body with another date, the same body pretty-printed: all false.
+        let h = [(super::HEADER, SIG)];
+        assert_kind(
+            &square(URL),
+            &[(super::HEADER, "1z2n3DEJJiUPKcPzQo1ftvbxGdw=")],
+            BODY.as_bytes(),
+            "invalid_signature",
+        );
+        let other_key = Verifier::builder("square")
+            .secret("MCmhFRxGX82xMwg5FsaoQA")
+            .url(URL)
+            .build()
+            .unwrap();
+        assert_kind(&other_key, &h, BODY.as_bytes(), "invalid_signature");
+        assert_kind(
+            &square("https://webhook.site/79a4f3a-dcfa-49ee-bac5-9d0edad886b9"),
+            &h,
+            BODY.as_bytes(),
+            "invalid_signature",
+        );
+        let other_date = BODY.replace("2022-07-13", "2022-06-13");
+        assert_kind(&square(URL), &h, other_date.as_bytes(), "invalid_signature");
+        let pretty =
+            serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(BODY).unwrap())
+                .unwrap();
+        assert_kind(&square(URL), &h, pretty.as_bytes(), "invalid_signature");
+        // longer than any MAC, still base64
+        assert_kind(
+            &square(URL),
+            &[(super::HEADER, &"A".repeat(200))],
+            BODY.as_bytes(),
+            "invalid_signature",
+        );
+        // the SDK refuses an empty signature key; so does building here
+        assert!(Verifier::builder("square")
+            .secret("")
+            .url(URL)
+            .build()
+            .is_err());
     }
 }

@@ -15,9 +15,9 @@
 //!   one (the default `:443` for https, `:80` otherwise, when it has none), because
 //!   Twilio's signing is inconsistent on that point.
 //! - JSON bodies: when the URL carries a `bodySHA256` query parameter the signature covers
-//!   the URL alone, and the lowercase-hex SHA-256 of the raw body must equal that
-//!   parameter. A body that does not is `invalid_body`: the signature (over the URL, hash
-//!   included) was valid, the body is not the one it names. The SDKs reject it too.
+//!   the URL alone, and the hex SHA-256 of the raw body must equal that parameter. A body
+//!   that does not is `invalid_signature`, as in the SDKs' `validate`: the signed URL
+//!   covers the body's hash, so the signature does not cover this body.
 //! - Form values are percent-decoded to raw bytes (no UTF-8 requirement) and sorted
 //!   bytewise, which for UTF-8 is the code point order the SDKs sort by.
 //!
@@ -33,7 +33,9 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::common::{b64, ct_eq, form_decode, header, meta_header, Algorithm, Encoding, Keys};
+use super::common::{
+    b64, ct_eq, form_decode, header, meta_header, Algorithm, Encoding, Keys, Tally, SIG_BUF,
+};
 use super::{EventMeta, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
 
@@ -164,8 +166,18 @@ impl Scheme for Twilio {
 
     fn verify(&self, req: &Inbound<'_>, _now: SystemTime) -> Result<(), VerifyError> {
         let value = header(req.headers, HEADER)?;
-        let mut buf = [0u8; 96];
-        let sig = Encoding::Base64.decode(HEADER, value, &mut buf)?;
+        let mut tally = Tally::default();
+        let mut buf = [0u8; SIG_BUF];
+        let what = format!("header `{HEADER}`");
+        let sig = tally.decode(
+            Encoding::Base64,
+            &what,
+            value,
+            self.keys.tag_len(),
+            &mut buf,
+        );
+        tally.require_decoded(|| VerifyError::missing(HEADER))?;
+        let sig = sig.map_or(&[][..], |s| s.bytes);
         let url = self.url_for(req.query);
         let expected_hash = body_sha256(&url);
         let params = match expected_hash {
@@ -180,7 +192,7 @@ impl Scheme for Twilio {
                 .keys
                 .matches_any(&[with.as_bytes(), &params], once(sig));
         if !ok {
-            return Err(VerifyError::mismatch(format!(
+            return Err(self.keys.explain(tally.mismatch(format!(
                 "header `{HEADER}` does not match the HMAC-SHA1 of the configured URL (with and \
                  without its port) {} under any of the {} configured auth token(s)",
                 if expected_hash.is_some() {
@@ -189,7 +201,7 @@ impl Scheme for Twilio {
                     "followed by the sorted form parameters"
                 },
                 self.keys.len()
-            )));
+            ))));
         }
         let Some(expected) = expected_hash else {
             return Ok(());
@@ -200,10 +212,11 @@ impl Scheme for Twilio {
         if decoded && ct_eq(&actual, &want) {
             Ok(())
         } else {
-            Err(VerifyError::body(format!(
-                "the body's SHA-256 is {}, but the signed URL's `bodySHA256` is {:?}",
+            Err(VerifyError::mismatch(format!(
+                "the signature covers the URL, whose `bodySHA256` {:?} names another body: \
+                 the received body's SHA-256 is {}",
+                String::from_utf8_lossy(&expected[..expected.len().min(80)]),
                 hex::encode(actual),
-                String::from_utf8_lossy(&expected[..expected.len().min(80)])
             )))
         }
     }
@@ -278,6 +291,15 @@ mod tests {
             b = b.secret(*t);
         }
         b.build().expect("builds")
+    }
+
+    /// The signature Twilio sends for `url` (one carrying `bodySHA256`: the URL alone).
+    fn sign_url(url: &str) -> String {
+        let cfg = crate::SchemeConfig {
+            url: Some(url.into()),
+            ..config(&[TOKEN])
+        };
+        signed("twilio", &cfg, b"", "x", 0).0[0].1.clone()
     }
 
     fn check(v: &Verifier, query: Option<&str>, sig: &str, body: &[u8]) -> Result<(), String> {
@@ -382,15 +404,30 @@ mod tests {
             &[("x-twilio-signature", "y77kIzt2vzLz71DgmJGsen2scGs=")],
             JSON,
         );
-        // a valid signature whose URL names another body
-        assert_kind(&v, &[("x-twilio-signature", sig)], b"{}", "invalid_body");
+        // A valid signature whose URL names another body is not a valid request: the
+        // signed URL covers the body's hash, so the signature does not cover this body.
+        // twilio-python `RequestValidator.validate` returns `valid_body_hash and ...`
+        // (False), and twilio-node `validateRequestWithBody` false, as for any mismatch.
+        assert_kind(
+            &v,
+            &[("x-twilio-signature", sig)],
+            b"{}",
+            "invalid_signature",
+        );
         // the hash comes in the request's query
         let bare = twilio("https://mycompany.com/myapp.php", &[TOKEN]);
         let q = format!("foo=1&bar=2&bodySHA256={HASH}");
         assert_eq!(check(&bare, Some(&q), sig, JSON), Ok(()));
         assert_eq!(
             check(&bare, Some(&q), sig, b"{ }").unwrap_err(),
-            "invalid_body"
+            "invalid_signature"
+        );
+        // a hash that is not hex names no body at all
+        let not_hex = format!("{URL}&bodySHA256=xyz");
+        let sig_not_hex = sign_url(&not_hex);
+        assert_eq!(
+            check(&twilio(&not_hex, &[TOKEN]), None, &sig_not_hex, JSON).unwrap_err(),
+            "invalid_signature"
         );
         // the hash parameter is covered by the signature
         let other = format!("foo=1&bar=2&bodySHA256={}", "0".repeat(64));
@@ -535,5 +572,21 @@ mod tests {
         let meta = v.describe(&Inbound::new(&headers(&[]), call));
         assert_eq!(meta.id.as_deref(), Some("CA1"));
         assert_eq!(meta.event_type.as_deref(), Some("call-progress"));
+    }
+
+    #[test]
+    fn a_signature_that_decodes_to_the_wrong_length_is_a_mismatch() {
+        let v = twilio(URL, &[TOKEN]);
+        // twilio-python `RequestValidator.validate` compares base64 texts: a signature of
+        // another length is not valid (base64 of 3 bytes, and of 150).
+        let long = "A".repeat(200);
+        for sig in ["AAAA", &long[..]] {
+            assert_kind(
+                &v,
+                &[("x-twilio-signature", sig)],
+                BODY,
+                "invalid_signature",
+            );
+        }
     }
 }

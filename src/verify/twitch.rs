@@ -20,7 +20,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::common::{
-    check_tolerance, header, meta_header, no_match, truncate, Algorithm, Encoding, Keys,
+    check_tolerance, header, meta_header, no_match, truncate, Algorithm, Encoding, Keys, Tally,
+    SIG_BUF,
 };
 use super::{EventMeta, HandshakeReply, Inbound, Scheme, SchemeConfig, SignInput, Signed};
 use crate::error::{BuildError, VerifyError};
@@ -78,15 +79,21 @@ impl Scheme for Twitch {
                 truncate(sig, 16)
             ))
         })?;
-        let mut buf = [0u8; 96];
-        let sig = Encoding::Hex.decode(SIGNATURE, hex, &mut buf)?;
+        let what = format!("header `{SIGNATURE}`");
+        let mut tally = Tally::default();
+        let mut buf = [0u8; SIG_BUF];
+        let sig = tally.decode(Encoding::Hex, &what, hex, self.keys.tag_len(), &mut buf);
+        tally.require_decoded(|| VerifyError::missing(SIGNATURE))?;
+        let sig = sig.map_or(&[][..], |s| s.bytes);
         if self.keys.matches_any(
             &[id.as_bytes(), ts.as_bytes(), req.body],
             std::iter::once(sig),
         ) {
             Ok(())
         } else {
-            Err(no_match(&format!("header `{SIGNATURE}`"), self.keys.len()))
+            Err(self
+                .keys
+                .explain(tally.mismatch(no_match(&what, self.keys.len()))))
         }
     }
 
@@ -322,5 +329,16 @@ mod tests {
                 event_type: Some("channel.follow".into()),
             }
         );
+    }
+
+    #[test]
+    fn a_signature_that_decodes_to_the_wrong_length_is_a_mismatch() {
+        // Twitch's docs ("Verifying the event message") compare the whole `sha256=...`
+        // text with the computed one: a shorter or longer hex signature is not a match.
+        let v = verifier("twitch", &[SECRET]);
+        let long = format!("{SIG}{}", "00".repeat(40));
+        for sig in [&SIG[..SIG.len() - 2], &long, "sha256="] {
+            assert_kind_at(&v, &h(ID, TS, sig), BODY, T, "invalid_signature");
+        }
     }
 }
