@@ -813,7 +813,7 @@ fn run_cell(
     let _ = server.stop.send(());
     let _ = rts.server.block_on(server.task);
     let journal = server.journal.map(|j| {
-        let count = j.len().ok();
+        let count = j.events_stored().ok();
         j.shutdown();
         drop(j);
         commit.sort_by(f64::total_cmp);

@@ -328,7 +328,7 @@ impl RedbJournal {
 
     /// How many events the journal holds (synchronously; [`Journal::count`] is the
     /// same as a future).
-    pub fn len(&self) -> Result<u64, JournalError> {
+    pub fn events_stored(&self) -> Result<u64, JournalError> {
         let db = self.db()?;
         let txn = db.begin_read()?;
         Ok(txn.open_table(EVENTS)?.len()?)
@@ -391,6 +391,8 @@ impl RedbJournal {
         rec.map(|r| record::decode(id.0, r.value())).transpose()
     }
 
+    /// Claims due deliveries: scans the READY queue, leaving out those claimed already
+    /// and those held back by per-key order, and records a claim for each it returns.
     fn read_claim(
         &self,
         source: &str,
@@ -612,9 +614,7 @@ fn read_query(shared: &Shared, q: &Query) -> Result<Page, JournalError> {
     Ok(page)
 }
 
-/// Claims due deliveries: scans the READY queue, leaving out those claimed already
-/// and those held back by per-key order, and records a claim for each it returns.
-
+/// Dead events, by source then id.
 fn read_dead(
     shared: &Shared,
     source: Option<&str>,
@@ -733,7 +733,7 @@ impl Journal for RedbJournal {
     }
 
     fn count(&self) -> JournalFuture<u64> {
-        done(self.len())
+        done(self.events_stored())
     }
 
     fn get(&self, id: EventId) -> JournalFuture<Option<StoredEvent>> {

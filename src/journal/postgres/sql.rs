@@ -102,7 +102,7 @@ CREATE TABLE hookbox_replays (
 "#];
 
 /// The advisory lock key migrations run under (`hookbox` in ASCII).
-const MIGRATION_LOCK: i64 = 0x686f_6f6b_626f_78;
+const MIGRATION_LOCK: i64 = 0x0068_6f6f_6b62_6f78;
 
 /// The channel commits are announced on.
 pub(super) const CHANNEL: &str = "hookbox_journal";
