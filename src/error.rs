@@ -11,19 +11,20 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// A header (or body field) the scheme needs is absent.
+    /// A header (or body field) the scheme needs is absent, or present and empty.
     MissingHeader,
-    /// A header is present but cannot be parsed: sent twice, not ASCII, over 8 KiB, or a
-    /// signature that cannot be decoded.
+    /// A header is present but cannot be parsed: sent twice, not ASCII, over 8 KiB, or
+    /// no signature in it can be decoded (one undecodable among several is skipped).
     MalformedHeader,
-    /// A well-formed signature that does not match any configured secret.
+    /// A signature that decodes but does not match any configured secret (a wrong
+    /// length included).
     InvalidSignature,
     /// The signed timestamp is outside the tolerance window (either direction).
     TimestampOutOfTolerance,
     /// A configured secret or key cannot be used (bad encoding, wrong length).
     InvalidSecret,
     /// The body cannot be read the way the scheme needs (for schemes that sign fields
-    /// inside the body, or bind a body hash).
+    /// inside the body).
     InvalidBody,
 }
 
