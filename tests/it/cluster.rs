@@ -2,14 +2,15 @@
 //! the nodes, a real downstream application, a node SIGKILLed mid-stream.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hookbox::Journal;
 
 use crate::serve::{post_ok, signed, verify_forwarded, write_config, SW_SECRET};
-use crate::support::downstream;
 use crate::support::pg::TestDb;
 use crate::support::server::Server;
+use crate::support::{downstream, Downstream, Reply};
 
 /// `write_config`'s configuration with the journal on PostgreSQL (read from the
 /// environment, as a deployment would) and a short lease.
@@ -136,4 +137,216 @@ async fn two_nodes_share_one_journal_and_a_killed_node_loses_nothing() {
     );
     journal.close().await.unwrap();
     drop(b);
+}
+
+/// Posts distinct signed events round-robin over the live nodes in `urls` until `stop`,
+/// as a provider would: a request that fails (connection refused or reset, a 5xx) is
+/// retried with the same delivery id on the next node. Returns the event ids answered
+/// 202 or 200 (a retry whose first try had in fact been journaled).
+async fn provider(
+    urls: Arc<Mutex<Vec<String>>>,
+    prefix: &'static str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> HashSet<String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut acked = HashSet::new();
+    let mut turn = 0usize;
+    for n in 0.. {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let body = format!(r#"{{"type":"order.created","n":"{prefix}-{n}"}}"#);
+        loop {
+            turn += 1;
+            let url = {
+                let urls = urls.lock().unwrap();
+                format!("{}/hooks/sw", urls[turn % urls.len()])
+            };
+            let req = signed(
+                &client,
+                &url,
+                "standard-webhooks",
+                SW_SECRET,
+                &format!("{prefix}-{n}"),
+                body.as_bytes(),
+            );
+            match req.send().await {
+                Ok(res) if res.status() == 202 || res.status() == 200 => {
+                    let v: serde_json::Value = res.json().await.unwrap();
+                    acked.insert(v["id"].as_str().unwrap().to_owned());
+                    break;
+                }
+                Ok(res) => assert!(res.status().is_server_error(), "{}", res.status()),
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_lose_nothing_when_nodes_are_killed_mid_stream() {
+    let Some(db) = TestDb::create("three_nodes").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A downstream slow enough that deliveries are in flight when a node dies.
+    let app = Downstream::start(|_, _| Reply::ok().delay(Duration::from_millis(30))).await;
+    let env = [("HOOKBOX_TEST_JOURNAL", db.url.as_str())];
+    let config = |node: &str| cluster_config(dir.path(), &app.url("/in"), node);
+    let mut nodes: Vec<Server> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Server::start_with(&config(n), &env))
+        .collect();
+    let urls = Arc::new(Mutex::new(
+        nodes.iter().map(|s| s.base.clone()).collect::<Vec<_>>(),
+    ));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let providers: Vec<_> = ["p1", "p2", "p3"]
+        .into_iter()
+        .map(|p| tokio::spawn(provider(urls.clone(), p, stop.clone())))
+        .collect();
+    for round in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // SIGKILL node a mid-stream: no shutdown, its claims stay until reaped.
+        nodes[0].kill();
+        urls.lock().unwrap()[0] = nodes[1].base.clone();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        nodes[0] = Server::start_with(&config("a"), &env);
+        urls.lock().unwrap()[0] = nodes[0].base.clone();
+        eprintln!("round {round}: node a killed and restarted");
+    }
+    // Node c dies for good: its claims come back only when the others reap it.
+    nodes[2].kill();
+    urls.lock().unwrap()[2] = nodes[0].base.clone();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = HashSet::new();
+    for p in providers {
+        acked.extend(p.await.unwrap());
+    }
+    assert!(acked.len() > 50, "only {} events acknowledged", acked.len());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got: HashSet<String> = app
+            .requests()
+            .iter()
+            .map(|r| {
+                verify_forwarded(r);
+                r.header("webhook-id").to_owned()
+            })
+            .collect();
+        if acked.is_subset(&got) {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} acknowledged events delivered",
+            acked.intersection(&got).count(),
+            acked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let journal = hookbox::PostgresJournal::builder(&db.url)
+        .node("inspector")
+        .open()
+        .await
+        .unwrap();
+    let stored = journal.count().await.unwrap();
+    // Every acknowledged event once; an event whose commit landed but whose answer was
+    // lost with its node is in the journal too, and was delivered, but nobody has its id.
+    assert!(
+        stored >= acked.len() as u64,
+        "{stored} stored, {} acked",
+        acked.len()
+    );
+    assert_eq!(stored, got.len() as u64, "everything stored was delivered");
+    for id in &acked {
+        let id: hookbox::EventId = id.parse().unwrap();
+        assert!(
+            journal.get(id).await.unwrap().is_some(),
+            "{id} is journaled"
+        );
+    }
+    eprintln!(
+        "{} acked, {stored} stored, {} deliveries for {} events",
+        acked.len(),
+        app.requests().len(),
+        got.len()
+    );
+    journal.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_frozen_past_its_lease_cannot_settle_what_another_took_over() {
+    let Some(db) = TestDb::create("frozen_node").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The first forward hangs until its node is long frozen; later ones answer at once.
+    let app = Downstream::start(|n, _| {
+        if n == 0 {
+            Reply::ok().delay(Duration::from_secs(6))
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let env = [("HOOKBOX_TEST_JOURNAL", db.url.as_str())];
+    let config = |node: &str| cluster_config(dir.path(), &app.url("/in"), node);
+    let a = Server::start_with(&config("a"), &env);
+    let client = crate::support::client();
+    let id = post_ok(signed(
+        &client,
+        &a.url("/hooks/sw"),
+        "standard-webhooks",
+        SW_SECRET,
+        "frozen-1",
+        br#"{"type":"x"}"#,
+    ))
+    .await;
+    app.wait_for(1, Duration::from_secs(10)).await;
+    // a holds the claim, its forward in flight: freeze it.
+    let pid = a.child.id().to_string();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    signal("-STOP");
+    let b = Server::start_with(&config("b"), &env);
+    // b reaps a once a's 2 s lease runs out, takes the delivery over and delivers it.
+    let got = app.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(got[1].header("webhook-id"), id);
+    let journal = hookbox::PostgresJournal::builder(&db.url)
+        .node("inspector")
+        .open()
+        .await
+        .unwrap();
+    let eid: hookbox::EventId = id.parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while journal.state(eid).await.unwrap().unwrap().state != hookbox::State::Done {
+        assert!(std::time::Instant::now() < deadline, "b never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // a wakes up; its forward ends (answered, or timed out) and its settle is fenced.
+    signal("-CONT");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let st = journal.state(eid).await.unwrap().unwrap();
+    assert_eq!(st.state, hookbox::State::Done);
+    let attempts = journal.attempts(eid).await.unwrap();
+    assert_eq!(
+        attempts.len(),
+        1,
+        "only the node holding the claim recorded an attempt: {attempts:?}"
+    );
+    assert_eq!(attempts[0].outcome, hookbox::AttemptOutcome::Done);
+    journal.close().await.unwrap();
+    drop((a, b));
 }
