@@ -261,8 +261,9 @@ pub trait Journal: Send + Sync + fmt::Debug + 'static {
     /// Retention: removes up to `limit` events that are `Done` and were received before
     /// `before`, with their state, attempts, steps and dedup entry; resolves to how many.
     /// Pending, retrying and dead events are kept, and so is an event with a delivery
-    /// still waiting (a replay in progress). Call again while it returns `limit`: each
-    /// call is one bounded, durable transaction.
+    /// still waiting (a replay in progress). Call again while it returns `limit` or
+    /// more: each call is one bounded, durable transaction (on PostgreSQL, whole days in
+    /// which everything is done are dropped at once besides, so a call may return more).
     fn purge(&self, before: SystemTime, limit: usize) -> JournalFuture<u64>;
 
     /// A replay's progress.

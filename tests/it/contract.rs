@@ -685,3 +685,90 @@ async fn an_unreachable_database_is_a_clear_error_and_the_password_stays_hidden(
         .to_string();
     assert!(bad.contains("sslmode `sometimes`"), "{bad}");
 }
+
+/// The events partition of the day of `t`.
+fn partition_name(t: SystemTime) -> String {
+    let date = time::OffsetDateTime::from(t);
+    format!(
+        "hookbox_events_d{:04}{:02}{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+async fn exists_before(db: &TestDb, name: &str) -> bool {
+    db.client()
+        .await
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_whole_done_days_and_deletes_the_rest_in_chunks() {
+    let Some(db) = TestDb::create("retention_days").await else {
+        return;
+    };
+    let j = node(&db, "a", Duration::from_secs(30)).await;
+    const DAY: Duration = Duration::from_secs(86400);
+    let now = SystemTime::now();
+    j.prepare_days(now - 41 * DAY, now - 38 * DAY)
+        .await
+        .unwrap();
+    let at = |days: u32, n: u64| now - days * DAY + Duration::from_secs(n);
+    use crate::support::{append_event, settle};
+    // Day -40: everything done, so the whole day goes.
+    let gone1 = append_event(&j, "gh", "d-1", "push", at(40, 1), b"{}").await;
+    let gone2 = append_event(&j, "gh", "d-2", "push", at(40, 2), b"{}").await;
+    // Day -39: one done, one still pending: the day stays, the done event goes alone.
+    let done39 = append_event(&j, "gh", "d-3", "push", at(39, 1), b"{}").await;
+    let pending39 = append_event(&j, "gh", "d-4", "push", at(39, 2), b"{}").await;
+    // Today: done but young.
+    let young = append_event(&j, "gh", "d-5", "push", now, b"{}").await;
+    // Ids only grow (a late event gets the next id), so only a clock ahead of the days
+    // made in advance reaches a day without a partition: it is made on demand.
+    let ahead = append_event(&j, "gh", "d-ahead", "push", now + 20 * DAY, b"{}").await;
+    assert!(exists_before(&db, &partition_name(now + 20 * DAY)).await);
+    assert!(j.get(ahead).await.unwrap().is_some());
+    for id in [gone1, gone2, done39, young] {
+        settle(&j, "gh", id, None, Next::Done).await;
+    }
+    let partition = |days: u32| partition_name(now - days * DAY);
+    let client = db.client().await;
+    let exists = |name: String| {
+        let client = &client;
+        async move {
+            client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    assert!(exists(partition(40)).await);
+    assert_eq!(j.purge(now - 30 * DAY, 1000).await.unwrap(), 3);
+    assert_eq!(j.purge(now - 30 * DAY, 1000).await.unwrap(), 0);
+    assert!(
+        !exists(partition(40)).await,
+        "the done day was dropped whole"
+    );
+    assert!(
+        exists(partition(39)).await,
+        "a day with a pending event stays"
+    );
+    for id in [gone1, gone2, done39] {
+        assert!(j.get(id).await.unwrap().is_none(), "{id} purged");
+        assert!(j.attempts(id).await.unwrap().is_empty());
+    }
+    assert_eq!(
+        j.lookup("gh", "d-1").await.unwrap(),
+        None,
+        "dedup entries go too"
+    );
+    assert!(j.get(pending39).await.unwrap().is_some());
+    assert!(j.get(young).await.unwrap().is_some());
+    assert_eq!(j.count().await.unwrap(), 3);
+    j.close().await.unwrap();
+}

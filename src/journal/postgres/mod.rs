@@ -82,6 +82,9 @@ impl FromStr for SslMode {
     }
 }
 
+/// How many days of partitions exist ahead of today.
+const PARTITIONS_AHEAD: i64 = 3;
+
 /// True when `target` names a PostgreSQL database rather than a file.
 pub(crate) fn is_url(target: &str) -> bool {
     target.starts_with("postgres://") || target.starts_with("postgresql://")
@@ -196,6 +199,12 @@ impl PostgresJournalBuilder {
             .await
             .map_err(|e| conn.error(describe(&e)))?
             .ok_or_else(|| OpenError::Config("64 nodes are registered already".to_owned()))?;
+        let today = sql::day_of(EventId::lower_bound(SystemTime::now()).0 as i64);
+        // Today's and tomorrow's partitions now; the refresh task makes the days after,
+        // and a writer makes the partition of an event's day when it finds none.
+        sql::ensure_partitions(&mut client, today..=today + 1)
+            .await
+            .map_err(|e| conn.error(describe(&e)))?;
         let backlog = sql::backlogs(&client)
             .await
             .map_err(|e| conn.error(describe(&e)))?
@@ -555,6 +564,18 @@ impl PostgresJournal {
         let conn = Connection::parse(url)?;
         let found = conn.migrate(true).await?;
         Ok((found as u32, sql::SCHEMA_VERSION as u32))
+    }
+
+    /// Creates the daily partitions for the days from `from` to `to` (the journal makes
+    /// today's and the next few days' itself). For tests and for importing history.
+    #[doc(hidden)]
+    pub async fn prepare_days(&self, from: SystemTime, to: SystemTime) -> Result<(), JournalError> {
+        let day = |t: SystemTime| sql::day_of(EventId::lower_bound(t).0 as i64);
+        let mut c = self.inner.client().await?;
+        sql::ensure_partitions(&mut c, day(from)..=day(to))
+            .await
+            .map(drop)
+            .map_err(|e| self.inner.db_error(e))
     }
 
     /// This node's name.
@@ -997,7 +1018,13 @@ impl Journal for PostgresJournal {
     fn purge(&self, before: SystemTime, limit: usize) -> JournalFuture<u64> {
         let cutoff = millis(before).saturating_mul(1 << 16).min(i64::MAX as u64) as i64;
         let limit = limit.clamp(1, 100_000) as i64;
-        self.read(move |c| async move { sql::purge(&c, cutoff, limit).await })
+        // Whole days first: a day in which everything is done goes at once. What is
+        // left (days still holding pending, retrying, dead or replaying events, and the
+        // default partition) is deleted in bounded chunks.
+        self.read(move |c| async move {
+            let dropped = sql::drop_done_days(&c, cutoff).await?;
+            Ok(dropped + sql::purge(&c, cutoff, limit).await?)
+        })
     }
 
     fn replay_status(&self, id: u64) -> JournalFuture<Option<ReplayStatus>> {
@@ -1134,14 +1161,59 @@ async fn append_writer(inner: Arc<Inner>, rx: Arc<tokio::sync::Mutex<mpsc::Recei
 }
 
 /// Writes one batch of appends in one transaction; `Ok` only once `COMMIT` returned.
+/// An event of a day with no partition yet (a node whose clock is off, or one started
+/// just before midnight) has its day's partition made, and the batch is written again.
 async fn write_appends(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<Appended>, JournalError> {
+    let missing_partition = |e: &tokio_postgres::Error| {
+        e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+            && e.as_db_error()
+                .is_some_and(|d| d.message().contains("no partition"))
+    };
+    match write_appends_once(inner, batch).await {
+        Err(Failed::Db(e)) if missing_partition(&e) => {
+            let days: HashSet<i64> = batch
+                .iter()
+                .map(|op| sql::day_of((op.received_ms.min(i64::MAX as u64 >> 16) << 16) as i64))
+                .collect();
+            let mut c = inner.client().await?;
+            for day in days {
+                sql::ensure_partitions(&mut c, day..=day)
+                    .await
+                    .map_err(|e| inner.db_error(e))?;
+            }
+            drop(c);
+            write_appends_once(inner, batch)
+                .await
+                .map_err(|f| f.into_journal(inner))
+        }
+        other => other.map_err(|f| f.into_journal(inner)),
+    }
+}
+
+/// Why a batch was not written.
+enum Failed {
+    Journal(JournalError),
+    Db(tokio_postgres::Error),
+}
+
+impl Failed {
+    fn into_journal(self, inner: &Inner) -> JournalError {
+        match self {
+            Failed::Journal(e) => e,
+            Failed::Db(e) => inner.db_error(e),
+        }
+    }
+}
+
+/// [`write_appends`], once.
+async fn write_appends_once(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<Appended>, Failed> {
     let now_ms = millis(SystemTime::now());
     if now_ms > inner.alive_until.load(Ordering::Acquire) {
-        return Err(JournalError::Unavailable(
+        return Err(Failed::Journal(JournalError::Unavailable(
             "this node's lease ran out: it appends nothing until it has registered again",
-        ));
+        )));
     }
-    let mut client = inner.client().await?;
+    let mut client = inner.client().await.map_err(Failed::Journal)?;
     let new_sources: Vec<String> = {
         let known = inner.known_sources.lock().expect("sources lock");
         let mut s: Vec<String> = batch
@@ -1176,7 +1248,7 @@ async fn write_appends(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<Appended
                 .cmp(&(&batch[b].source, &batch[b].delivery_id))
         });
         if !keyed.is_empty() {
-            let found = futures_util::future::try_join_all(keyed.iter().map(|&i| {
+            let found = sql::pipelined(keyed.iter().map(|&i| {
                 let op = &batch[i];
                 let live_after = match op.dedup_window {
                     Some(w) => now_ms.saturating_sub(duration_ms(w)) as i64,
@@ -1226,11 +1298,13 @@ async fn write_appends(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<Appended
                     sql::add_sources(&txn, &new_sources).await
                 }
             };
-            tokio::try_join!(
-                sql::insert_events(&txn, &new),
-                sources,
-                sql::notify(&txn, max_id as i64)
-            )?;
+            let statements: [std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>>;
+                3] = [
+                Box::pin(sql::insert_events(&txn, &new)),
+                Box::pin(sources),
+                Box::pin(sql::notify(&txn, max_id as i64)),
+            ];
+            sql::pipelined(statements).await?;
         }
         txn.commit().await?;
         Ok::<_, tokio_postgres::Error>(results)
@@ -1247,7 +1321,7 @@ async fn write_appends(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<Appended
             }
             Ok(r)
         }
-        Err(e) => Err(inner.db_error(e)),
+        Err(e) => Err(Failed::Db(e)),
     }
 }
 
@@ -1340,9 +1414,7 @@ async fn write_settles(inner: &Inner, batch: &[SettleOp]) -> Result<Vec<bool>, J
         let txn = client.transaction().await?;
         txn.batch_execute("SET LOCAL synchronous_commit = off")
             .await?;
-        let held =
-            futures_util::future::try_join_all(settles.iter().map(|s| sql::settle(&txn, node, s)))
-                .await?;
+        let held = sql::pipelined(settles.iter().map(|s| sql::settle(&txn, node, s))).await?;
         txn.commit().await?;
         Ok::<_, tokio_postgres::Error>(held)
     }
@@ -1396,12 +1468,23 @@ async fn heartbeat(inner: Arc<Inner>) {
     }
 }
 
-/// Refreshes the backlog counters and the health flag once a second.
+/// Refreshes the backlog counters and the health flag once a second, and creates the
+/// coming days' partitions every ten minutes.
 async fn refresh(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for n in 1u64.. {
         tick.tick().await;
+        if n % 600 == 1 {
+            if let Ok(mut c) = inner.pool.get().await {
+                let today = sql::day_of(EventId::lower_bound(SystemTime::now()).0 as i64);
+                if let Err(e) =
+                    sql::ensure_partitions(&mut c, today..=today + PARTITIONS_AHEAD).await
+                {
+                    tracing::warn!(error = %describe(&e), "creating the coming days' partitions failed; trying again in ten minutes");
+                }
+            }
+        }
         let got = match inner.pool.get().await {
             Ok(c) => sql::backlogs(&c).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),

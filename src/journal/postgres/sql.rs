@@ -12,6 +12,13 @@
 //!   to two nodes at once makes one event.
 //! - `attempts`, `steps`, `replays`, `sources`, `nodes`, `schema`.
 //!
+//! `events`, `deliveries`, `attempts` and `steps` are partitioned by event id, one
+//! partition per UTC day of receipt (`_dYYYYMMDD`), created a few days ahead (and on
+//! demand for an event of a day without one). There is no default partition: attaching
+//! and detaching a partition then take no lock that ordinary reads and writes wait for
+//! (`DETACH ... CONCURRENTLY`). Retention drops a whole day once everything in it is
+//! done, instead of deleting row by row.
+//!
 //! States are stored as small integers: 0 pending, 1 retrying, 2 done, 3 dead.
 
 use deadpool_postgres::GenericClient;
@@ -42,7 +49,7 @@ CREATE TABLE hookbox_events (
     event_type text,
     body_len integer NOT NULL,
     record bytea NOT NULL
-);
+) PARTITION BY RANGE (id);
 CREATE INDEX hookbox_events_by_source ON hookbox_events (source, id);
 CREATE TABLE hookbox_dedup (
     source text NOT NULL,
@@ -67,7 +74,7 @@ CREATE TABLE hookbox_deliveries (
     owner bigint,
     token bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (event_id, target, replay)
-);
+) PARTITION BY RANGE (event_id);
 CREATE INDEX hookbox_deliveries_due ON hookbox_deliveries (source, due_ms, event_id)
     WHERE state < 2 AND owner IS NULL;
 CREATE INDEX hookbox_deliveries_owned ON hookbox_deliveries (owner) WHERE owner IS NOT NULL;
@@ -84,13 +91,14 @@ CREATE TABLE hookbox_attempts (
     seq bigserial,
     attempt bytea NOT NULL,
     PRIMARY KEY (event_id, seq)
-);
+) PARTITION BY RANGE (event_id);
 CREATE TABLE hookbox_steps (
     event_id bigint NOT NULL,
     name text NOT NULL,
     value bytea NOT NULL,
     PRIMARY KEY (event_id, name)
-);
+) PARTITION BY RANGE (event_id);
+CREATE INDEX hookbox_dedup_event ON hookbox_dedup (event_id);
 CREATE TABLE hookbox_replays (
     id bigserial PRIMARY KEY,
     matched bigint NOT NULL DEFAULT 0,
@@ -106,6 +114,28 @@ const MIGRATION_LOCK: i64 = 0x0068_6f6f_6b62_6f78;
 
 /// The channel commits are announced on.
 pub(super) const CHANNEL: &str = "hookbox_journal";
+
+/// Awaits statements sent together (pipelined) in one transaction. When one fails, the
+/// ones after it fail with "current transaction is aborted"; the error reported is the
+/// first that is not that one, whatever order the answers were polled in.
+pub(super) async fn pipelined<T, F>(
+    statements: impl IntoIterator<Item = F>,
+) -> Result<Vec<T>, Error>
+where
+    F: std::future::Future<Output = Result<T, Error>>,
+{
+    let results = futures_util::future::join_all(statements).await;
+    if results.iter().all(Result::is_ok) {
+        return Ok(results
+            .into_iter()
+            .map(|r| r.ok().expect("all ok"))
+            .collect());
+    }
+    let mut errors: Vec<Error> = results.into_iter().filter_map(Result::err).collect();
+    let aborted = Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION);
+    let first = errors.iter().position(|e| e.code() != aborted).unwrap_or(0);
+    Err(errors.swap_remove(first))
+}
 
 /// Runs `sql` (prepared once per connection and cached) with `params`.
 pub(super) async fn query<C: GenericClient>(
@@ -341,7 +371,7 @@ pub(super) async fn insert_events<C: GenericClient>(c: &C, e: &NewEvents) -> Res
          SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[])",
         &delivery_params,
     );
-    tokio::try_join!(events, deliveries)?;
+    pipelined([events, deliveries]).await?;
     Ok(())
 }
 
@@ -512,6 +542,202 @@ pub(super) async fn save_step<C: GenericClient>(
     )
     .await?;
     Ok(rows[0].get::<_, i64>(0) == 1)
+}
+
+// ---- partitions -----------------------------------------------------------------
+
+/// The tables partitioned by event id, each with one partition per day.
+const PARTITIONED: [&str; 4] = [
+    "hookbox_events",
+    "hookbox_deliveries",
+    "hookbox_attempts",
+    "hookbox_steps",
+];
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// The event-id range of UTC day `day` (days since the Unix epoch).
+pub(super) fn day_range(day: i64) -> (i64, i64) {
+    (day * MS_PER_DAY << 16, (day + 1) * MS_PER_DAY << 16)
+}
+
+/// `YYYYMMDD` of UTC day `day`.
+fn day_name(day: i64) -> String {
+    let date = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(day);
+    format!(
+        "{:04}{:02}{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// The day (since the epoch) event id `id` was received on.
+pub(super) fn day_of(id: i64) -> i64 {
+    (id >> 16).div_euclid(MS_PER_DAY)
+}
+
+/// Creates the daily partitions of `days` that do not exist yet. Each is created on its
+/// own and attached (which does not block inserts into the other partitions), under a
+/// lock so that nodes do not race, and with a lock timeout so that a long statement
+/// elsewhere delays this maintenance, never ingest.
+pub(super) async fn ensure_partitions(
+    c: &mut deadpool_postgres::Object,
+    days: std::ops::RangeInclusive<i64>,
+) -> Result<u32, Error> {
+    let mut created = 0;
+    for day in days {
+        let suffix = day_name(day);
+        let exists = query(
+            c,
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("hookbox_steps_d{suffix}")],
+        )
+        .await?;
+        if exists[0].get::<_, bool>(0) {
+            continue;
+        }
+        let (lo, hi) = day_range(day);
+        let txn = c.transaction().await?;
+        txn.batch_execute("SET LOCAL lock_timeout = '2s'").await?;
+        execute(
+            &txn,
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&(MIGRATION_LOCK + 2)],
+        )
+        .await?;
+        let step = async {
+            for table in PARTITIONED {
+                let part = format!("{table}_d{suffix}");
+                let there = query(&txn, "SELECT to_regclass($1) IS NOT NULL", &[&part]).await?;
+                if there[0].get::<_, bool>(0) {
+                    continue;
+                }
+                txn.batch_execute(&format!(
+                    "CREATE TABLE {part} (LIKE {table} INCLUDING DEFAULTS);
+                     ALTER TABLE {table} ATTACH PARTITION {part} FOR VALUES FROM ({lo}) TO ({hi});"
+                ))
+                .await?;
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        match step {
+            Ok(()) => {
+                txn.commit().await?;
+                created += 1;
+            }
+            Err(e) => {
+                let _ = txn.rollback().await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Drops the daily partitions wholly received before `cutoff` (an id bound) in which
+/// every delivery is done: no pending, retrying or dead event and no replay waiting.
+/// Returns how many events went with them.
+///
+/// Nothing here takes a lock that ingest, claims or reads wait for: the day's deliveries
+/// are detached first (`CONCURRENTLY`), which also stops any redrive or replay from
+/// adding to them; the check is made again on the detached table, and a day that
+/// changed meanwhile is attached back and kept. Then the day's events, attempts and
+/// steps are detached and all four dropped.
+pub(super) async fn drop_done_days(c: &tokio_postgres::Client, cutoff: i64) -> Result<u64, Error> {
+    let rows = c
+        .query(
+            "SELECT c.relname, i.inhdetachpending FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid
+             JOIN pg_class p ON p.oid = i.inhparent
+             WHERE p.relname = ANY($1) AND starts_with(c.relname::text, p.relname::text || '_d')",
+            &[&&PARTITIONED[..]],
+        )
+        .await?;
+    // A detach interrupted by a crash is finished first.
+    for row in &rows {
+        if row.get::<_, bool>(1) {
+            let part: String = row.get(0);
+            let table = PARTITIONED
+                .iter()
+                .find(|t| part.starts_with(&format!("{t}_d")))
+                .expect("listed by parent");
+            c.batch_execute(&format!(
+                "ALTER TABLE {table} DETACH PARTITION {part} FINALIZE"
+            ))
+            .await?;
+        }
+    }
+    let mut days: Vec<(i64, String)> = rows
+        .iter()
+        .filter_map(|r| {
+            let part: String = r.get(0);
+            let suffix = part.strip_prefix("hookbox_events_d")?.to_owned();
+            Some((parse_day(&suffix)?, suffix))
+        })
+        .collect();
+    days.sort();
+    let mut dropped = 0u64;
+    for (day, suffix) in days {
+        let (lo, hi) = day_range(day);
+        if hi > cutoff {
+            break;
+        }
+        let busy = format!("SELECT 1 FROM hookbox_deliveries_d{suffix} WHERE state <> 2 LIMIT 1");
+        if !c.query(&busy, &[]).await?.is_empty() {
+            continue;
+        }
+        c.batch_execute(&format!(
+            "ALTER TABLE hookbox_deliveries DETACH PARTITION hookbox_deliveries_d{suffix} CONCURRENTLY"
+        ))
+        .await?;
+        if !c.query(&busy, &[]).await?.is_empty() {
+            c.batch_execute(&format!(
+                "ALTER TABLE hookbox_deliveries ATTACH PARTITION hookbox_deliveries_d{suffix}
+                 FOR VALUES FROM ({lo}) TO ({hi})"
+            ))
+            .await?;
+            continue;
+        }
+        let n: i64 = c
+            .query_one(
+                &format!("SELECT count(*) FROM hookbox_events_d{suffix}"),
+                &[],
+            )
+            .await?
+            .get(0);
+        for table in &PARTITIONED[..] {
+            if *table != "hookbox_deliveries" {
+                c.batch_execute(&format!(
+                    "ALTER TABLE {table} DETACH PARTITION {table}_d{suffix} CONCURRENTLY"
+                ))
+                .await?;
+            }
+        }
+        c.execute(
+            "DELETE FROM hookbox_dedup WHERE event_id >= $1 AND event_id < $2",
+            &[&lo, &hi],
+        )
+        .await?;
+        for table in PARTITIONED {
+            c.batch_execute(&format!("DROP TABLE {table}_d{suffix}"))
+                .await?;
+        }
+        tracing::info!(
+            day = suffix,
+            events = n,
+            "retention dropped a day of done events"
+        );
+        dropped += n as u64;
+    }
+    Ok(dropped)
+}
+
+fn parse_day(s: &str) -> Option<i64> {
+    let fmt = time::macros::format_description!("[year][month][day]");
+    let date = time::Date::parse(s, fmt).ok()?;
+    Some((date - time::Date::from_calendar_date(1970, time::Month::January, 1).ok()?).whole_days())
 }
 
 // ---- reads ----------------------------------------------------------------------
