@@ -558,7 +558,7 @@ const MS_PER_DAY: i64 = 86_400_000;
 
 /// The event-id range of UTC day `day` (days since the Unix epoch).
 pub(super) fn day_range(day: i64) -> (i64, i64) {
-    (day * MS_PER_DAY << 16, (day + 1) * MS_PER_DAY << 16)
+    ((day * MS_PER_DAY) << 16, ((day + 1) * MS_PER_DAY) << 16)
 }
 
 /// `YYYYMMDD` of UTC day `day`.
