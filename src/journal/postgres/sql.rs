@@ -124,14 +124,17 @@ pub(super) async fn pipelined<T, F>(
 where
     F: std::future::Future<Output = Result<T, Error>>,
 {
-    let results = futures_util::future::join_all(statements).await;
-    if results.iter().all(Result::is_ok) {
-        return Ok(results
-            .into_iter()
-            .map(|r| r.ok().expect("all ok"))
-            .collect());
+    let mut oks = Vec::new();
+    let mut errors = Vec::new();
+    for r in futures_util::future::join_all(statements).await {
+        match r {
+            Ok(v) => oks.push(v),
+            Err(e) => errors.push(e),
+        }
     }
-    let mut errors: Vec<Error> = results.into_iter().filter_map(Result::err).collect();
+    if errors.is_empty() {
+        return Ok(oks);
+    }
     let aborted = Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION);
     let first = errors.iter().position(|e| e.code() != aborted).unwrap_or(0);
     Err(errors.swap_remove(first))
