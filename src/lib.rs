@@ -16,8 +16,9 @@
 //!   -> Accepted      202 {"id": ...}; a duplicate provider id -> 200 {"duplicate": true}
 //!
 //! journal commit -> Supervisor (actix, own thread), told with try_send
-//!   -> SourceActor   one per source, bounded mailbox; pulls due events from the
-//!                    journal, at most `concurrency` at once and `rate` per second
+//!   -> SourceActor   one per source, bounded mailbox; claims due events from the
+//!                    journal (fencing token), at most `concurrency` at once and
+//!                    `rate` per second
 //!   -> handler       your actor (Handler<Delivery>) or an HTTP destination -> Outcome
 //!   -> Journal       Done | RetryAt(backoff) | Dead (DLQ); every attempt recorded;
 //!                    memoised steps make side effects exactly-once
@@ -29,9 +30,12 @@
 //! - [`VerifyLayer`], [`ShedLayer`] and [`AckLayer`] compose in a `ServiceBuilder` on any
 //!   axum router or hyper service; [`Hookbox::endpoint`] gives all of them, ready, for
 //!   `Router::route_service`.
-//! - [`RedbJournal`] is the embedded [`Journal`]: one redb file, a group-commit writer,
-//!   time-ordered [`EventId`]s, deduplication, and the delivery state (ready queue,
-//!   attempts, memoised steps, dead letters, replays).
+//! - [`Journal`] is the durable truth, one contract with two backends:
+//!   [`RedbJournal`], the embedded default (one redb file, a group-commit writer), and
+//!   [`PostgresJournal`], several nodes on one PostgreSQL database (group commit per
+//!   node, claims with fencing tokens, leases and takeover of a dead node's deliveries,
+//!   LISTEN/NOTIFY). Both keep time-ordered [`EventId`]s, deduplication and the delivery
+//!   state (claims, attempts, memoised steps, dead letters, replays).
 //! - [`Runtime`] delivers journaled events to handler actors routed by source and type
 //!   ([`Route`]): a [`Delivery`] in, an [`Outcome`] out, [`Delivery::step`] for
 //!   exactly-once effects, a [`RetryPolicy`] per source, a [`RedrivePolicy`], per-key

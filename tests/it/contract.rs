@@ -772,3 +772,78 @@ async fn retention_drops_whole_done_days_and_deletes_the_rest_in_chunks() {
     assert_eq!(j.count().await.unwrap(), 3);
     j.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_holds_across_nodes() {
+    let Some(db) = TestDb::create("order_across_nodes").await else {
+        return;
+    };
+    let a = node(&db, "a", Duration::from_secs(30)).await;
+    let b = node(&db, "b", Duration::from_secs(30)).await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let via: &dyn Journal = if n % 2 == 0 { &a } else { &b };
+        ids.push(append_keyed(via, "s", json!({ "n": n }), Some("cus_1")).await);
+    }
+    // Both nodes claim as fast as they can; each settles what it got. At any moment at
+    // most one event of the key is claimed anywhere, and they are done in order.
+    let mut order = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while order.len() < ids.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stuck after {order:?}"
+        );
+        let (ca, cb) = tokio::join!(a.claim("s", far(), 10), b.claim("s", far(), 10));
+        let (ca, cb) = (ca.unwrap(), cb.unwrap());
+        assert!(
+            ca.len() + cb.len() <= 1,
+            "two heads of one key: {ca:?} {cb:?}"
+        );
+        for (j, c) in [(&a, ca), (&b, cb)] {
+            for c in c {
+                order.push(c.id);
+                done(j, c).await;
+            }
+        }
+    }
+    assert_eq!(order, ids, "delivered in order");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_answer_was_lost_is_given_back_by_its_node() {
+    let Some(db) = TestDb::create("lost_claim").await else {
+        return;
+    };
+    let a = node(&db, "a", Duration::from_millis(900)).await;
+    let id = append(&a, "s", json!({})).await;
+    // As if a's claim committed but its answer never reached a (the connection broke):
+    // the row is a's in the database, and a does not know it.
+    db.client()
+        .await
+        .execute(
+            "UPDATE hookbox_deliveries SET owner = (SELECT id FROM hookbox_nodes WHERE name = 'a'),
+                    token = token + 1, claimed_ms = 0",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(a.claim("s", far(), 10).await.unwrap().is_empty());
+    // a is alive (no reaper would touch it); its own sweep gives the claim back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = a.claim("s", far(), 10).await.unwrap();
+        if let Some(c) = c.into_iter().next() {
+            assert_eq!(c.id, id);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lost claim was never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.close().await.unwrap();
+}

@@ -82,6 +82,10 @@ impl FromStr for SslMode {
     }
 }
 
+/// How old a claim of this node must be before the sweep may give it back when the
+/// node does not hold it: far longer than the answer to a claim takes to arrive.
+const SWEEP_GRACE_MS: i64 = 5_000;
+
 /// How many days of partitions exist ahead of today.
 const PARTITIONS_AHEAD: i64 = 3;
 
@@ -230,6 +234,7 @@ impl PostgresJournalBuilder {
             max_batch: self.max_batch,
             healthy: AtomicBool::new(true),
             committed,
+            held: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
         });
         tracing::info!(node = %inner.name, id = node, slot, "joined the PostgreSQL journal");
@@ -445,6 +450,10 @@ struct Inner {
     known_sources: Mutex<HashSet<String>>,
     /// The highest committed event id seen (this node's or another's).
     committed: watch::Sender<u64>,
+    /// The claims this node holds and runs: (event, replay) -> token. A claim of this
+    /// node in the database that is not here (its settle failed, or the answer to the
+    /// claim itself was lost) is given back by the sweep.
+    held: Mutex<HashMap<(i64, i64), i64>>,
     closing: AtomicBool,
 }
 
@@ -480,6 +489,29 @@ impl Inner {
             self.healthy.store(false, Ordering::Release);
         }
         JournalError::Storage(describe(&e))
+    }
+
+    /// Forgets claims that ended (settled, lost or given back).
+    fn forget<'c>(&self, claims: impl IntoIterator<Item = &'c Claim>) {
+        let mut held = self.held.lock().expect("held lock");
+        for c in claims {
+            let key = (c.id.0 as i64, c.replay.unwrap_or(0) as i64);
+            if held.get(&key) == Some(&(c.token as i64)) {
+                held.remove(&key);
+            }
+        }
+    }
+
+    /// The claims held now, as (events, replays, tokens).
+    fn held_now(&self) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
+        let held = self.held.lock().expect("held lock");
+        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        for (&(id, replay), &token) in held.iter() {
+            out.0.push(id);
+            out.1.push(replay);
+            out.2.push(token);
+        }
+        out
     }
 
     fn wake(&self, max_id: u64) {
@@ -801,6 +833,13 @@ impl Journal for PostgresJournal {
                 .collect();
             // UPDATE .. RETURNING does not keep the CTE's order.
             claims.sort_by_key(|c| (c.due_ms, c.id));
+            let mut held = inner.held.lock().expect("held lock");
+            for c in &claims {
+                held.insert(
+                    (c.id.0 as i64, c.replay.unwrap_or(0) as i64),
+                    c.token as i64,
+                );
+            }
             Ok(claims)
         })
     }
@@ -845,20 +884,10 @@ impl Journal for PostgresJournal {
         }
         let inner = self.inner.clone();
         Box::pin(async move {
-            let ids: Vec<i64> = claims.iter().map(|c| c.id.0 as i64).collect();
-            let replays: Vec<i64> = claims
-                .iter()
-                .map(|c| c.replay.unwrap_or(0) as i64)
-                .collect();
-            let tokens: Vec<i64> = claims.iter().map(|c| c.token as i64).collect();
-            let c = inner.client().await?;
-            let n = sql::abandon(&c, inner.node(), &ids, &replays, &tokens)
-                .await
-                .map_err(|e| inner.db_error(e))?;
-            if n > 0 {
-                let _ = sql::notify(&c, 0).await;
-            }
-            Ok(())
+            // Not ours any more whatever happens: if the database cannot be told now,
+            // the sweep gives the claims back once it answers.
+            inner.forget(&claims);
+            give_back(&inner, &claims).await
         })
     }
 
@@ -1084,6 +1113,24 @@ impl Journal for PostgresJournal {
             Ok(())
         })
     }
+}
+
+/// Gives claims back: due again at once, for any node.
+async fn give_back(inner: &Inner, claims: &[Claim]) -> Result<(), JournalError> {
+    let ids: Vec<i64> = claims.iter().map(|c| c.id.0 as i64).collect();
+    let replays: Vec<i64> = claims
+        .iter()
+        .map(|c| c.replay.unwrap_or(0) as i64)
+        .collect();
+    let tokens: Vec<i64> = claims.iter().map(|c| c.token as i64).collect();
+    let c = inner.client().await?;
+    let n = sql::abandon(&c, inner.node(), &ids, &replays, &tokens)
+        .await
+        .map_err(|e| inner.db_error(e))?;
+    if n > 0 {
+        let _ = sql::notify(&c, 0).await;
+    }
+    Ok(())
 }
 
 /// One append waiting for its commit.
@@ -1337,7 +1384,9 @@ async fn settle_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<SettleOp>) {
                 Err(_) => break,
             }
         }
-        match write_settles(&inner, &batch).await {
+        let result = write_settles(&inner, &batch).await;
+        inner.forget(batch.iter().map(|op| &op.claim));
+        match result {
             Ok(held) => {
                 for (op, held) in batch.into_iter().zip(held) {
                     let r = if held {
@@ -1352,6 +1401,8 @@ async fn settle_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<SettleOp>) {
                 }
             }
             Err(e) => {
+                // Not recorded, and the claims are still this node's in the database
+                // while it no longer runs them: the sweep gives them back.
                 for op in batch {
                     let _ = op.reply.send(Err(JournalError::Storage(e.to_string())));
                 }
@@ -1455,6 +1506,15 @@ async fn heartbeat(inner: Arc<Inner>) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+        let held = inner.held_now();
+        match sql::sweep(&c, inner.node(), started as i64 - SWEEP_GRACE_MS, &held).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(claims = n, "gave back claims this node no longer runs");
+                let _ = sql::notify(&c, 0).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %describe(&e), "sweeping stale claims failed"),
         }
         match sql::reap(&c).await {
             Ok(n) if n > 0 => {
