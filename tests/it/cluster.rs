@@ -13,7 +13,7 @@ use crate::support::server::Server;
 use crate::support::{downstream, Downstream, Reply};
 
 /// `write_config`'s configuration with the journal on PostgreSQL (read from the
-/// environment, as a deployment would) and a short lease.
+/// environment, as a deployment would), a short lease and an admin API (token `t`).
 fn cluster_config(dir: &std::path::Path, app_url: &str, node: &str) -> std::path::PathBuf {
     let sub = dir.join(node);
     std::fs::create_dir_all(&sub).unwrap();
@@ -21,7 +21,7 @@ fn cluster_config(dir: &std::path::Path, app_url: &str, node: &str) -> std::path
         &sub,
         app_url,
         r#"{ schedule = ["200ms", "200ms", "1s"] }"#,
-        "",
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"t\"\n",
     );
     let text = std::fs::read_to_string(&cfg).unwrap();
     let text = text
@@ -37,6 +37,36 @@ fn cluster_config(dir: &std::path::Path, app_url: &str, node: &str) -> std::path
         .join("\n");
     std::fs::write(&cfg, text).unwrap();
     cfg
+}
+
+/// Every event id `node`'s admin API lists, all pages.
+async fn listed(node: &Server) -> HashSet<String> {
+    let client = crate::support::client();
+    let mut ids = HashSet::new();
+    let mut url = format!("{}/v1/events?limit=500", node.admin.as_deref().unwrap());
+    loop {
+        let page: serde_json::Value = client
+            .get(&url)
+            .bearer_auth("t")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for e in page["events"].as_array().unwrap() {
+            ids.insert(e["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                url = format!(
+                    "{}/v1/events?limit=500&cursor={c}",
+                    node.admin.as_deref().unwrap()
+                )
+            }
+            None => return ids,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,6 +119,10 @@ async fn two_nodes_share_one_journal_and_a_killed_node_loses_nothing() {
     let idb: serde_json::Value = rb.json().await.unwrap();
     assert_eq!(ida["id"], idb["id"]);
     acked.insert(ida["id"].as_str().unwrap().to_owned());
+    // Every node's admin API shows the whole journal.
+    let (seen_a, seen_b) = tokio::join!(listed(&a), listed(&b));
+    assert_eq!(seen_a, seen_b, "both nodes list the same events");
+    assert_eq!(seen_a, acked, "and exactly the acknowledged ones");
 
     // Node a dies mid-stream; b keeps ingesting and takes a's deliveries over.
     a.kill();
