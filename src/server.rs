@@ -224,6 +224,19 @@ pub async fn run(
     resolve: &dyn Fn(&str) -> Result<String, String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    run_with(listener, config, resolve, shutdown, || {}).await
+}
+
+/// [`run`], calling `on_ready` once the journal is open and both listeners serve: the
+/// moment to announce readiness (`hookbox serve` prints its addresses then, so that a
+/// journal that cannot be opened is never preceded by "listening").
+pub async fn run_with(
+    listener: impl Into<Listeners>,
+    config: Config,
+    resolve: &dyn Fn(&str) -> Result<String, String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(),
+) -> Result<(), ServeError> {
     let Listeners {
         webhooks: listener,
         admin: admin_listener,
@@ -257,6 +270,7 @@ pub async fn run(
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         let _ = stop_tx.send(true);
     });
+    on_ready();
     tokio::select! {
         r = serve => r?,
         _ = async {

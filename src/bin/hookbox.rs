@@ -450,24 +450,28 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Usage> {
             .await
             .map_err(|e| Usage(format!("server.listen {}: {e}", config.server.listen)))?;
         let addr = listener.local_addr().map_err(|e| Usage(e.to_string()))?;
-        println!("hookbox listening on http://{addr}");
+        let mut banner = format!("hookbox listening on http://{addr}\n");
         let admin = match &config.admin {
             Some(a) => {
                 let l = tokio::net::TcpListener::bind(a.listen)
                     .await
                     .map_err(|e| Usage(format!("admin.listen {}: {e}", a.listen)))?;
                 let addr = l.local_addr().map_err(|e| Usage(e.to_string()))?;
-                println!("hookbox admin on http://{addr}");
+                banner.push_str(&format!("hookbox admin on http://{addr}\n"));
                 Some(l)
             }
             None => None,
         };
-        let _ = std::io::stdout().flush();
         let listeners = hookbox::server::Listeners {
             webhooks: listener,
             admin,
         };
-        hookbox::server::run(listeners, config, &resolve_secret, shutdown)
+        // Announced once the journal is open and the listeners serve, not before.
+        let ready = move || {
+            print!("{banner}");
+            let _ = std::io::stdout().flush();
+        };
+        hookbox::server::run_with(listeners, config, &resolve_secret, shutdown, ready)
             .await
             .map_err(|e| Usage(e.to_string()))?;
         Ok(ExitCode::SUCCESS)

@@ -198,7 +198,7 @@ impl PostgresJournalBuilder {
         let pool = conn.pool(self.pool_size.max(self.writers + 4))?;
         let name = self.node.unwrap_or_else(default_node_name);
         let lease_ms = duration_ms(self.lease) as i64;
-        let mut client = pool.get().await.map_err(|e| conn.error(e))?;
+        let mut client = pool.get().await.map_err(|e| conn.error(chain(&e)))?;
         let (node, slot) = register(&mut client, &name, lease_ms)
             .await
             .map_err(|e| conn.error(describe(&e)))?
@@ -382,7 +382,7 @@ impl Connection {
 
     /// Migrates (or only reads the version); returns the version found.
     async fn migrate(&self, apply: bool) -> Result<i32, OpenError> {
-        let (client, _) = self.connect().await.map_err(|e| self.error(e))?;
+        let (client, _) = self.connect().await.map_err(|e| self.error(describe(&e)))?;
         let found = if apply {
             sql::migrate(&client)
                 .await
@@ -528,8 +528,23 @@ impl Inner {
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("PostgreSQL {}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => chain(e),
     }
+}
+
+/// An error with its causes (`error connecting to server: Connection refused`).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl JournalError {
