@@ -1,5 +1,6 @@
-//! Run with: `cargo run --example receiver` (listens on 127.0.0.1:3000; set
-//! `RECEIVER_ADDR` to change it, `RECEIVER_SECRET` to change the signing secret).
+//! Run with: `cargo run --example receiver` (listens on 127.0.0.1:3000; pass
+//! `--listen ADDR` or set `RECEIVER_ADDR` to change it, `RECEIVER_SECRET` to change the
+//! signing secret).
 //!
 //! The application side of `hookbox serve`: the endpoint hookbox forwards events to.
 //! Whatever provider sent an event, it arrives here signed with one scheme, Standard
@@ -19,8 +20,25 @@ use hookbox::{Inbound, SchemeConfig, Verifier};
 const SECRET: &str = "whsec_aG9va2JveC1leGFtcGxlLWFwcC1zZWNy";
 
 #[tokio::main]
-async fn main() {
-    let addr = std::env::var("RECEIVER_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("receiver: {problem}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let mut addr = std::env::var("RECEIVER_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => addr = args.next().ok_or("--listen needs an address")?,
+            other => return Err(format!("unknown argument `{other}` (try --listen ADDR)")),
+        }
+    }
     let secret = std::env::var("RECEIVER_SECRET").unwrap_or_else(|_| SECRET.into());
     let verifier = Verifier::new(
         "standard-webhooks",
@@ -29,7 +47,7 @@ async fn main() {
             ..SchemeConfig::default()
         },
     )
-    .expect("a whsec_ secret");
+    .map_err(|e| format!("RECEIVER_SECRET: {e}"))?;
     let app = Router::new().route(
         "/webhooks",
         post(move |headers: HeaderMap, body: Bytes| {
@@ -37,9 +55,13 @@ async fn main() {
             async move { receive(&verifier, &headers, &body) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     println!("receiver listening on http://{addr}/webhooks");
-    axum::serve(listener, app).await.expect("serve");
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| format!("serving: {e}"))
 }
 
 fn receive(verifier: &Verifier, headers: &HeaderMap, body: &Bytes) -> StatusCode {
