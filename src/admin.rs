@@ -42,6 +42,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::journal::bound_ms;
 use crate::layer::problem::problem;
 use crate::server::ServeError;
 use crate::{
@@ -415,11 +416,6 @@ fn rfc3339_ms(ms: u64) -> String {
     rfc3339(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
-fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn summary_json(e: &EventSummary) -> Value {
     json!({
         "id": e.id,
@@ -639,8 +635,8 @@ async fn create_replay(
     let status = admin
         .journal
         .replay(ReplayFilter {
-            since_ms: millis(since),
-            until_ms: millis(until),
+            since_ms: bound_ms(since),
+            until_ms: bound_ms(until),
             source,
             sources,
             event_type: r.get("type")?,
@@ -727,8 +723,8 @@ async fn redrive(Shared(admin): Shared<Arc<Admin>>, body: Bytes) -> Result<Json<
             ids,
             source: r.get("source")?,
             event_type: r.get("type")?,
-            since_ms: since.map(millis),
-            until_ms: until.map(millis),
+            since_ms: since.map(bound_ms),
+            until_ms: until.map(bound_ms),
             max_redrives: None,
         })
         .await?;

@@ -126,9 +126,10 @@ pub struct Load {
 /// A time-window query, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
-    /// Events received at or after this time.
+    /// Events received at or after this time (compared to the millisecond: receive
+    /// times are recorded in milliseconds, and bounds are truncated the same way).
     pub since: Option<SystemTime>,
-    /// Events received before this time.
+    /// Events received before this time (to the millisecond, likewise).
     pub until: Option<SystemTime>,
     /// Only this source.
     pub source: Option<String>,
@@ -149,6 +150,55 @@ pub struct Page {
     pub events: Vec<EventSummary>,
     /// Where the next page starts, when there may be one.
     pub next_cursor: Option<EventId>,
+}
+
+/// A time window of receipt, `[since, until)` in whole milliseconds: an event belongs
+/// to it by its recorded receive time, which is kept to the millisecond. Bounds are
+/// taken to the same precision ([`bound_ms`]: truncated, as receive times are), so an
+/// event belongs to a window exactly when the millisecond it was received in does, the
+/// same for listings, exports, replays, redrives and the CLI's relative times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub(crate) since_ms: u64,
+    pub(crate) until_ms: u64,
+}
+
+/// How far past its receive time an event's id may lie: an id is the receive time
+/// unless a later one was taken already (the next free one then), and an append waits
+/// in its writer's queue for less than the request timeout.
+const ID_SLACK_MS: u64 = 60_000;
+
+impl Window {
+    /// The window of a query's bounds (open ends: all time).
+    pub(crate) fn of(since: Option<SystemTime>, until: Option<SystemTime>) -> Self {
+        Window {
+            since_ms: since.map_or(0, bound_ms),
+            until_ms: until.map_or(u64::MAX, bound_ms),
+        }
+    }
+
+    /// True when an event received at `received_ms` is inside.
+    pub(crate) fn contains(&self, received_ms: u64) -> bool {
+        self.since_ms <= received_ms && received_ms < self.until_ms
+    }
+
+    /// The ids to scan for the window's events (a superset: filter by [`contains`]).
+    ///
+    /// [`contains`]: Window::contains
+    pub(crate) fn ids(&self) -> (u64, u64) {
+        let lo = self.since_ms.min(u64::MAX >> 16) << 16;
+        let hi = self
+            .until_ms
+            .saturating_add(ID_SLACK_MS)
+            .min(u64::MAX >> 16)
+            << 16;
+        (lo, hi)
+    }
+}
+
+/// A window bound in whole milliseconds since the epoch, truncated like receive times.
+pub(crate) fn bound_ms(t: SystemTime) -> u64 {
+    millis(t)
 }
 
 /// True when `event_type` matches `pattern`: exact, a `prefix*`, or `*`.

@@ -19,7 +19,7 @@ use super::tables::{
 use super::writer::{self, AppendOp, CommitHook, Op, Opener, OutcomeOp};
 use super::{
     type_matches, AppendFuture, AppendOptions, EventId, Journal, JournalError, JournalFuture, Load,
-    OpenError, Page, Query, StoredEvent,
+    OpenError, Page, Query, StoredEvent, Window,
 };
 use crate::{Event, Verified};
 
@@ -549,11 +549,8 @@ impl RedbJournal {
 
 fn read_query(shared: &Shared, q: &Query) -> Result<Page, JournalError> {
     let limit = if q.limit == 0 { 100 } else { q.limit };
-    let lo = q.since.map(|t| EventId::lower_bound(t).0).unwrap_or(0);
-    let mut hi = q
-        .until
-        .map(|t| EventId::lower_bound(t).0)
-        .unwrap_or(u64::MAX);
+    let window = Window::of(q.since, q.until);
+    let (lo, mut hi) = window.ids();
     if let Some(before) = q.before {
         hi = hi.min(before.0);
     }
@@ -567,6 +564,9 @@ fn read_query(shared: &Shared, q: &Query) -> Result<Page, JournalError> {
     let states = txn.open_table(STATE)?;
     let mut consider = |id: u64, bytes: &[u8]| -> Result<bool, JournalError> {
         let mut s = record::decode_summary(id, bytes)?;
+        if !window.contains(millis(s.received_at)) {
+            return Ok(true);
+        }
         if !q
             .event_type
             .as_deref()

@@ -22,7 +22,7 @@ use super::state::{Attempt, EventState, Next, RedriveFilter, ReplayFilter, Repla
 use super::tables::{
     ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, ORDER, READY, REPLAYS, SOURCES, STATE, STEPS,
 };
-use super::{type_matches, Appended, EventId, JournalError};
+use super::{type_matches, Appended, EventId, JournalError, Window};
 
 type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
@@ -613,15 +613,19 @@ fn redrive(
 }
 
 fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplayStatus, JournalError> {
-    let lo = f.since_ms << 16;
-    let hi = f.until_ms.saturating_mul(1 << 16);
+    let window = Window {
+        since_ms: f.since_ms,
+        until_ms: f.until_ms,
+    };
+    let (lo, hi) = window.ids();
     let mut matched: Vec<(String, u64, String)> = Vec::new();
     if lo < hi {
         for entry in t.events.range(lo..hi)? {
             let (k, v) = entry?;
             let id = k.value();
             let s = decode_summary(id, v.value())?;
-            if f.source.as_deref().is_some_and(|src| src != s.source)
+            if !window.contains(millis(s.received_at))
+                || f.source.as_deref().is_some_and(|src| src != s.source)
                 || f.sources
                     .as_ref()
                     .is_some_and(|list| !list.contains(&s.source))

@@ -90,6 +90,7 @@ contract!(
     replays_deliver_a_window_again,
     purge_removes_only_old_done_events,
     queries_filter_and_page,
+    windows_are_exact_by_receive_time,
 );
 
 fn far() -> SystemTime {
@@ -501,6 +502,57 @@ async fn queries_filter_and_page(j: &dyn Journal) {
         .await
         .unwrap();
     assert!(future.events.is_empty());
+}
+
+async fn windows_are_exact_by_receive_time(j: &dyn Journal) {
+    use crate::support::append_event;
+    let base = UNIX_EPOCH + Duration::from_millis(now_ms() - 60_000);
+    let ms = |n: u64| base + Duration::from_millis(n);
+    let e1 = append_event(j, "gh", "w1", "push", ms(1), b"{}").await;
+    let e2 = append_event(j, "gh", "w2", "push", ms(2), b"{}").await;
+    let e7 = append_event(j, "gh", "w7", "push", ms(7), b"{}").await;
+    // Received at 5 ms but appended after the 7 ms one: its id lies past 7 ms.
+    let late = append_event(j, "gh", "w5", "push", ms(5), b"{}").await;
+    assert!(late > e7, "ids only grow");
+    let window = |since: SystemTime, until: SystemTime| async move {
+        let page = j
+            .query(&Query {
+                since: Some(since),
+                until: Some(until),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut ids: Vec<_> = page.events.iter().map(|e| e.id).collect();
+        ids.sort();
+        ids
+    };
+    let sub = Duration::from_micros(300);
+    assert_eq!(window(ms(1), ms(2)).await, vec![e1], "[1, 2)");
+    assert_eq!(
+        window(ms(1) + sub, ms(3)).await,
+        vec![e1, e2],
+        "to the millisecond, as receive times are recorded"
+    );
+    assert_eq!(window(ms(0), ms(2) + sub).await, vec![e1], "until likewise");
+    assert_eq!(
+        window(ms(4), ms(6)).await,
+        vec![late],
+        "by receive time, not id"
+    );
+    assert_eq!(window(ms(6), ms(8)).await, vec![e7]);
+    let replay = |since_ms: u64, until_ms: u64| {
+        let base_ms = base.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        j.replay(ReplayFilter {
+            since_ms: base_ms + since_ms,
+            until_ms: base_ms + until_ms,
+            dry_run: true,
+            ..Default::default()
+        })
+    };
+    assert_eq!(replay(4, 6).await.unwrap().matched, 1, "the late event");
+    assert_eq!(replay(2, 7).await.unwrap().matched, 2, "2 and 5, not 7");
+    assert_eq!(replay(0, 100).await.unwrap().matched, 4);
 }
 
 // ---- several nodes on one PostgreSQL ---------------------------------------------

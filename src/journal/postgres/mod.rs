@@ -39,7 +39,7 @@ use super::record::{self, duration_ms, millis};
 use super::state::{Attempt, Claim, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus};
 use super::{
     AppendFuture, AppendOptions, Appended, EventId, EventSummary, Journal, JournalError,
-    JournalFuture, Load, OpenError, Page, Query, State, StoredEvent,
+    JournalFuture, Load, OpenError, Page, Query, State, StoredEvent, Window,
 };
 use crate::{Event, Verified};
 
@@ -763,11 +763,8 @@ impl Journal for PostgresJournal {
 
     fn query(&self, q: &Query) -> JournalFuture<Page> {
         let limit = if q.limit == 0 { 100 } else { q.limit };
-        let lo = q.since.map(|t| EventId::lower_bound(t).0).unwrap_or(0);
-        let mut hi = q
-            .until
-            .map(|t| EventId::lower_bound(t).0)
-            .unwrap_or(i64::MAX as u64);
+        let window = Window::of(q.since, q.until);
+        let (lo, mut hi) = window.ids();
         if let Some(before) = q.before {
             hi = hi.min(before.0);
         }
@@ -781,8 +778,14 @@ impl Journal for PostgresJournal {
             }
             let rows = sql::list(
                 &c,
-                lo.min(i64::MAX as u64) as i64,
-                hi.min(i64::MAX as u64) as i64,
+                (
+                    lo.min(i64::MAX as u64) as i64,
+                    hi.min(i64::MAX as u64) as i64,
+                ),
+                (
+                    window.since_ms.min(i64::MAX as u64) as i64,
+                    window.until_ms.min(i64::MAX as u64) as i64,
+                ),
                 source.as_deref(),
                 exact.as_deref(),
                 prefix.as_deref(),
@@ -1017,9 +1020,16 @@ impl Journal for PostgresJournal {
         Box::pin(async move {
             let now = millis(SystemTime::now()) as i64;
             let (exact, prefix) = type_filter(f.event_type.as_deref());
+            let window = Window {
+                since_ms: f.since_ms,
+                until_ms: f.until_ms,
+            };
+            let (lo, hi) = window.ids();
             let select = sql::ReplaySelect {
-                lo: (f.since_ms.min(i64::MAX as u64 >> 16) << 16) as i64,
-                hi: f.until_ms.saturating_mul(1 << 16).min(i64::MAX as u64) as i64,
+                lo: lo.min(i64::MAX as u64) as i64,
+                hi: hi.min(i64::MAX as u64) as i64,
+                since_ms: window.since_ms.min(i64::MAX as u64) as i64,
+                until_ms: window.until_ms.min(i64::MAX as u64) as i64,
                 source: f.source.as_deref(),
                 sources: f.sources.as_deref(),
                 exact_type: exact.as_deref(),

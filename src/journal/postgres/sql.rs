@@ -775,8 +775,8 @@ const SUMMARY: &str = "e.id, e.source, e.delivery_id, e.event_type, e.received_m
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn list<C: GenericClient>(
     c: &C,
-    lo: i64,
-    hi: i64,
+    (lo, hi): (i64, i64),
+    (since_ms, until_ms): (i64, i64),
     source: Option<&str>,
     exact_type: Option<&str>,
     type_prefix: Option<&str>,
@@ -791,12 +791,23 @@ pub(super) async fn list<C: GenericClient>(
            AND ($4::text IS NULL OR e.event_type = $4)
            AND ($5::text IS NULL OR starts_with(e.event_type, $5))
            AND ($6::smallint IS NULL OR d.state = $6)
+           AND e.received_ms >= $8 AND e.received_ms < $9
          ORDER BY e.id DESC LIMIT $7"
     );
     query(
         c,
         &sql,
-        &[&lo, &hi, &source, &exact_type, &type_prefix, &state, &limit],
+        &[
+            &lo,
+            &hi,
+            &source,
+            &exact_type,
+            &type_prefix,
+            &state,
+            &limit,
+            &since_ms,
+            &until_ms,
+        ],
     )
     .await
 }
@@ -964,8 +975,12 @@ pub(super) async fn redrive<C: GenericClient>(
 
 /// The filter of a replay, bound to [`replay_count`] and [`replay_insert`].
 pub(super) struct ReplaySelect<'a> {
+    /// The ids to scan.
     pub(super) lo: i64,
     pub(super) hi: i64,
+    /// The receive times that match.
+    pub(super) since_ms: i64,
+    pub(super) until_ms: i64,
     pub(super) source: Option<&'a str>,
     pub(super) sources: Option<&'a [String]>,
     pub(super) exact_type: Option<&'a str>,
@@ -973,6 +988,7 @@ pub(super) struct ReplaySelect<'a> {
 }
 
 const REPLAY_WHERE: &str = "e.id >= $1 AND e.id < $2
+    AND e.received_ms >= $7 AND e.received_ms < $8
     AND ($3::text IS NULL OR e.source = $3)
     AND ($4::text[] IS NULL OR e.source = ANY($4))
     AND ($5::text IS NULL OR e.event_type = $5)
@@ -994,6 +1010,8 @@ pub(super) async fn replay_count<C: GenericClient>(
             &f.sources,
             &f.exact_type,
             &f.type_prefix,
+            &f.since_ms,
+            &f.until_ms,
         ],
     )
     .await?[0]
@@ -1017,7 +1035,7 @@ pub(super) async fn replay_insert<C: GenericClient>(
     // Replays are not ordered by key: they re-deliver history as it was.
     let sql = format!(
         "INSERT INTO hookbox_deliveries (event_id, replay, source, due_ms)
-         SELECT e.id, $7, e.source, $8 FROM hookbox_events e WHERE {REPLAY_WHERE}"
+         SELECT e.id, $9, e.source, $10 FROM hookbox_events e WHERE {REPLAY_WHERE}"
     );
     let matched = execute(
         c,
@@ -1029,6 +1047,8 @@ pub(super) async fn replay_insert<C: GenericClient>(
             &f.sources,
             &f.exact_type,
             &f.type_prefix,
+            &f.since_ms,
+            &f.until_ms,
             &id,
             &now_ms,
         ],
