@@ -191,7 +191,7 @@ impl PostgresJournalBuilder {
         let pool = conn.pool(self.pool_size.max(self.writers + 4))?;
         let name = self.node.unwrap_or_else(default_node_name);
         let lease_ms = duration_ms(self.lease) as i64;
-        let mut client = pool.get().await.map_err(|e| conn.error(e))?;
+        let mut client = pool.get().await.map_err(|e| conn.error(chain(&e)))?;
         let (node, slot) = register(&mut client, &name, lease_ms)
             .await
             .map_err(|e| conn.error(describe(&e)))?
@@ -368,7 +368,7 @@ impl Connection {
 
     /// Migrates (or only reads the version); returns the version found.
     async fn migrate(&self, apply: bool) -> Result<i32, OpenError> {
-        let (client, _) = self.connect().await.map_err(|e| self.error(e))?;
+        let (client, _) = self.connect().await.map_err(|e| self.error(describe(&e)))?;
         let found = if apply {
             sql::migrate(&client)
                 .await
@@ -376,7 +376,7 @@ impl Connection {
         } else {
             let v = sql::schema_version(&client)
                 .await
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.error(describe(&e)))?;
             if v > sql::SCHEMA_VERSION {
                 Err(v)
             } else {
@@ -460,7 +460,7 @@ impl Inner {
                 deadpool_postgres::PoolError::Timeout(_) => "no database connection within 5 s",
                 _ => "the database is unreachable",
             })
-            .log(&e)
+            .log(&chain(&e))
         })
     }
 
@@ -483,12 +483,29 @@ impl Inner {
 }
 
 /// A database error with the server's own message (tokio-postgres shows only "db
-/// error").
+/// error"), or with its causes (it shows only "error performing TLS handshake", not
+/// which certificate check failed; "error connecting to server", not why).
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("PostgreSQL {}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => chain(e),
     }
+}
+
+/// An error and each of its causes, `: `-separated; a cause whose text the message
+/// already ends with is not repeated.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.ends_with(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl JournalError {
@@ -1049,7 +1066,7 @@ impl Journal for PostgresJournal {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!(error = %e, "leaving the cluster failed; the lease runs out instead")
+                        tracing::warn!(error = %describe(&e), "leaving the cluster failed; the lease runs out instead")
                     }
                 }
             }
@@ -1379,10 +1396,10 @@ async fn heartbeat(inner: Arc<Inner>) {
                             .store(started + duration_ms(inner.lease), Ordering::Release);
                     }
                     Ok(None) => tracing::error!("64 nodes are registered; cannot register again"),
-                    Err(e) => tracing::warn!(error = %e, "registering again failed"),
+                    Err(e) => tracing::warn!(error = %describe(&e), "registering again failed"),
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(e) => tracing::warn!(error = %describe(&e), "heartbeat failed"),
         }
         match sql::reap(&c).await {
             Ok(n) if n > 0 => {
@@ -1391,7 +1408,7 @@ async fn heartbeat(inner: Arc<Inner>) {
                 inner.wake(0);
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reaping dead nodes failed"),
+            Err(e) => tracing::warn!(error = %describe(&e), "reaping dead nodes failed"),
         }
     }
 }
@@ -1403,8 +1420,8 @@ async fn refresh(inner: Arc<Inner>) {
     loop {
         tick.tick().await;
         let got = match inner.pool.get().await {
-            Ok(c) => sql::backlogs(&c).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(c) => sql::backlogs(&c).await.map_err(|e| describe(&e)),
+            Err(e) => Err(chain(&e)),
         };
         match got {
             Ok(rows) => {
@@ -1446,7 +1463,9 @@ async fn listen(inner: Arc<Inner>, conn: Connection, listening: oneshot::Sender<
                     }
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "LISTEN connection failed; polling meanwhile"),
+            Err(e) => {
+                tracing::debug!(error = %describe(&e), "LISTEN connection failed; polling meanwhile")
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
