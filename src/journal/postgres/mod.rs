@@ -222,6 +222,10 @@ impl PostgresJournalBuilder {
             healthy: AtomicBool::new(true),
             committed,
             closing: AtomicBool::new(false),
+            held: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
+            strays: AtomicBool::new(false),
+            claiming: tokio::sync::RwLock::new(()),
         });
         tracing::info!(node = %inner.name, id = node, slot, "joined the PostgreSQL journal");
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -437,6 +441,20 @@ struct Inner {
     /// The highest committed event id seen (this node's or another's).
     committed: watch::Sender<u64>,
     closing: AtomicBool,
+    /// The runtime the journal was opened on: claims and give-backs run there to their
+    /// end, even when their caller (a source actor on an arbiter of its own) stops.
+    runtime: tokio::runtime::Handle,
+    /// The claims this node handed out and has not seen end: (event, replay) -> token.
+    held: Mutex<HashMap<(u64, u64), u64>>,
+    /// Set when a claim, settle or abandon failed, so that the database may hold claims
+    /// of this node that nobody holds any more (a settle that did not commit, a claim
+    /// whose answer was lost with the connection). A live node's claims are never
+    /// reaped, so those deliveries would wait forever: [`release_strays`] gives them
+    /// back once the database answers again.
+    strays: AtomicBool,
+    /// Claims run under the read side; [`release_strays`] takes the write side, so that
+    /// no claim is between its `UPDATE` and `held` while strays are looked for.
+    claiming: tokio::sync::RwLock<()>,
 }
 
 impl Inner {
@@ -471,6 +489,15 @@ impl Inner {
             self.healthy.store(false, Ordering::Release);
         }
         JournalError::Storage(describe(&e))
+    }
+
+    /// Marks a claim as ended (settled, given back, or failed to be).
+    fn release_held(&self, claim: &Claim) {
+        let key = (claim.id.0, claim.replay.unwrap_or(0));
+        let mut held = self.held.lock().expect("held lock");
+        if held.get(&key) == Some(&claim.token) {
+            held.remove(&key);
+        }
     }
 
     fn wake(&self, max_id: u64) {
@@ -771,33 +798,23 @@ impl Journal for PostgresJournal {
         let inner = self.inner.clone();
         let source: Arc<str> = Arc::from(source);
         let now_ms = millis(now) as i64;
-        Box::pin(async move {
-            if inner.closing.load(Ordering::Acquire) {
-                return Ok(Vec::new());
+        // Runs to its end on the journal's runtime even when the caller goes away
+        // meanwhile; claims nobody received are given back.
+        let (tx, rx) = oneshot::channel();
+        self.inner.runtime.spawn(async move {
+            let claimed = claim_now(&inner, source, now_ms, limit).await;
+            if let Err(Ok(lost)) = tx.send(claimed) {
+                for c in &lost {
+                    inner.release_held(c);
+                }
+                if !lost.is_empty() {
+                    inner.strays.store(true, Ordering::Release);
+                }
             }
-            let c = inner.client().await?;
-            let node = inner.node();
-            let rows = sql::claim(&c, &source, now_ms, limit.min(10_000) as i64, node)
-                .await
-                .map_err(|e| inner.db_error(e))?;
-            let mut claims: Vec<Claim> = rows
-                .iter()
-                .map(|r| {
-                    let replay: i64 = r.get(1);
-                    Claim {
-                        id: EventId(r.get::<_, i64>(0) as u64),
-                        replay: (replay != 0).then_some(replay as u64),
-                        attempt: r.get::<_, i32>(2) as u32,
-                        due_ms: r.get::<_, i64>(3) as u64,
-                        order_key: r.get(4),
-                        source: source.clone(),
-                        token: r.get::<_, i64>(5) as u64,
-                    }
-                })
-                .collect();
-            // UPDATE .. RETURNING does not keep the CTE's order.
-            claims.sort_by_key(|c| (c.due_ms, c.id));
-            Ok(claims)
+        });
+        Box::pin(async move {
+            rx.await
+                .unwrap_or(Err(JournalError::Unavailable("the claim was interrupted")))
         })
     }
 
@@ -812,6 +829,10 @@ impl Journal for PostgresJournal {
     }
 
     fn settle(&self, claim: Claim, attempt: Attempt, next: Next) -> JournalFuture<()> {
+        // The claim ends with this call, whatever its result: once committed, or (when
+        // the outcome could not be journaled) given back by `release_strays`, so that
+        // the delivery happens again, as on redb. The settle writer does the
+        // bookkeeping, so a caller that goes away meanwhile changes nothing.
         let (reply, rx) = oneshot::channel();
         let op = SettleOp {
             claim,
@@ -819,11 +840,13 @@ impl Journal for PostgresJournal {
             next,
             reply,
         };
-        let sent = match &*self.settles.lock().expect("queue lock") {
-            Some(tx) => tx.try_send(op).is_ok(),
-            None => false,
+        let refused = match &*self.settles.lock().expect("queue lock") {
+            Some(tx) => tx.try_send(op).err().map(|e| e.into_inner()),
+            None => Some(op),
         };
-        if !sent {
+        if let Some(op) = refused {
+            self.inner.release_held(&op.claim);
+            self.inner.strays.store(true, Ordering::Release);
             return done(Err(JournalError::Unavailable(
                 "shutting down or over the settle bound",
             )));
@@ -840,21 +863,40 @@ impl Journal for PostgresJournal {
             return done(Ok(()));
         }
         let inner = self.inner.clone();
-        Box::pin(async move {
-            let ids: Vec<i64> = claims.iter().map(|c| c.id.0 as i64).collect();
-            let replays: Vec<i64> = claims
-                .iter()
-                .map(|c| c.replay.unwrap_or(0) as i64)
-                .collect();
-            let tokens: Vec<i64> = claims.iter().map(|c| c.token as i64).collect();
-            let c = inner.client().await?;
-            let n = sql::abandon(&c, inner.node(), &ids, &replays, &tokens)
-                .await
-                .map_err(|e| inner.db_error(e))?;
-            if n > 0 {
-                let _ = sql::notify(&c, 0).await;
+        // No longer held here from now on; if the database cannot be told, the claims
+        // are given back by `release_strays` once it answers again. Runs to its end on
+        // the journal's runtime even when the caller goes away.
+        for c in &claims {
+            inner.release_held(c);
+        }
+        let ids: Vec<i64> = claims.iter().map(|c| c.id.0 as i64).collect();
+        let replays: Vec<i64> = claims
+            .iter()
+            .map(|c| c.replay.unwrap_or(0) as i64)
+            .collect();
+        let tokens: Vec<i64> = claims.iter().map(|c| c.token as i64).collect();
+        let (tx, rx) = oneshot::channel();
+        self.inner.runtime.spawn(async move {
+            let released = async {
+                let c = inner.client().await?;
+                let n = sql::abandon(&c, inner.node(), &ids, &replays, &tokens)
+                    .await
+                    .map_err(|e| inner.db_error(e))?;
+                if n > 0 {
+                    let _ = sql::notify(&c, 0).await;
+                }
+                Ok(())
             }
-            Ok(())
+            .await;
+            if released.is_err() {
+                inner.strays.store(true, Ordering::Release);
+            }
+            let _ = tx.send(released);
+        });
+        Box::pin(async move {
+            rx.await.unwrap_or(Err(JournalError::Unavailable(
+                "giving back was interrupted",
+            )))
         })
     }
 
@@ -1076,6 +1118,51 @@ impl Journal for PostgresJournal {
     }
 }
 
+/// One claim statement; the claims it took are in `held` before it returns.
+async fn claim_now(
+    inner: &Inner,
+    source: Arc<str>,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Vec<Claim>, JournalError> {
+    if inner.closing.load(Ordering::Acquire) {
+        return Ok(Vec::new());
+    }
+    let c = inner.client().await?;
+    let _claiming = inner.claiming.read().await;
+    let node = inner.node();
+    let rows = sql::claim(&c, &source, now_ms, limit.min(10_000) as i64, node)
+        .await
+        .map_err(|e| {
+            // The claims may have been taken with the answer lost.
+            inner.strays.store(true, Ordering::Release);
+            inner.db_error(e)
+        })?;
+    let mut claims: Vec<Claim> = rows
+        .iter()
+        .map(|r| {
+            let replay: i64 = r.get(1);
+            Claim {
+                id: EventId(r.get::<_, i64>(0) as u64),
+                replay: (replay != 0).then_some(replay as u64),
+                attempt: r.get::<_, i32>(2) as u32,
+                due_ms: r.get::<_, i64>(3) as u64,
+                order_key: r.get(4),
+                source: source.clone(),
+                token: r.get::<_, i64>(5) as u64,
+            }
+        })
+        .collect();
+    // UPDATE .. RETURNING does not keep the CTE's order.
+    claims.sort_by_key(|c| (c.due_ms, c.id));
+    inner.held.lock().expect("held lock").extend(
+        claims
+            .iter()
+            .map(|c| ((c.id.0, c.replay.unwrap_or(0)), c.token)),
+    );
+    Ok(claims)
+}
+
 /// One append waiting for its commit.
 struct AppendOp {
     record: Vec<u8>,
@@ -1280,7 +1367,11 @@ async fn settle_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<SettleOp>) {
                 Err(_) => break,
             }
         }
-        match write_settles(&inner, &batch).await {
+        let written = write_settles(&inner, &batch).await;
+        for op in &batch {
+            inner.release_held(&op.claim);
+        }
+        match written {
             Ok(held) => {
                 for (op, held) in batch.into_iter().zip(held) {
                     let r = if held {
@@ -1295,6 +1386,8 @@ async fn settle_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<SettleOp>) {
                 }
             }
             Err(e) => {
+                // Not journaled: the claims are given back once the database answers.
+                inner.strays.store(true, Ordering::Release);
                 for op in batch {
                     let _ = op.reply.send(Err(JournalError::Storage(e.to_string())));
                 }
@@ -1429,6 +1522,9 @@ async fn refresh(inner: Arc<Inner>) {
                 if !was {
                     tracing::info!("the database is reachable again");
                 }
+                if inner.strays.swap(false, Ordering::AcqRel) {
+                    release_strays(&inner).await;
+                }
                 let mut backlog = inner.backlog.write().expect("backlog lock");
                 let mut known = inner.known_sources.lock().expect("sources lock");
                 for (s, n) in rows {
@@ -1441,6 +1537,45 @@ async fn refresh(inner: Arc<Inner>) {
                     tracing::error!(error = %e, "the database is unreachable: ingest answers 503 until it is back");
                 }
             }
+        }
+    }
+}
+
+/// Gives back every claim the database says this node has but that nothing here holds
+/// any more: deliveries whose outcome could not be journaled, claims whose answer was
+/// lost with the connection. They are due again at once (at least once, as on redb).
+async fn release_strays(inner: &Inner) {
+    let released = async {
+        let c = inner.client().await?;
+        let _no_claims = inner.claiming.write().await;
+        let (ids, replays): (Vec<i64>, Vec<i64>) = inner
+            .held
+            .lock()
+            .expect("held lock")
+            .keys()
+            .map(|&(id, replay)| (id as i64, replay as i64))
+            .unzip();
+        let n = sql::release_unheld(&c, inner.node(), &ids, &replays)
+            .await
+            .map_err(|e| inner.db_error(e))?;
+        if n > 0 {
+            let _ = sql::notify(&c, 0).await;
+        }
+        Ok::<_, JournalError>(n)
+    }
+    .await;
+    match released {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!(
+                claims = n,
+                "gave back deliveries whose outcome could not be journaled; they happen again"
+            );
+            inner.wake(0);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "giving back unjournaled claims failed; trying again");
+            inner.strays.store(true, Ordering::Release);
         }
     }
 }

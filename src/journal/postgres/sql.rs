@@ -484,6 +484,25 @@ pub(super) async fn abandon<C: GenericClient>(
     .await
 }
 
+/// Gives back every claim of `node` but those listed as (event, replay); returns how
+/// many.
+pub(super) async fn release_unheld<C: GenericClient>(
+    c: &C,
+    node: i64,
+    ids: &[i64],
+    replays: &[i64],
+) -> Result<u64, Error> {
+    execute(
+        c,
+        "UPDATE hookbox_deliveries d SET owner = NULL
+         WHERE d.owner = $1 AND NOT EXISTS (
+           SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS h(event_id, replay)
+           WHERE h.event_id = d.event_id AND h.replay = d.replay)",
+        &[&node, &ids, &replays],
+    )
+    .await
+}
+
 /// Stores a step's result if the claim is still held (the first writer wins); false
 /// when the claim is not held. `FOR SHARE` waits for a concurrent reaper or claimer and
 /// re-checks, so a step is never stored under a claim already taken back.
