@@ -536,6 +536,17 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl JournalError {
+    /// The same error again, for each of the appends or settles one failure answers:
+    /// of the same kind (a lease that ran out stays `Unavailable`, not a storage error).
+    fn again(&self) -> Self {
+        match self {
+            JournalError::Unavailable(why) => JournalError::Unavailable(why),
+            JournalError::Overloaded(n) => JournalError::Overloaded(*n),
+            JournalError::Storage(e) => JournalError::Storage(e.clone()),
+            other => JournalError::Storage(other.to_string()),
+        }
+    }
+
     fn log(self, cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "{self}");
         self
@@ -1230,7 +1241,7 @@ async fn append_writer(inner: Arc<Inner>, rx: Arc<tokio::sync::Mutex<mpsc::Recei
                 tracing::error!(error = %e, batch = batch.len(), "journal commit failed; nothing in this batch was acknowledged");
                 metrics::counter!("hookbox_journal_commit_failures_total").increment(1);
                 for op in batch {
-                    let _ = op.reply.send(Err(JournalError::Storage(e.to_string())));
+                    let _ = op.reply.send(Err(e.again()));
                 }
             }
         }
@@ -1389,7 +1400,7 @@ async fn settle_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<SettleOp>) {
                 // Not journaled: the claims are given back once the database answers.
                 inner.strays.store(true, Ordering::Release);
                 for op in batch {
-                    let _ = op.reply.send(Err(JournalError::Storage(e.to_string())));
+                    let _ = op.reply.send(Err(e.again()));
                 }
             }
         }
