@@ -119,18 +119,39 @@ impl std::fmt::Debug for PostgresJournalBuilder {
     }
 }
 
-/// The URL with its password replaced, for logs and errors.
+/// The URL with its password replaced, for logs and errors: the one in the user info
+/// and a `password` parameter of the query string alike. A URL without a password is
+/// shown as it is.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "[unparsed]".to_owned();
     };
-    match rest.split_once('@') {
-        Some((user, host)) => {
-            let user = user.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:[redacted]@{host}")
-        }
-        None => url.to_owned(),
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut shown = format!("{scheme}://");
+    match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((user, _)) => shown.push_str(&format!("{user}:[redacted]@{host}")),
+            None => shown.push_str(authority),
+        },
+        None => shown.push_str(authority),
     }
+    shown.push_str(path);
+    if let Some(query) = query {
+        let params: Vec<&str> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some(("password", _)) => "password=[redacted]",
+                _ => kv,
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
+    }
+    shown
 }
 
 impl PostgresJournalBuilder {
