@@ -1,7 +1,8 @@
-//! PostgreSQL failing under the journal, through a proxy the tests control: every
+//! PostgreSQL failing under the journal, through proxies the tests control: every
 //! connection cut at once mid-stream, new connections refused for a while, then traffic
 //! passed again, both under a `PostgresJournal` in this process and under a
-//! `hookbox serve` child.
+//! `hookbox serve` child; and TLS, terminated by a proxy that speaks PostgreSQL's
+//! `SSLRequest` exchange, for each `sslmode`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -866,4 +867,195 @@ impl GatedApp {
     fn failed(&self) -> u64 {
         self.failed.load(Ordering::SeqCst)
     }
+}
+
+// ---- TLS -------------------------------------------------------------------------
+
+/// A test CA: its certificate (PEM) and what signs server certificates with it.
+struct Ca {
+    pem: String,
+    der: rustls::pki_types::CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        der: cert.der().clone(),
+        issuer: rcgen::Issuer::new(params, key),
+    }
+}
+
+/// A rustls server configuration with a certificate for `host`, signed by `ca`.
+fn server_config(ca: &Ca, host: &str) -> rustls::ServerConfig {
+    let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, host);
+    params.use_authority_key_identifier_extension = true;
+    params
+        .extended_key_usages
+        .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone(), ca.der.clone()], key)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmodes_through_a_tls_terminating_proxy() {
+    let Some(db) = TestDb::create("pg_faults_tls").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (right, wrong) = (ca("hookbox test CA"), ca("some other CA"));
+    let right_pem = dir.path().join("ca.pem");
+    let wrong_pem = dir.path().join("other-ca.pem");
+    std::fs::write(&right_pem, &right.pem).unwrap();
+    std::fs::write(&wrong_pem, &wrong.pem).unwrap();
+    let upstream = server_addr().await;
+    // One proxy presents a certificate for `localhost`, the other one for another name;
+    // hookbox connects to both as `localhost` (at 127.0.0.1).
+    let named = Proxy::tls(upstream, server_config(&right, "localhost")).await;
+    let misnamed = Proxy::tls(upstream, server_config(&right, "db.elsewhere.test")).await;
+    let (right_pem, wrong_pem) = (right_pem.display(), wrong_pem.display());
+
+    enum Expect {
+        /// Opens, appends and reads back, over TLS.
+        Works,
+        /// Refuses to open, with an error containing this.
+        Fails(&'static str),
+    }
+    use Expect::*;
+    let cases = [
+        (
+            "verify-full, the right CA",
+            &named,
+            format!("sslmode=verify-full&sslrootcert={right_pem}"),
+            Works,
+        ),
+        (
+            "verify-full, another CA",
+            &named,
+            format!("sslmode=verify-full&sslrootcert={wrong_pem}"),
+            Fails("invalid peer certificate: UnknownIssuer"),
+        ),
+        (
+            "require, no root certificate",
+            &named,
+            "sslmode=require".to_owned(),
+            Works,
+        ),
+        (
+            "require, a root certificate that did not sign the server's",
+            &named,
+            format!("sslmode=require&sslrootcert={wrong_pem}"),
+            Fails("invalid peer certificate: UnknownIssuer"),
+        ),
+        ("prefer", &named, "sslmode=prefer".to_owned(), Works),
+        (
+            "disable",
+            &named,
+            "sslmode=disable".to_owned(),
+            Fails("TLS is required"),
+        ),
+        (
+            "verify-ca, a certificate for another host name",
+            &misnamed,
+            format!("sslmode=verify-ca&sslrootcert={right_pem}"),
+            Works,
+        ),
+        (
+            "verify-ca, another CA",
+            &misnamed,
+            format!("sslmode=verify-ca&sslrootcert={wrong_pem}"),
+            Fails("invalid peer certificate: UnknownIssuer"),
+        ),
+        (
+            "verify-full, a certificate for another host name",
+            &misnamed,
+            format!("sslmode=verify-full&sslrootcert={right_pem}"),
+            Fails("invalid peer certificate: certificate not valid for name"),
+        ),
+    ];
+    for (n, (what, proxy, params, expect)) in cases.into_iter().enumerate() {
+        // The server trusts local connections, so the password is not used; it must
+        // not show in an error either.
+        let url = format!(
+            "{}&hostaddr=127.0.0.1&password=hunter2",
+            db.url_via(format!("localhost:{}", proxy.addr.port()), &params)
+        );
+        let (handshakes, plain) = (proxy.handshakes(), proxy.plain_refused());
+        let opened = tokio::time::timeout(
+            Duration::from_secs(30),
+            PostgresJournal::builder(&url)
+                .node(format!("tls-{n}"))
+                .open(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{what}: open neither succeeded nor failed"));
+        match (expect, opened) {
+            (Works, Ok(journal)) => {
+                let id = crate::support::events::append(
+                    &journal,
+                    "tls",
+                    json!({"type": "tls.checked", "case": what}),
+                )
+                .await;
+                let got = journal.get(id).await.unwrap().expect("read back");
+                assert_eq!(got.event_type.as_deref(), Some("tls.checked"), "{what}");
+                journal.close().await.unwrap();
+                assert!(
+                    proxy.handshakes() >= handshakes + 2,
+                    "{what}: the journal's connections are TLS ({} handshakes)",
+                    proxy.handshakes() - handshakes
+                );
+                assert_eq!(
+                    proxy.plain_refused(),
+                    plain,
+                    "{what}: nothing in plain text"
+                );
+            }
+            (Works, Err(e)) => panic!("{what}: {e}"),
+            (Fails(needle), Ok(_)) => panic!("{what}: opened; expected an error about {needle}"),
+            (Fails(needle), Err(e)) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains(needle),
+                    "{what}: {e:?} does not mention {needle:?}"
+                );
+                assert!(!e.contains("hunter2"), "{what}: the password is shown: {e}");
+                assert!(e.contains("password=[redacted]"), "{what}: {e}");
+                eprintln!("pg_faults tls: {what}: {e}");
+            }
+        }
+    }
+    // The TLS proxies forwarded every event, so they are in the database.
+    let c = db.client().await;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM hookbox_events WHERE source = 'tls'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 4, "one event per case that opened");
 }
