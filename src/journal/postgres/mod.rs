@@ -433,6 +433,28 @@ impl Connection {
     }
 }
 
+/// How long a write transaction or a claim may wait for the database before its
+/// connection is given up: a server that hangs, or a link that passes nothing without
+/// closing (a partition), would otherwise hold a writer forever. The batch is answered
+/// with an error; a `COMMIT` that lands later is absorbed by deduplication when the
+/// provider retries, as for any commit whose outcome is unknown.
+const ROUND_TRIP: Duration = Duration::from_secs(10);
+
+/// How long the health probe (the once-a-second refresh) may wait for the database
+/// before the journal counts as unhealthy.
+const PROBE: Duration = Duration::from_secs(5);
+
+/// The error for a round trip that did not answer within `limit`; the connection is
+/// taken out of the pool (it would hang its next user too) and the journal marked
+/// unhealthy until a refresh succeeds.
+fn no_answer(inner: &Inner, client: deadpool_postgres::Object, limit: Duration) -> JournalError {
+    drop(deadpool_postgres::Object::take(client));
+    inner.healthy.store(false, Ordering::Release);
+    JournalError::Storage(format!(
+        "no answer from the database within {limit:?}; the connection was given up"
+    ))
+}
+
 /// State shared by the handle and its tasks.
 struct Inner {
     /// Connections for writers, claims and reads; dropped with the last task.
@@ -1163,13 +1185,23 @@ async fn claim_now(
     let c = inner.client().await?;
     let _claiming = inner.claiming.read().await;
     let node = inner.node();
-    let rows = sql::claim(&c, &source, now_ms, limit.min(10_000) as i64, node)
-        .await
-        .map_err(|e| {
+    let claimed = tokio::time::timeout(
+        ROUND_TRIP,
+        sql::claim(&c, &source, now_ms, limit.min(10_000) as i64, node),
+    )
+    .await;
+    let rows = match claimed {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => {
             // The claims may have been taken with the answer lost.
             inner.strays.store(true, Ordering::Release);
-            inner.db_error(e)
-        })?;
+            return Err(inner.db_error(e));
+        }
+        Err(_) => {
+            inner.strays.store(true, Ordering::Release);
+            return Err(no_answer(inner, c, ROUND_TRIP));
+        }
+    };
     let mut claims: Vec<Claim> = rows
         .iter()
         .map(|r| {
@@ -1370,8 +1402,10 @@ async fn write_appends(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<Appended
         }
         txn.commit().await?;
         Ok::<_, tokio_postgres::Error>(results)
-    }
-    .await;
+    };
+    let Ok(result) = tokio::time::timeout(ROUND_TRIP, result).await else {
+        return Err(no_answer(inner, client, ROUND_TRIP));
+    };
     match result {
         Ok(r) => {
             if !new_sources.is_empty() {
@@ -1487,9 +1521,11 @@ async fn write_settles(inner: &Inner, batch: &[SettleOp]) -> Result<Vec<bool>, J
                 .await?;
         txn.commit().await?;
         Ok::<_, tokio_postgres::Error>(held)
+    };
+    match tokio::time::timeout(ROUND_TRIP, result).await {
+        Ok(result) => result.map_err(|e| inner.db_error(e)),
+        Err(_) => Err(no_answer(inner, client, ROUND_TRIP)),
     }
-    .await;
-    result.map_err(|e| inner.db_error(e))
 }
 
 /// Renews the node's lease every third of it and reaps nodes whose lease ran out. A
@@ -1545,7 +1581,10 @@ async fn refresh(inner: Arc<Inner>) {
     loop {
         tick.tick().await;
         let got = match inner.pool.get().await {
-            Ok(c) => sql::backlogs(&c).await.map_err(|e| describe(&e)),
+            Ok(c) => match tokio::time::timeout(PROBE, sql::backlogs(&c)).await {
+                Ok(rows) => rows.map_err(|e| describe(&e)),
+                Err(_) => Err(no_answer(&inner, c, PROBE).to_string()),
+            },
             Err(e) => Err(chain(&e)),
         };
         match got {
