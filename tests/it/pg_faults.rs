@@ -380,6 +380,161 @@ async fn appends_through_cut_and_refused_connections_are_acked_only_once_committ
     journal.close().await.unwrap();
 }
 
+/// Starts `n` [`append_stream`]s; returns their stop flag and handles.
+fn append_streams(
+    n: usize,
+    journal: &Arc<PostgresJournal>,
+    next: &Arc<AtomicU64>,
+    log: &Arc<Mutex<Vec<Appended>>>,
+) -> (Arc<AtomicBool>, Vec<tokio::task::JoinHandle<()>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = (0..n)
+        .map(|_| {
+            tokio::spawn(append_stream(
+                journal.clone(),
+                next.clone(),
+                stop.clone(),
+                log.clone(),
+            ))
+        })
+        .collect();
+    (stop, handles)
+}
+
+/// Stops streams and waits (up to 30 s) for each to have its last answer.
+async fn stop_streams((stop, handles): (Arc<AtomicBool>, Vec<tokio::task::JoinHandle<()>>)) {
+    stop.store(true, Ordering::SeqCst);
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(30), h)
+            .await
+            .expect("every append is answered")
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_is_unhealthy_and_appends_get_answers() {
+    let Some(db) = TestDb::create("pg_faults_stall").await else {
+        return;
+    };
+    let proxy = Proxy::plain(server_addr().await).await;
+    let journal = Arc::new(
+        PostgresJournal::builder(db.url_via(proxy.addr, "sslmode=disable"))
+            .node("stalled")
+            .open()
+            .await
+            .expect("open through the proxy"),
+    );
+    let log = Arc::new(Mutex::new(Vec::<Appended>::new()));
+    let next = Arc::new(AtomicU64::new(0));
+    let acked_since = |t: Instant| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.sent >= t && a.result.is_ok())
+            .count()
+    };
+    let start = Instant::now();
+    let streams = append_streams(6, &journal, &next, &log);
+    wait_until(Duration::from_secs(30), "100 appends acked", || {
+        acked_since(start) >= 100
+    })
+    .await;
+    stop_streams(streams).await;
+
+    // The database stops answering and nothing is closed (a server that hangs, or a
+    // partition): every connection stays open and silent, new ones too. The node is
+    // idle: only its own probe can tell.
+    let stalled = Instant::now();
+    proxy.stall();
+    let unhealthy = wait_until(
+        Duration::from_secs(20),
+        "an idle journal reports unhealthy during the stall",
+        || !journal.load().healthy,
+    )
+    .await;
+    // Appends during the stall are answered (refused), none left waiting for good.
+    let during = Instant::now();
+    let streams = append_streams(6, &journal, &next, &log);
+    wait_until(
+        Duration::from_secs(60),
+        "appends refused during the stall",
+        || {
+            log.lock()
+                .unwrap()
+                .iter()
+                .filter(|a| a.sent >= during && a.result.is_err())
+                .count()
+                >= 6
+        },
+    )
+    .await;
+    let healed = Instant::now();
+    proxy.cut();
+    proxy.pass();
+    wait_until(Duration::from_secs(20), "healthy again", || {
+        journal.load().healthy
+    })
+    .await;
+    wait_until(Duration::from_secs(30), "100 appends acked after", || {
+        acked_since(healed) >= 100
+    })
+    .await;
+    stop_streams(streams).await;
+    let log = std::mem::take(&mut *log.lock().unwrap());
+
+    let inside: Vec<&Appended> = log
+        .iter()
+        .filter(|a| a.sent >= during && a.sent < healed)
+        .collect();
+    let slowest = inside
+        .iter()
+        .map(|a| a.answered - a.sent)
+        .max()
+        .unwrap_or_default();
+    for a in &inside {
+        // A pool wait, a connection attempt or a round trip, each bounded, and a writer
+        // to be free: never the whole stall.
+        assert!(
+            a.answered - a.sent <= Duration::from_secs(30),
+            "{} waited {:?} for an answer",
+            a.delivery,
+            a.answered - a.sent
+        );
+        if a.answered < healed {
+            assert!(
+                a.result.is_err(),
+                "{} acked while the database hung",
+                a.delivery
+            );
+        }
+    }
+    let rows = rows_by_delivery(&db).await;
+    for a in &log {
+        match &a.result {
+            Ok(id) => assert_eq!(
+                rows.get(&a.delivery).map(Vec::as_slice),
+                Some(&[id.clone()][..]),
+                "acked {} is in the database once",
+                a.delivery
+            ),
+            Err(_) => assert!(
+                !rows.contains_key(&a.delivery),
+                "{} was refused, yet it is in the database",
+                a.delivery
+            ),
+        }
+    }
+    eprintln!(
+        "pg_faults stall: unhealthy after {:?}, {} appends during the stall ({} refused, the slowest answered in {slowest:?}), held {:?}",
+        unhealthy - stalled,
+        inside.len(),
+        inside.iter().filter(|a| a.result.is_err()).count(),
+        healed - stalled
+    );
+    journal.close().await.unwrap();
+}
+
 // ---- hookbox serve through a failing link ----------------------------------------
 
 /// One webhook post and its answer.

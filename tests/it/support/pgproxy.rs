@@ -1,6 +1,7 @@
 //! A TCP proxy in front of PostgreSQL, on 127.0.0.1:0, that a test can break: cut every
-//! open connection at once (mid-stream), refuse new ones for a while, pass traffic
-//! again. [`Proxy::tls`] also terminates TLS the way a PostgreSQL server does (the
+//! open connection at once (mid-stream), refuse new ones for a while, stall (a
+//! partition, or a server that hangs: connections stay open and nothing passes), pass
+//! traffic again. [`Proxy::tls`] also terminates TLS the way a PostgreSQL server does (the
 //! `SSLRequest` exchange, then a rustls handshake) and forwards the decrypted bytes to
 //! the real server in plain text.
 
@@ -30,6 +31,9 @@ struct Shared {
     refusing: AtomicBool,
     /// Bumped by [`Proxy::cut`]: every connection open then is dropped.
     cut: watch::Sender<u64>,
+    /// While set, nothing passes: open connections are held silent, new ones accepted
+    /// and held silent too, until cut.
+    stalled: watch::Sender<bool>,
     accepted: AtomicU64,
     refused: AtomicU64,
     handshakes: AtomicU64,
@@ -61,6 +65,7 @@ impl Proxy {
             tls,
             refusing: AtomicBool::new(false),
             cut: watch::channel(0).0,
+            stalled: watch::channel(false).0,
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             handshakes: AtomicU64::new(0),
@@ -77,6 +82,15 @@ impl Proxy {
                 if s.refusing.load(Ordering::SeqCst) {
                     s.refused.fetch_add(1, Ordering::SeqCst);
                     drop(socket);
+                    continue;
+                }
+                if *s.stalled.borrow() {
+                    s.refused.fetch_add(1, Ordering::SeqCst);
+                    let mut cut = s.cut.subscribe();
+                    tokio::spawn(async move {
+                        let _held = socket;
+                        let _ = cut.changed().await;
+                    });
                     continue;
                 }
                 s.accepted.fetch_add(1, Ordering::SeqCst);
@@ -101,9 +115,17 @@ impl Proxy {
         self.shared.refusing.store(true, Ordering::SeqCst);
     }
 
-    /// Passes new connections again.
+    /// Passes new connections again (and ends a stall: cut first, to drop the
+    /// connections held silent).
     pub(crate) fn pass(&self) {
         self.shared.refusing.store(false, Ordering::SeqCst);
+        self.shared.stalled.send_replace(false);
+    }
+
+    /// From now on nothing passes, and nothing is closed: open connections fall silent
+    /// mid-stream, new ones are accepted and never answered.
+    pub(crate) fn stall(&self) {
+        self.shared.stalled.send_replace(true);
     }
 
     /// Connections accepted and passed on.
@@ -111,7 +133,7 @@ impl Proxy {
         self.shared.accepted.load(Ordering::SeqCst)
     }
 
-    /// Connections closed at once while refusing.
+    /// Connections closed at once while refusing, or held silent while stalled.
     pub(crate) fn refused(&self) -> u64 {
         self.shared.refused.load(Ordering::SeqCst)
     }
@@ -157,11 +179,12 @@ async fn connection(s: Arc<Shared>, mut client: TcpStream) {
     s.open.fetch_add(1, Ordering::SeqCst);
     let _open = Open(s.clone());
     let mut cut = s.cut.subscribe();
+    let mut stalled = s.stalled.subscribe();
+    let Ok(mut upstream) = TcpStream::connect(s.upstream).await else {
+        return;
+    };
+    let _ = upstream.set_nodelay(true);
     let work = async {
-        let Ok(mut upstream) = TcpStream::connect(s.upstream).await else {
-            return;
-        };
-        let _ = upstream.set_nodelay(true);
         match &s.tls {
             None => pump(&mut client, &mut upstream).await,
             Some(acceptor) => {
@@ -182,7 +205,7 @@ async fn connection(s: Arc<Shared>, mut client: TcpStream) {
                 if client.write_all(b"S").await.is_err() {
                     return;
                 }
-                match acceptor.accept(client).await {
+                match acceptor.accept(&mut client).await {
                     Ok(mut tls) => {
                         s.handshakes.fetch_add(1, Ordering::SeqCst);
                         pump(&mut tls, &mut upstream).await;
@@ -194,9 +217,17 @@ async fn connection(s: Arc<Shared>, mut client: TcpStream) {
             }
         }
     };
-    tokio::select! {
-        _ = work => {}
-        _ = cut.changed() => {}
+    let stall = async {
+        let _ = stalled.wait_for(|s| *s).await;
+    };
+    let held = tokio::select! {
+        _ = work => false,
+        _ = cut.changed() => false,
+        _ = stall => true,
+    };
+    if held {
+        // Both sockets stay open, and nothing is read or written until the cut.
+        let _ = cut.changed().await;
     }
 }
 
