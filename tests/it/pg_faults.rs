@@ -1,8 +1,9 @@
 //! PostgreSQL failing under the journal, through proxies the tests control: every
 //! connection cut at once mid-stream, new connections refused for a while, then traffic
 //! passed again, both under a `PostgresJournal` in this process and under a
-//! `hookbox serve` child; and TLS, terminated by a proxy that speaks PostgreSQL's
-//! `SSLRequest` exchange, for each `sslmode`.
+//! `hookbox serve` child; a database that stops answering with nothing closed; and TLS,
+//! terminated by a proxy that speaks PostgreSQL's `SSLRequest` exchange, for each
+//! `sslmode`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
