@@ -11,6 +11,7 @@ mod forward;
 mod fuzz_corpus;
 mod ingest;
 mod journal;
+mod pg_faults;
 mod retention;
 mod roundtrip;
 mod runtime;

@@ -82,10 +82,6 @@ impl FromStr for SslMode {
     }
 }
 
-/// How old a claim of this node must be before the sweep may give it back when the
-/// node does not hold it: far longer than the answer to a claim takes to arrive.
-const SWEEP_GRACE_MS: i64 = 5_000;
-
 /// How many days of partitions exist ahead of today.
 const PARTITIONS_AHEAD: i64 = 3;
 
@@ -126,18 +122,39 @@ impl std::fmt::Debug for PostgresJournalBuilder {
     }
 }
 
-/// The URL with its password replaced, for logs and errors.
+/// The URL with its password replaced, for logs and errors: the one in the user info
+/// and a `password` parameter of the query string alike. A URL without a password is
+/// shown as it is.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "[unparsed]".to_owned();
     };
-    match rest.split_once('@') {
-        Some((user, host)) => {
-            let user = user.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:[redacted]@{host}")
-        }
-        None => url.to_owned(),
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut shown = format!("{scheme}://");
+    match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((user, _)) => shown.push_str(&format!("{user}:[redacted]@{host}")),
+            None => shown.push_str(authority),
+        },
+        None => shown.push_str(authority),
     }
+    shown.push_str(path);
+    if let Some(query) = query {
+        let params: Vec<&str> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some(("password", _)) => "password=[redacted]",
+                _ => kv,
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
+    }
+    shown
 }
 
 impl PostgresJournalBuilder {
@@ -234,8 +251,11 @@ impl PostgresJournalBuilder {
             max_batch: self.max_batch,
             healthy: AtomicBool::new(true),
             committed,
-            held: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
+            held: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
+            strays: AtomicBool::new(false),
+            claiming: tokio::sync::RwLock::new(()),
         });
         tracing::info!(node = %inner.name, id = node, slot, "joined the PostgreSQL journal");
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -390,7 +410,7 @@ impl Connection {
         } else {
             let v = sql::schema_version(&client)
                 .await
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.error(describe(&e)))?;
             if v > sql::SCHEMA_VERSION {
                 Err(v)
             } else {
@@ -422,6 +442,28 @@ impl Connection {
     }
 }
 
+/// How long a write transaction or a claim may wait for the database before its
+/// connection is given up: a server that hangs, or a link that passes nothing without
+/// closing (a partition), would otherwise hold a writer forever. The batch is answered
+/// with an error; a `COMMIT` that lands later is absorbed by deduplication when the
+/// provider retries, as for any commit whose outcome is unknown.
+const ROUND_TRIP: Duration = Duration::from_secs(10);
+
+/// How long the health probe (the once-a-second refresh) may wait for the database
+/// before the journal counts as unhealthy.
+const PROBE: Duration = Duration::from_secs(5);
+
+/// The error for a round trip that did not answer within `limit`; the connection is
+/// taken out of the pool (it would hang its next user too) and the journal marked
+/// unhealthy until a refresh succeeds.
+fn no_answer(inner: &Inner, client: deadpool_postgres::Object, limit: Duration) -> JournalError {
+    drop(deadpool_postgres::Object::take(client));
+    inner.healthy.store(false, Ordering::Release);
+    JournalError::Storage(format!(
+        "no answer from the database within {limit:?}; the connection was given up"
+    ))
+}
+
 /// State shared by the handle and its tasks.
 struct Inner {
     /// Connections for writers, claims and reads; dropped with the last task.
@@ -450,11 +492,21 @@ struct Inner {
     known_sources: Mutex<HashSet<String>>,
     /// The highest committed event id seen (this node's or another's).
     committed: watch::Sender<u64>,
-    /// The claims this node holds and runs: (event, replay) -> token. A claim of this
-    /// node in the database that is not here (its settle failed, or the answer to the
-    /// claim itself was lost) is given back by the sweep.
-    held: Mutex<HashMap<(i64, i64), i64>>,
     closing: AtomicBool,
+    /// The runtime the journal was opened on: claims and give-backs run there to their
+    /// end, even when their caller (a source actor on an arbiter of its own) stops.
+    runtime: tokio::runtime::Handle,
+    /// The claims this node handed out and has not seen end: (event, replay) -> token.
+    held: Mutex<HashMap<(u64, u64), u64>>,
+    /// Set when a claim, settle or abandon failed, so that the database may hold claims
+    /// of this node that nobody holds any more (a settle that did not commit, a claim
+    /// whose answer was lost with the connection). A live node's claims are never
+    /// reaped, so those deliveries would wait forever: [`release_strays`] gives them
+    /// back once the database answers again.
+    strays: AtomicBool,
+    /// Claims run under the read side; [`release_strays`] takes the write side, so that
+    /// no claim is between its `UPDATE` and `held` while strays are looked for.
+    claiming: tokio::sync::RwLock<()>,
 }
 
 impl Inner {
@@ -478,7 +530,7 @@ impl Inner {
                 deadpool_postgres::PoolError::Timeout(_) => "no database connection within 5 s",
                 _ => "the database is unreachable",
             })
-            .log(&e)
+            .log(&chain(&e))
         })
     }
 
@@ -491,27 +543,13 @@ impl Inner {
         JournalError::Storage(describe(&e))
     }
 
-    /// Forgets claims that ended (settled, lost or given back).
-    fn forget<'c>(&self, claims: impl IntoIterator<Item = &'c Claim>) {
+    /// Marks a claim as ended (settled, given back, or failed to be).
+    fn release_held(&self, claim: &Claim) {
+        let key = (claim.id.0, claim.replay.unwrap_or(0));
         let mut held = self.held.lock().expect("held lock");
-        for c in claims {
-            let key = (c.id.0 as i64, c.replay.unwrap_or(0) as i64);
-            if held.get(&key) == Some(&(c.token as i64)) {
-                held.remove(&key);
-            }
+        if held.get(&key) == Some(&claim.token) {
+            held.remove(&key);
         }
-    }
-
-    /// The claims held now, as (events, replays, tokens).
-    fn held_now(&self) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
-        let held = self.held.lock().expect("held lock");
-        let mut out = (Vec::new(), Vec::new(), Vec::new());
-        for (&(id, replay), &token) in held.iter() {
-            out.0.push(id);
-            out.1.push(replay);
-            out.2.push(token);
-        }
-        out
     }
 
     fn wake(&self, max_id: u64) {
@@ -524,7 +562,8 @@ impl Inner {
 }
 
 /// A database error with the server's own message (tokio-postgres shows only "db
-/// error").
+/// error"), or with its causes (it shows only "error performing TLS handshake", not
+/// which certificate check failed; "error connecting to server", not why).
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("PostgreSQL {}: {}", db.code().code(), db.message()),
@@ -532,15 +571,16 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// An error with its causes (`error connecting to server: Connection refused`).
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error and each of its causes, `: `-separated; a cause whose text the message
+/// already ends with is not repeated.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.ends_with(&more) {
+        let t = c.to_string();
+        if !text.ends_with(&t) {
             text.push_str(": ");
-            text.push_str(&more);
+            text.push_str(&t);
         }
         cause = c.source();
     }
@@ -548,6 +588,17 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 impl JournalError {
+    /// The same error again, for each of the appends or settles one failure answers:
+    /// of the same kind (a lease that ran out stays `Unavailable`, not a storage error).
+    fn again(&self) -> Self {
+        match self {
+            JournalError::Unavailable(why) => JournalError::Unavailable(why),
+            JournalError::Overloaded(n) => JournalError::Overloaded(*n),
+            JournalError::Storage(e) => JournalError::Storage(e.clone()),
+            other => JournalError::Storage(other.to_string()),
+        }
+    }
+
     fn log(self, cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "{self}");
         self
@@ -825,40 +876,23 @@ impl Journal for PostgresJournal {
         let inner = self.inner.clone();
         let source: Arc<str> = Arc::from(source);
         let now_ms = millis(now) as i64;
+        // Runs to its end on the journal's runtime even when the caller goes away
+        // meanwhile; claims nobody received are given back.
+        let (tx, rx) = oneshot::channel();
+        self.inner.runtime.spawn(async move {
+            let claimed = claim_now(&inner, source, now_ms, limit).await;
+            if let Err(Ok(lost)) = tx.send(claimed) {
+                for c in &lost {
+                    inner.release_held(c);
+                }
+                if !lost.is_empty() {
+                    inner.strays.store(true, Ordering::Release);
+                }
+            }
+        });
         Box::pin(async move {
-            if inner.closing.load(Ordering::Acquire) {
-                return Ok(Vec::new());
-            }
-            let c = inner.client().await?;
-            let node = inner.node();
-            let rows = sql::claim(&c, &source, now_ms, limit.min(10_000) as i64, node)
-                .await
-                .map_err(|e| inner.db_error(e))?;
-            let mut claims: Vec<Claim> = rows
-                .iter()
-                .map(|r| {
-                    let replay: i64 = r.get(1);
-                    Claim {
-                        id: EventId(r.get::<_, i64>(0) as u64),
-                        replay: (replay != 0).then_some(replay as u64),
-                        attempt: r.get::<_, i32>(2) as u32,
-                        due_ms: r.get::<_, i64>(3) as u64,
-                        order_key: r.get(4),
-                        source: source.clone(),
-                        token: r.get::<_, i64>(5) as u64,
-                    }
-                })
-                .collect();
-            // UPDATE .. RETURNING does not keep the CTE's order.
-            claims.sort_by_key(|c| (c.due_ms, c.id));
-            let mut held = inner.held.lock().expect("held lock");
-            for c in &claims {
-                held.insert(
-                    (c.id.0 as i64, c.replay.unwrap_or(0) as i64),
-                    c.token as i64,
-                );
-            }
-            Ok(claims)
+            rx.await
+                .unwrap_or(Err(JournalError::Unavailable("the claim was interrupted")))
         })
     }
 
@@ -873,6 +907,10 @@ impl Journal for PostgresJournal {
     }
 
     fn settle(&self, claim: Claim, attempt: Attempt, next: Next) -> JournalFuture<()> {
+        // The claim ends with this call, whatever its result: once committed, or (when
+        // the outcome could not be journaled) given back by `release_strays`, so that
+        // the delivery happens again, as on redb. The settle writer does the
+        // bookkeeping, so a caller that goes away meanwhile changes nothing.
         let (reply, rx) = oneshot::channel();
         let op = SettleOp {
             claim,
@@ -880,11 +918,13 @@ impl Journal for PostgresJournal {
             next,
             reply,
         };
-        let sent = match &*self.settles.lock().expect("queue lock") {
-            Some(tx) => tx.try_send(op).is_ok(),
-            None => false,
+        let refused = match &*self.settles.lock().expect("queue lock") {
+            Some(tx) => tx.try_send(op).err().map(|e| e.into_inner()),
+            None => Some(op),
         };
-        if !sent {
+        if let Some(op) = refused {
+            self.inner.release_held(&op.claim);
+            self.inner.strays.store(true, Ordering::Release);
             return done(Err(JournalError::Unavailable(
                 "shutting down or over the settle bound",
             )));
@@ -901,11 +941,40 @@ impl Journal for PostgresJournal {
             return done(Ok(()));
         }
         let inner = self.inner.clone();
+        // No longer held here from now on; if the database cannot be told, the claims
+        // are given back by `release_strays` once it answers again. Runs to its end on
+        // the journal's runtime even when the caller goes away.
+        for c in &claims {
+            inner.release_held(c);
+        }
+        let ids: Vec<i64> = claims.iter().map(|c| c.id.0 as i64).collect();
+        let replays: Vec<i64> = claims
+            .iter()
+            .map(|c| c.replay.unwrap_or(0) as i64)
+            .collect();
+        let tokens: Vec<i64> = claims.iter().map(|c| c.token as i64).collect();
+        let (tx, rx) = oneshot::channel();
+        self.inner.runtime.spawn(async move {
+            let released = async {
+                let c = inner.client().await?;
+                let n = sql::abandon(&c, inner.node(), &ids, &replays, &tokens)
+                    .await
+                    .map_err(|e| inner.db_error(e))?;
+                if n > 0 {
+                    let _ = sql::notify(&c, 0).await;
+                }
+                Ok(())
+            }
+            .await;
+            if released.is_err() {
+                inner.strays.store(true, Ordering::Release);
+            }
+            let _ = tx.send(released);
+        });
         Box::pin(async move {
-            // Not ours any more whatever happens: if the database cannot be told now,
-            // the sweep gives the claims back once it answers.
-            inner.forget(&claims);
-            give_back(&inner, &claims).await
+            rx.await.unwrap_or(Err(JournalError::Unavailable(
+                "giving back was interrupted",
+            )))
         })
     }
 
@@ -1130,7 +1199,7 @@ impl Journal for PostgresJournal {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!(error = %e, "leaving the cluster failed; the lease runs out instead")
+                        tracing::warn!(error = %describe(&e), "leaving the cluster failed; the lease runs out instead")
                     }
                 }
             }
@@ -1140,22 +1209,59 @@ impl Journal for PostgresJournal {
     }
 }
 
-/// Gives claims back: due again at once, for any node.
-async fn give_back(inner: &Inner, claims: &[Claim]) -> Result<(), JournalError> {
-    let ids: Vec<i64> = claims.iter().map(|c| c.id.0 as i64).collect();
-    let replays: Vec<i64> = claims
-        .iter()
-        .map(|c| c.replay.unwrap_or(0) as i64)
-        .collect();
-    let tokens: Vec<i64> = claims.iter().map(|c| c.token as i64).collect();
-    let c = inner.client().await?;
-    let n = sql::abandon(&c, inner.node(), &ids, &replays, &tokens)
-        .await
-        .map_err(|e| inner.db_error(e))?;
-    if n > 0 {
-        let _ = sql::notify(&c, 0).await;
+/// One claim statement; the claims it took are in `held` before it returns.
+async fn claim_now(
+    inner: &Inner,
+    source: Arc<str>,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Vec<Claim>, JournalError> {
+    if inner.closing.load(Ordering::Acquire) {
+        return Ok(Vec::new());
     }
-    Ok(())
+    let c = inner.client().await?;
+    let _claiming = inner.claiming.read().await;
+    let node = inner.node();
+    let claimed = tokio::time::timeout(
+        ROUND_TRIP,
+        sql::claim(&c, &source, now_ms, limit.min(10_000) as i64, node),
+    )
+    .await;
+    let rows = match claimed {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => {
+            // The claims may have been taken with the answer lost.
+            inner.strays.store(true, Ordering::Release);
+            return Err(inner.db_error(e));
+        }
+        Err(_) => {
+            inner.strays.store(true, Ordering::Release);
+            return Err(no_answer(inner, c, ROUND_TRIP));
+        }
+    };
+    let mut claims: Vec<Claim> = rows
+        .iter()
+        .map(|r| {
+            let replay: i64 = r.get(1);
+            Claim {
+                id: EventId(r.get::<_, i64>(0) as u64),
+                replay: (replay != 0).then_some(replay as u64),
+                attempt: r.get::<_, i32>(2) as u32,
+                due_ms: r.get::<_, i64>(3) as u64,
+                order_key: r.get(4),
+                source: source.clone(),
+                token: r.get::<_, i64>(5) as u64,
+            }
+        })
+        .collect();
+    // UPDATE .. RETURNING does not keep the CTE's order.
+    claims.sort_by_key(|c| (c.due_ms, c.id));
+    inner.held.lock().expect("held lock").extend(
+        claims
+            .iter()
+            .map(|c| ((c.id.0, c.replay.unwrap_or(0)), c.token)),
+    );
+    Ok(claims)
 }
 
 /// One append waiting for its commit.
@@ -1225,7 +1331,7 @@ async fn append_writer(inner: Arc<Inner>, rx: Arc<tokio::sync::Mutex<mpsc::Recei
                 tracing::error!(error = %e, batch = batch.len(), "journal commit failed; nothing in this batch was acknowledged");
                 metrics::counter!("hookbox_journal_commit_failures_total").increment(1);
                 for op in batch {
-                    let _ = op.reply.send(Err(JournalError::Storage(e.to_string())));
+                    let _ = op.reply.send(Err(e.again()));
                 }
             }
         }
@@ -1380,8 +1486,10 @@ async fn write_appends_once(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<App
         }
         txn.commit().await?;
         Ok::<_, tokio_postgres::Error>(results)
-    }
-    .await;
+    };
+    let Ok(result) = tokio::time::timeout(ROUND_TRIP, result).await else {
+        return Err(Failed::Journal(no_answer(inner, client, ROUND_TRIP)));
+    };
     match result {
         Ok(r) => {
             if !new_sources.is_empty() {
@@ -1409,9 +1517,11 @@ async fn settle_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<SettleOp>) {
                 Err(_) => break,
             }
         }
-        let result = write_settles(&inner, &batch).await;
-        inner.forget(batch.iter().map(|op| &op.claim));
-        match result {
+        let written = write_settles(&inner, &batch).await;
+        for op in &batch {
+            inner.release_held(&op.claim);
+        }
+        match written {
             Ok(held) => {
                 for (op, held) in batch.into_iter().zip(held) {
                     let r = if held {
@@ -1426,10 +1536,10 @@ async fn settle_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<SettleOp>) {
                 }
             }
             Err(e) => {
-                // Not recorded, and the claims are still this node's in the database
-                // while it no longer runs them: the sweep gives them back.
+                // Not journaled: the claims are given back once the database answers.
+                inner.strays.store(true, Ordering::Release);
                 for op in batch {
-                    let _ = op.reply.send(Err(JournalError::Storage(e.to_string())));
+                    let _ = op.reply.send(Err(e.again()));
                 }
             }
         }
@@ -1493,9 +1603,11 @@ async fn write_settles(inner: &Inner, batch: &[SettleOp]) -> Result<Vec<bool>, J
         let held = sql::pipelined(settles.iter().map(|s| sql::settle(&txn, node, s))).await?;
         txn.commit().await?;
         Ok::<_, tokio_postgres::Error>(held)
+    };
+    match tokio::time::timeout(ROUND_TRIP, result).await {
+        Ok(result) => result.map_err(|e| inner.db_error(e)),
+        Err(_) => Err(no_answer(inner, client, ROUND_TRIP)),
     }
-    .await;
-    result.map_err(|e| inner.db_error(e))
 }
 
 /// Renews the node's lease every third of it and reaps nodes whose lease ran out. A
@@ -1527,19 +1639,10 @@ async fn heartbeat(inner: Arc<Inner>) {
                             .store(started + duration_ms(inner.lease), Ordering::Release);
                     }
                     Ok(None) => tracing::error!("64 nodes are registered; cannot register again"),
-                    Err(e) => tracing::warn!(error = %e, "registering again failed"),
+                    Err(e) => tracing::warn!(error = %describe(&e), "registering again failed"),
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-        }
-        let held = inner.held_now();
-        match sql::sweep(&c, inner.node(), started as i64 - SWEEP_GRACE_MS, &held).await {
-            Ok(n) if n > 0 => {
-                tracing::info!(claims = n, "gave back claims this node no longer runs");
-                let _ = sql::notify(&c, 0).await;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %describe(&e), "sweeping stale claims failed"),
+            Err(e) => tracing::warn!(error = %describe(&e), "heartbeat failed"),
         }
         match sql::reap(&c).await {
             Ok(n) if n > 0 => {
@@ -1548,7 +1651,7 @@ async fn heartbeat(inner: Arc<Inner>) {
                 inner.wake(0);
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reaping dead nodes failed"),
+            Err(e) => tracing::warn!(error = %describe(&e), "reaping dead nodes failed"),
         }
     }
 }
@@ -1571,14 +1674,20 @@ async fn refresh(inner: Arc<Inner>) {
             }
         }
         let got = match inner.pool.get().await {
-            Ok(c) => sql::backlogs(&c).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(c) => match tokio::time::timeout(PROBE, sql::backlogs(&c)).await {
+                Ok(rows) => rows.map_err(|e| describe(&e)),
+                Err(_) => Err(no_answer(&inner, c, PROBE).to_string()),
+            },
+            Err(e) => Err(chain(&e)),
         };
         match got {
             Ok(rows) => {
                 let was = inner.healthy.swap(true, Ordering::AcqRel);
                 if !was {
                     tracing::info!("the database is reachable again");
+                }
+                if inner.strays.swap(false, Ordering::AcqRel) {
+                    release_strays(&inner).await;
                 }
                 let mut backlog = inner.backlog.write().expect("backlog lock");
                 let mut known = inner.known_sources.lock().expect("sources lock");
@@ -1592,6 +1701,45 @@ async fn refresh(inner: Arc<Inner>) {
                     tracing::error!(error = %e, "the database is unreachable: ingest answers 503 until it is back");
                 }
             }
+        }
+    }
+}
+
+/// Gives back every claim the database says this node has but that nothing here holds
+/// any more: deliveries whose outcome could not be journaled, claims whose answer was
+/// lost with the connection. They are due again at once (at least once, as on redb).
+async fn release_strays(inner: &Inner) {
+    let released = async {
+        let c = inner.client().await?;
+        let _no_claims = inner.claiming.write().await;
+        let (ids, replays): (Vec<i64>, Vec<i64>) = inner
+            .held
+            .lock()
+            .expect("held lock")
+            .keys()
+            .map(|&(id, replay)| (id as i64, replay as i64))
+            .unzip();
+        let n = sql::release_unheld(&c, inner.node(), &ids, &replays)
+            .await
+            .map_err(|e| inner.db_error(e))?;
+        if n > 0 {
+            let _ = sql::notify(&c, 0).await;
+        }
+        Ok::<_, JournalError>(n)
+    }
+    .await;
+    match released {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!(
+                claims = n,
+                "gave back deliveries whose outcome could not be journaled; they happen again"
+            );
+            inner.wake(0);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "giving back unjournaled claims failed; trying again");
+            inner.strays.store(true, Ordering::Release);
         }
     }
 }
@@ -1614,7 +1762,9 @@ async fn listen(inner: Arc<Inner>, conn: Connection, listening: oneshot::Sender<
                     }
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "LISTEN connection failed; polling meanwhile"),
+            Err(e) => {
+                tracing::debug!(error = %describe(&e), "LISTEN connection failed; polling meanwhile")
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

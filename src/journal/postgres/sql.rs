@@ -73,7 +73,6 @@ CREATE TABLE hookbox_deliveries (
     dead_ms bigint,
     owner bigint,
     token bigint NOT NULL DEFAULT 0,
-    claimed_ms bigint,
     PRIMARY KEY (event_id, target, replay)
 ) PARTITION BY RANGE (event_id);
 CREATE INDEX hookbox_deliveries_due ON hookbox_deliveries (source, due_ms, event_id)
@@ -421,7 +420,7 @@ pub(super) async fn claim<C: GenericClient>(
            ORDER BY d.due_ms, d.event_id
            LIMIT $3
            FOR UPDATE OF d SKIP LOCKED)
-         UPDATE hookbox_deliveries d SET owner = $4, token = d.token + 1, claimed_ms = $2
+         UPDATE hookbox_deliveries d SET owner = $4, token = d.token + 1
          FROM c WHERE d.event_id = c.event_id AND d.target = c.target AND d.replay = c.replay
          RETURNING d.event_id, d.replay, d.attempt, d.due_ms, d.order_key, d.token",
         &[&source, &now_ms, &limit, &node],
@@ -518,23 +517,21 @@ pub(super) async fn abandon<C: GenericClient>(
     .await
 }
 
-/// Gives back the claims of `node` made before `before_ms` that it does not hold any
-/// more (`held`: events, replays, tokens): their settle failed, or the answer to the
-/// claim never reached the node.
-pub(super) async fn sweep<C: GenericClient>(
+/// Gives back every claim of `node` but those listed as (event, replay); returns how
+/// many.
+pub(super) async fn release_unheld<C: GenericClient>(
     c: &C,
     node: i64,
-    before_ms: i64,
-    held: &(Vec<i64>, Vec<i64>, Vec<i64>),
+    ids: &[i64],
+    replays: &[i64],
 ) -> Result<u64, Error> {
     execute(
         c,
         "UPDATE hookbox_deliveries d SET owner = NULL
-         WHERE d.owner = $1 AND d.claimed_ms < $2
-           AND NOT EXISTS (
-             SELECT 1 FROM unnest($3::bigint[], $4::bigint[], $5::bigint[]) AS h(e, r, t)
-             WHERE h.e = d.event_id AND h.r = d.replay AND h.t = d.token)",
-        &[&node, &before_ms, &held.0, &held.1, &held.2],
+         WHERE d.owner = $1 AND NOT EXISTS (
+           SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS h(event_id, replay)
+           WHERE h.event_id = d.event_id AND h.replay = d.replay)",
+        &[&node, &ids, &replays],
     )
     .await
 }

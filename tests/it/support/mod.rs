@@ -12,6 +12,7 @@ pub(crate) mod downstream;
 pub(crate) mod events;
 pub(crate) mod faults;
 pub(crate) mod pg;
+pub(crate) mod pgproxy;
 pub(crate) mod schemes;
 pub(crate) mod server;
 

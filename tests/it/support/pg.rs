@@ -60,11 +60,41 @@ impl TestDb {
         })
     }
 
+    /// The test database's URL with the server's address replaced by `addr` (a proxy in
+    /// front of it) and `params` as its query string (`sslmode=disable`, say).
+    pub(crate) fn url_via(&self, addr: impl std::fmt::Display, params: &str) -> String {
+        let (scheme, rest) = self.url.split_once("://").expect("a URL");
+        let (authority, _) = rest.split_once('/').expect("a database name");
+        let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
+        format!(
+            "{scheme}://{}{addr}/{}?{params}",
+            user.unwrap_or_default(),
+            self.name
+        )
+    }
+
     /// A connection to the test database, for statements a test makes itself.
     pub(crate) async fn client(&self) -> tokio_postgres::Client {
         let url = self.url.replace("?sslmode=disable", "");
         connect(&url).await.expect("connect to the test database")
     }
+}
+
+/// The address of the PostgreSQL server the tests use (for a proxy in front of it).
+pub(crate) async fn server_addr() -> std::net::SocketAddr {
+    let admin = admin_url();
+    let rest = admin.split_once("://").map_or(admin.as_str(), |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    let mut addrs = tokio::net::lookup_host(&host)
+        .await
+        .expect("resolve the PostgreSQL server");
+    addrs.next().expect("an address for the PostgreSQL server")
 }
 
 impl Drop for TestDb {
