@@ -703,6 +703,231 @@ impl SourceConfig {
     }
 }
 
+/// The prefix of environment overrides: `HOOKBOX_` and then the key's path, its parts
+/// joined by `__` (two underscores), as in `HOOKBOX_SERVER__LISTEN`.
+pub const ENV_PREFIX: &str = "HOOKBOX_";
+
+/// One environment override applied to the configuration: where, and by which variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvOverride {
+    /// The key it set, as a path (`server.listen`, `source[0].secrets`).
+    pub key: String,
+    /// The variable (`HOOKBOX_SERVER__LISTEN`).
+    pub var: String,
+}
+
+impl Config {
+    /// Parses TOML text, applies environment overrides from `vars`, then validates; the
+    /// binary passes the process environment, tests pass what they like.
+    ///
+    /// A variable `HOOKBOX_<PATH>` overrides the key at `<PATH>`: its parts are joined
+    /// by `__` and matched case-insensitively (`HOOKBOX_SERVER__LISTEN` is
+    /// `server.listen`, `HOOKBOX_SERVER__REDRIVE__AFTER` is `server.redrive.after`). An
+    /// element of `[[source]]` or `[[destination]]` is chosen by its index or by its
+    /// name (`HOOKBOX_SOURCE__STRIPE__SECRETS`, with `-` and `.` in names written `_`).
+    /// The value is read as TOML (`100`, `true`, `["a", "b"]`) and taken as a string
+    /// when it is not TOML (`127.0.0.1:9000`); quote it to force a string (`"'123'"`).
+    /// Secrets keep `env:` and `file:`. Variables with a single `_` after the prefix
+    /// (`HOOKBOX_LOG`, `HOOKBOX_CONFIG`) are not overrides. Errors name the variable.
+    pub fn from_toml_with_env(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Self, Vec<EnvOverride>), ConfigError> {
+        let (table, applied) = merged_table(text, vars)?;
+        if applied.is_empty() {
+            return Config::from_toml(text).map(|c| (c, applied));
+        }
+        let merged = toml::to_string(&table)
+            .map_err(|e| ConfigError::new("document", format!("after the overrides: {e}")))?;
+        let config = Config::from_toml(&merged).map_err(|mut e| {
+            // Line numbers of the merged text would mislead: keep the key's path.
+            if let Some(at) = e.key.find(" (line ") {
+                e.key.truncate(at);
+            }
+            let under = |o: &EnvOverride| {
+                e.key == o.key
+                    || e.key.starts_with(&format!("{}.", o.key))
+                    || e.key.starts_with(&format!("{}[", o.key))
+            };
+            if let Some(o) = applied.iter().find(|o| under(o)) {
+                e.problem = format!("{} (set by {})", e.problem, o.var);
+            }
+            e
+        })?;
+        Ok((config, applied))
+    }
+
+    /// The configuration `text` with the overrides of `vars` applied, as TOML, with every
+    /// secret redacted (`hookbox serve --print-config`).
+    pub fn effective_toml(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<String, ConfigError> {
+        let (mut table, _) = merged_table(text, vars)?;
+        redact(&mut table);
+        toml::to_string(&table).map_err(|e| ConfigError::new("document", e.to_string()))
+    }
+}
+
+/// Parses `text` and applies the overrides in `vars`.
+fn merged_table(
+    text: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<(toml::Table, Vec<EnvOverride>), ConfigError> {
+    let mut table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        // The same error, with its key, as the typed parse reports it.
+        Err(_) => {
+            return Err(Config::from_toml(text)
+                .err()
+                .unwrap_or_else(|| ConfigError::new("document", "not a TOML document")))
+        }
+    };
+    let mut vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(ENV_PREFIX)
+                .is_some_and(|rest| rest.contains("__"))
+        })
+        .collect();
+    vars.sort();
+    let mut applied = Vec::new();
+    for (var, raw) in vars {
+        let path: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|p| p.to_ascii_lowercase())
+            .collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::new(
+                &var,
+                "an empty part in the variable's name",
+            ));
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let key =
+            set(&mut table, &path, value).map_err(|problem| ConfigError::new(&var, problem))?;
+        applied.push(EnvOverride { key, var });
+    }
+    Ok((table, applied))
+}
+
+/// Sets `path` in `table` to `value`; returns the key as a path (`source[1].secrets`).
+fn set(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<String, String> {
+    let (first, rest) = path.split_first().expect("a non-empty path");
+    let list = match first.as_str() {
+        "source" | "destination" => true,
+        "server" | "admin" => false,
+        other => {
+            return Err(format!(
+                "`{other}` is not a table of the configuration (server, admin, source, destination)"
+            ))
+        }
+    };
+    if !list {
+        let mut key = first.clone();
+        let mut at = table
+            .entry(first.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        for (i, part) in rest.iter().enumerate() {
+            let t = at
+                .as_table_mut()
+                .ok_or_else(|| format!("`{key}` is not a table"))?;
+            key = format!("{key}.{part}");
+            if i + 1 == rest.len() {
+                t.insert(part.clone(), value);
+                return Ok(key);
+            }
+            at = t
+                .entry(part.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        }
+        return Err(format!("names the table `{first}`, not a key in it"));
+    }
+    let Some((selector, keys)) = rest.split_first() else {
+        return Err(format!("names `[[{first}]]`, not one of its keys"));
+    };
+    if keys.is_empty() {
+        return Err(format!("names a `[[{first}]]`, not one of its keys"));
+    }
+    let items = table
+        .get_mut(first.as_str())
+        .and_then(toml::Value::as_array_mut)
+        .ok_or_else(|| format!("there is no `[[{first}]]` to override"))?;
+    let norm = |s: &str| s.to_ascii_lowercase().replace(['-', '.'], "_");
+    let index = match selector.parse::<usize>() {
+        Ok(i) if i < items.len() => i,
+        Ok(i) => {
+            return Err(format!(
+                "there is no `{first}[{i}]` ({} configured)",
+                items.len()
+            ))
+        }
+        Err(_) => items
+            .iter()
+            .position(|item| {
+                item.get("name")
+                    .and_then(toml::Value::as_str)
+                    .is_some_and(|n| norm(n) == *selector)
+            })
+            .ok_or_else(|| format!("no `[[{first}]]` is named `{selector}`"))?,
+    };
+    let item = items[index]
+        .as_table_mut()
+        .ok_or_else(|| format!("`{first}[{index}]` is not a table"))?;
+    let mut key = format!("{first}[{index}]");
+    let mut at = item;
+    for (i, part) in keys.iter().enumerate() {
+        key = format!("{key}.{part}");
+        if i + 1 == keys.len() {
+            at.insert(part.clone(), value);
+            return Ok(key);
+        }
+        at = at
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("`{key}` is not a table"))?;
+    }
+    unreachable!("keys is not empty")
+}
+
+/// Replaces every secret with `[redacted]`: inline secrets, tokens, signing secrets,
+/// and a database URL's password. `env:` and `file:` references are shown as written.
+fn redact(table: &mut toml::Table) {
+    fn hide(v: &mut toml::Value) {
+        match v {
+            toml::Value::String(s) if !(s.starts_with("env:") || s.starts_with("file:")) => {
+                *s = "[redacted]".to_owned();
+            }
+            toml::Value::Array(items) => items.iter_mut().for_each(hide),
+            _ => {}
+        }
+    }
+    if let Some(admin) = table.get_mut("admin").and_then(toml::Value::as_table_mut) {
+        admin.get_mut("token").map(hide);
+    }
+    if let Some(server) = table.get_mut("server").and_then(toml::Value::as_table_mut) {
+        if let Some(toml::Value::String(url)) = server.get_mut("journal") {
+            if crate::journal::is_url(url) {
+                *url = crate::journal::redact_url(url);
+            }
+        }
+    }
+    for (list, key) in [("source", "secrets"), ("destination", "signing_secret")] {
+        if let Some(items) = table.get_mut(list).and_then(toml::Value::as_array_mut) {
+            for item in items.iter_mut().filter_map(toml::Value::as_table_mut) {
+                item.get_mut(key).map(hide);
+                if let Some(headers) = item.get_mut("headers").and_then(toml::Value::as_table_mut) {
+                    headers.iter_mut().for_each(|(_, v)| hide(v));
+                }
+            }
+        }
+    }
+}
+
 /// The dotted key at byte `offset` of `text`, best effort: the nearest table header and
 /// the key on that line.
 fn locate(text: &str, offset: usize) -> String {
@@ -764,6 +989,129 @@ secrets = ["env:GH"]
 dedup_window = "7d"
 max_body = "512KiB"
 "#;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_apply_after_the_file_and_before_validation() {
+        let (c, applied) = Config::from_toml_with_env(
+            GOOD,
+            vars(&[
+                ("HOOKBOX_SERVER__LISTEN", "127.0.0.1:9000"),
+                ("HOOKBOX_SERVER__MAX_IN_FLIGHT", "64"),
+                ("HOOKBOX_SERVER__REDRIVE__AFTER", "1h"),
+                ("HOOKBOX_SOURCE__GITHUB__SECRETS", r#"["env:A", "env:B"]"#),
+                ("HOOKBOX_SOURCE__0__MAX_BODY", "1MiB"),
+                ("HOOKBOX_LOG", "debug"),
+                ("HOOKBOX_ADMIN_TOKEN", "not an override"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.server.max_in_flight, Some(64));
+        assert_eq!(
+            c.server.redrive.map(|r| r.after),
+            Some(HumanDuration(Duration::from_secs(3600)))
+        );
+        assert_eq!(c.sources[0].secrets, ["env:A", "env:B"]);
+        assert_eq!(c.sources[0].max_body, Some(ByteSize(1 << 20)));
+        assert_eq!(
+            c.server.request_timeout,
+            Some(HumanDuration(Duration::from_millis(250))),
+            "the file's value stays"
+        );
+        let keys: Vec<_> = applied.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.listen",
+                "server.max_in_flight",
+                "server.redrive.after",
+                "source[0].max_body",
+                "source[0].secrets"
+            ]
+        );
+        // No override: the file as it is, with its line numbers in errors.
+        let (plain, none) = Config::from_toml_with_env(GOOD, vars(&[])).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(plain.server.listen.to_string(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn environment_override_errors_name_the_variable() {
+        let err = |pairs: &[(&str, &str)]| {
+            Config::from_toml_with_env(GOOD, vars(pairs))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&[("HOOKBOX_SERVER__MAX_IN_FLIGHT", "many")]);
+        assert!(
+            e.starts_with("server.max_in_flight:")
+                && e.contains("(set by HOOKBOX_SERVER__MAX_IN_FLIGHT)"),
+            "{e}"
+        );
+        let e = err(&[("HOOKBOX_SERVER__LISTN", "x")]);
+        assert!(
+            e.contains("listn") && e.contains("HOOKBOX_SERVER__LISTN"),
+            "{e}"
+        );
+        let e = err(&[("HOOKBOX_SERVRE__LISTEN", "x")]);
+        assert!(e.starts_with("HOOKBOX_SERVRE__LISTEN:"), "{e}");
+        let e = err(&[("HOOKBOX_SOURCE__STRIPE__PATH", "/x")]);
+        assert!(e.contains("no `[[source]]` is named `stripe`"), "{e}");
+        let e = err(&[("HOOKBOX_SOURCE__3__PATH", "/x")]);
+        assert!(e.contains("there is no `source[3]`"), "{e}");
+        let e = err(&[("HOOKBOX_DESTINATION__0__URL", "http://x")]);
+        assert!(e.contains("no `[[destination]]`"), "{e}");
+        let e = err(&[("HOOKBOX_SERVER__", "x")]);
+        assert!(e.contains("empty part"), "{e}");
+        let e = err(&[("HOOKBOX_SOURCE__0__SCHEME", "gitlub")]);
+        assert!(
+            e.starts_with("source[0].scheme:") && e.contains("HOOKBOX_SOURCE__0__SCHEME"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_effective_configuration_shows_no_secret() {
+        let text = format!(
+            "{GOOD}\n[admin]\ntoken = \"admin-s3cret\"\n\n[[destination]]\nname = \"app\"\n\
+             url = \"http://127.0.0.1:1/\"\nsigning_secret = \"whsec_c2VjcmV0\"\n\
+             headers = {{ authorization = \"Bearer tok\" }}\n"
+        );
+        let shown = Config::effective_toml(
+            &text,
+            vars(&[
+                ("HOOKBOX_SERVER__JOURNAL", "postgres://hb:pw123@db/hookbox"),
+                (
+                    "HOOKBOX_SOURCE__0__SECRETS",
+                    r#"["inline-secret", "env:GH2"]"#,
+                ),
+            ]),
+        )
+        .unwrap();
+        for secret in [
+            "admin-s3cret",
+            "whsec_c2VjcmV0",
+            "Bearer tok",
+            "pw123",
+            "inline-secret",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
+        }
+        assert!(
+            shown.contains("postgres://hb:[redacted]@db/hookbox"),
+            "{shown}"
+        );
+        assert!(shown.contains("env:GH2"), "references are shown as written");
+        assert!(shown.contains("listen = \"127.0.0.1:0\""), "{shown}");
+    }
 
     #[test]
     fn parses_durations_and_sizes() {

@@ -76,8 +76,8 @@ mod verify;
 pub use actix;
 pub use actor::{RedrivePolicy, Route, Runtime, RuntimeBuilder, SourceOptions, SourceStats};
 pub use config::{
-    AdminConfig, Backoff, ByteSize, Config, ConfigError, DestinationConfig, HumanDuration,
-    RedriveConfig, RetryConfig, ServerConfig, SourceConfig,
+    AdminConfig, Backoff, ByteSize, Config, ConfigError, DestinationConfig, EnvOverride,
+    HumanDuration, RedriveConfig, RetryConfig, ServerConfig, SourceConfig, ENV_PREFIX,
 };
 pub use error::{BuildError, Error, ErrorKind, VerifyError};
 pub use event::{Event, Verified};

@@ -151,6 +151,10 @@ struct ServeArgs {
     /// Override `server.listen` (e.g. `127.0.0.1:0` for an ephemeral port).
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// Print the effective configuration (the file with the `HOOKBOX_*__*` environment
+    /// overrides applied, every secret redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 /// A usage error: message for stderr, exit 2.
@@ -387,11 +391,20 @@ fn resolve_secret(spec: &str) -> Result<String, String> {
     }
 }
 
+/// The configuration in `text` with the environment's `HOOKBOX_*__*` overrides.
+fn load_config(path: &std::path::Path, text: &str) -> Result<hookbox::Config, Usage> {
+    let (config, applied) = hookbox::Config::from_toml_with_env(text, std::env::vars())
+        .map_err(|e| Usage(format!("{}: {e}", path.display())))?;
+    for o in applied {
+        tracing::info!(key = %o.key, var = %o.var, "configuration key set from the environment");
+    }
+    Ok(config)
+}
+
 fn migrate(args: MigrateArgs) -> Result<ExitCode, Usage> {
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
-    let config = hookbox::Config::from_toml(&text)
-        .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    let config = load_config(&args.config, &text)?;
     let target = resolve_secret(&config.server.journal)
         .map_err(|e| Usage(format!("server.journal: {e}")))?;
     let target = target.trim();
@@ -427,8 +440,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Usage> {
         .init();
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
-    let mut config = hookbox::Config::from_toml(&text)
-        .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+    if args.print_config {
+        let shown = hookbox::Config::effective_toml(&text, std::env::vars())
+            .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+        print!("{shown}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut config = load_config(&args.config, &text)?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }

@@ -33,7 +33,7 @@ mod tables;
 mod writer;
 
 pub use error::{JournalError, OpenError};
-pub(crate) use postgres::is_url;
+pub(crate) use postgres::{is_url, redact as redact_url};
 pub use postgres::{PostgresJournal, PostgresJournalBuilder, SslMode};
 pub(crate) use record::{duration_ms, millis, millis_after};
 pub use record::{EventSummary, StoredEvent};

@@ -125,7 +125,7 @@ impl std::fmt::Debug for PostgresJournalBuilder {
 /// The URL with its password replaced, for logs and errors: the one in the user info
 /// and a `password` parameter of the query string alike. A URL without a password is
 /// shown as it is.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "[unparsed]".to_owned();
     };
