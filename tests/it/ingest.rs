@@ -273,3 +273,28 @@ async fn a_request_that_takes_too_long_gets_503() {
     );
     assert!(retry.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shed_request_whose_client_writes_the_whole_body_first_gets_its_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(RedbJournal::open(dir.path().join("j.redb")).unwrap());
+    let hb = Hookbox::new(journal).source(Source::new("sw", verifier()).max_backlog(Some(0)));
+    let addr = serve(Router::new().route_service("/hooks/sw", hb.endpoint("sw"))).await;
+    // Within what a refused body is drained, far beyond what the sockets buffer.
+    let body = vec![b' '; 12 << 20];
+    let head = format!(
+        "POST /hooks/sw HTTP/1.1\r\nHost: hookbox\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    for round in 0..3 {
+        let answer = crate::verify_layer::post_whole_then_read(addr, &head, &body)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the connection broke: {e}"));
+        assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after"),
+            "{answer}"
+        );
+        assert!(answer.contains("backlog_full"), "{answer}");
+    }
+}

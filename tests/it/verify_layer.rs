@@ -349,3 +349,73 @@ async fn a_stale_signature_is_refused_at_the_edge() {
         (401, Some("timestamp_out_of_tolerance"))
     );
 }
+
+/// Writes `head` and then the whole of `body` (as a client that reads only after
+/// sending would), then reads the answer to the end; `Err` when the server broke the
+/// connection while the body was being written.
+pub(crate) async fn post_whole_then_read(
+    addr: std::net::SocketAddr,
+    head: &str,
+    body: &[u8],
+) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body).await?;
+    s.flush().await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer))
+        .await
+        .expect("the answer comes")?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_writes_a_whole_oversized_body_before_reading_gets_its_413() {
+    let verifier = Verifier::builder("github")
+        .secret("s3cret")
+        .build()
+        .unwrap();
+    let addr = serve(
+        Router::new()
+            .route("/hook", post(|| async { "never" }))
+            .layer(VerifyLayer::new("gh", verifier).max_body(1 << 20)),
+    )
+    .await;
+    // Far more than the sockets buffer on loopback, within what is drained.
+    let body = vec![b'x'; 12 << 20];
+    // Declared: refused before reading; streamed (chunked): refused at the limit.
+    let declared = format!(
+        "POST /hook HTTP/1.1\r\nHost: hookbox\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut chunked = Vec::new();
+    for part in body.chunks(64 << 10) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let streamed =
+        "POST /hook HTTP/1.1\r\nHost: hookbox\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (what, head, body) in [
+        ("declared", declared.as_str(), &body),
+        ("streamed", streamed, &chunked),
+    ] {
+        for round in 0..3 {
+            let answer = post_whole_then_read(addr, head, body)
+                .await
+                .unwrap_or_else(|e| panic!("{what}, round {round}: the connection broke: {e}"));
+            assert!(answer.starts_with("HTTP/1.1 413"), "{what}: {answer}");
+            assert!(
+                answer.contains("application/problem+json"),
+                "{what}: {answer}"
+            );
+            assert!(answer.contains("body_too_large"), "{what}: {answer}");
+            assert!(
+                answer.to_ascii_lowercase().contains("connection: close"),
+                "{what}: {answer}"
+            );
+        }
+    }
+}

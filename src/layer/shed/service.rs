@@ -13,6 +13,7 @@ use tower_service::Service;
 
 use crate::journal::Journal;
 use crate::layer::problem::{problem, retry_after};
+use crate::layer::{closing, drain};
 
 /// Applies [`Shed`].
 ///
@@ -188,7 +189,8 @@ impl<S, B> Service<Request<B>> for Shed<S>
 where
     S: Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
-    B: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
 {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -199,8 +201,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> BoxFut {
+        // Refused before the body is read: the body is drained (bounded) while the
+        // refusal is answered, and the connection closes after it.
         if let Some(res) = self.config.check() {
-            return Box::pin(std::future::ready(Ok(res)));
+            drain(req.into_body());
+            return Box::pin(std::future::ready(Ok(closing(res))));
         }
         let source = self.config.source.clone();
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
@@ -214,7 +219,8 @@ where
                 ),
                 1,
             );
-            return Box::pin(std::future::ready(Ok(res)));
+            drain(req.into_body());
+            return Box::pin(std::future::ready(Ok(closing(res))));
         };
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

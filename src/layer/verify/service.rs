@@ -3,15 +3,16 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use axum::body::Body;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body as HttpBody;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use tower_service::Service;
 
 use super::layer::Config;
 use super::ResponseFuture;
 use crate::layer::problem::problem;
+use crate::layer::{closing, drain};
 use crate::{ErrorKind, Event, HandshakeReply, Inbound, Verified, VerifyError};
 
 /// Verifies each request's signature before calling the inner service.
@@ -63,6 +64,39 @@ fn refuse(source: &str, e: &VerifyError) -> Response<Body> {
         e.kind().title(),
         e.detail(),
     )
+}
+
+/// Why a body was not read whole.
+enum Unread<B> {
+    /// Over the limit; the rest of the body, to drain.
+    TooLarge(std::pin::Pin<Box<B>>),
+    /// The body failed.
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Reads `body` up to `limit` bytes; over it, hands back what is left of the body.
+async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, Unread<B>>
+where
+    B: HttpBody,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = Box::pin(body);
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Unread::Failed(e.into()))?;
+        if let Ok(mut data) = frame.into_data() {
+            if buf.len() + data.remaining() > limit {
+                return Err(Unread::TooLarge(body));
+            }
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                buf.extend_from_slice(chunk);
+                let n = chunk.len();
+                data.advance(n);
+            }
+        }
+    }
+    Ok(buf.freeze())
 }
 
 fn too_large(source: &str, limit: usize) -> Response<Body> {
@@ -120,7 +154,10 @@ where
             if let Some(answer) = config.verifier.pre_verify_handshake(&empty) {
                 return Ok(match answer {
                     Ok(r) => reply(r),
-                    Err(e) => refuse(source, &e),
+                    Err(e) => {
+                        drain(body);
+                        closing(refuse(source, &e))
+                    }
                 });
             }
             let declared = parts
@@ -129,14 +166,16 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > config.max_body as u64) {
-                return Ok(too_large(source, config.max_body));
+                drain(body);
+                return Ok(closing(too_large(source, config.max_body)));
             }
-            let bytes = match Limited::new(body, config.max_body).collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) if e.is::<LengthLimitError>() => {
-                    return Ok(too_large(source, config.max_body))
+            let bytes = match read_limited(body, config.max_body).await {
+                Ok(b) => b,
+                Err(Unread::TooLarge(rest)) => {
+                    drain(rest);
+                    return Ok(closing(too_large(source, config.max_body)));
                 }
-                Err(e) => {
+                Err(Unread::Failed(e)) => {
                     return Ok(reject(
                         source,
                         "body_unreadable",
