@@ -2,8 +2,8 @@
 //!
 //! The delivery runtime's two figures, for each journal in `HOOKBOX_BENCH_JOURNALS`
 //! (`redb`, `postgres` or both, the default): a [`RedbJournal`] in a temporary
-//! directory, and a [`PostgresJournal`] (one node, default settings) on the run's own
-//! PostgreSQL database.
+//! directory, and a [`PostgresJournal`](hookbox::PostgresJournal) (one node) on the
+//! run's own PostgreSQL database.
 //!
 //! 1. **Throughput**: `HOOKBOX_BENCH_EVENTS` events (default 200,000, about 300 bytes
 //!    each) are journaled first, by 64 concurrent appending tasks (their rate, printed
@@ -22,12 +22,14 @@
 //!    client receiving its `202` to the handler starting, and from sending the
 //!    request to the handler starting. Printed: median and p99.
 //!
-//! PostgreSQL: the run creates its own database `hookbox_bench_<pid>` (on
-//! `HOOKBOX_BENCH_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`),
-//! empties it and checkpoints before each measurement, and drops it at the end; without
-//! a reachable server the PostgreSQL figures are skipped, with a line saying why. The
-//! benchmark runs on a tokio runtime of 2 workers (threads `bench`: appends, HTTP, the
-//! PostgreSQL journal's writer tasks); the runtime's actors run on their own threads.
+//! PostgreSQL: `HOOKBOX_BENCH_PG_WRITERS` and `HOOKBOX_BENCH_PG_POOL` override the
+//! journal's writers and pool size (for exploring; the defaults otherwise). The run
+//! creates its own database `hookbox_bench_<pid>` (on `HOOKBOX_BENCH_DATABASE_URL`,
+//! default `postgres://postgres@127.0.0.1:5432/postgres`), empties it and checkpoints
+//! before each measurement, and drops it at the end; without a reachable server the
+//! PostgreSQL figures are skipped, with a line saying why. The benchmark runs on a
+//! tokio runtime of 2 workers (threads `bench`: appends, HTTP, the PostgreSQL
+//! journal's writer tasks); the runtime's actors run on their own threads.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,9 +39,8 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use bytes::Bytes;
 use hookbox::{
-    AppendOptions, Delivery, EventId, EventMeta, Hookbox, Inbound, Journal, Outcome,
-    PostgresJournal, Query, RedbJournal, Route, Runtime, Scheme, Source, SourceOptions, State,
-    Verifier, VerifyError,
+    AppendOptions, Delivery, EventId, EventMeta, Hookbox, Inbound, Journal, Outcome, Query,
+    RedbJournal, Route, Runtime, Scheme, Source, SourceOptions, State, Verifier, VerifyError,
 };
 use http::HeaderMap;
 
@@ -144,13 +145,7 @@ impl Backend {
             ),
             Backend::Postgres(db) => {
                 db.reset().await;
-                Arc::new(
-                    PostgresJournal::builder(db.url.as_str())
-                        .node("a")
-                        .open()
-                        .await
-                        .expect("PostgreSQL journal"),
-                )
+                Arc::new(db.journal("a").await)
             }
         }
     }
@@ -261,7 +256,12 @@ async fn throughput(backend: &Backend, n: usize, concurrency: usize) {
     }
     let handled_secs = started.elapsed().as_secs_f64();
     // Before the shutdown, which ends the actors' threads (and their CPU counts).
-    let cpu = cpu::snapshot(THREADS).zip(cpu0).map(|(b, a)| b.since(&a));
+    let cpu = cpu::snapshot(THREADS).zip(cpu0);
+    let pids = match backend {
+        Backend::Postgres(db) => Some(db.server_pids().await),
+        Backend::Redb(_) => None,
+    };
+    let cpu = cpu.map(|(after, before)| after.since(&before, pids.as_deref()));
     let left = runtime.shutdown_async(Duration::from_secs(30)).await;
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(
@@ -282,13 +282,18 @@ async fn throughput(backend: &Backend, n: usize, concurrency: usize) {
                 .map(|(label, _)| format!("{label} {:.0}%", pct(c.group(THREADS, label))))
                 .collect();
             s.push(format!("other {:.0}%", pct(c.group(THREADS, "other"))));
-            if matches!(backend, Backend::Postgres(_)) {
+            if let Some(ns) = c.postgres {
                 s.push(format!(
                     "postgres {:.0}% ({:.1} µs/delivery)",
-                    pct(c.postgres),
-                    c.postgres as f64 / 1e3 / n as f64
+                    pct(ns),
+                    ns as f64 / 1e3 / n as f64
                 ));
             }
+            s.push(format!(
+                "machine {:.0}% of 200%, steal {:.0}%",
+                pct(c.machine),
+                pct(c.steal)
+            ));
             s.join(", ")
         })
         .unwrap_or_else(|| "unavailable".into());

@@ -15,17 +15,17 @@
 //!   source `sw` verified by `standard-webhooks` (a `whsec_` secret), journaled in a
 //!   [`RedbJournal`] in a temporary directory (real fsync: the writer commits with
 //!   `Durability::Immediate`), dedup on (the default 7-day window);
-//! - `hookbox-pg`: the same `Router` and endpoint over a [`PostgresJournal`] (node `a`,
-//!   default settings: 4 group-commit writers, `synchronous_commit` on) on the run's
-//!   own database;
+//! - `hookbox-pg`: the same `Router` and endpoint over a
+//!   [`PostgresJournal`](hookbox::PostgresJournal) (node `a`, default settings: 4
+//!   group-commit writers, `synchronous_commit` on) on the run's own database;
 //! - `naive-pg`: the baseline a user would write instead, on the same database: an axum
 //!   handler that reads the body, verifies it with the same [`Verifier`] (so only the
 //!   storage differs), runs ONE `INSERT` per request (source, `webhook-id`, the headers
 //!   as text, the body as `bytea`; `ON CONFLICT DO NOTHING` on (source, id), the dedup
 //!   hookbox does too) on a deadpool-postgres pool of 16 connections, and answers `202`
 //!   once it returned (autocommit: one commit, one WAL flush wait per request);
-//! - `hookbox-pg3`: three nodes (`a`, `b`, `c`): three [`PostgresJournal`] handles on the
-//!   same database, each behind its own `Router` and listener in this process, the
+//! - `hookbox-pg3`: three nodes (`a`, `b`, `c`): three PostgreSQL journal handles on
+//!   the same database, each behind its own `Router` and listener in this process, the
 //!   connections spread round-robin over the three.
 //!
 //! Every server shares one accept loop and hyper http1 connection code, on its own
@@ -64,7 +64,9 @@
 //! `HOOKBOX_BENCH_CLIENT_THREADS` (1 or 2, default 2), `HOOKBOX_BENCH_SIZES` (bytes,
 //! default `1024,16384`), `HOOKBOX_BENCH_CONNS` (default `64,256`),
 //! `HOOKBOX_BENCH_SERVERS` (a comma-separated subset of `noop,hookbox,hookbox-pg,
-//! naive-pg,hookbox-pg3`; one alone is for profiling, e.g. under `perf record`).
+//! naive-pg,hookbox-pg3`; one alone is for profiling, e.g. under `perf record`),
+//! `HOOKBOX_BENCH_PG_WRITERS` and `HOOKBOX_BENCH_PG_POOL` (the PostgreSQL journals'
+//! writers and pool size per node, for exploring; the defaults otherwise).
 //! Traffic goes only to 127.0.0.1 (and the PostgreSQL server); the temporary directory
 //! and the database are removed at the end.
 
@@ -94,9 +96,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
-use hookbox::{
-    sign, Hookbox, Inbound, Journal, PostgresJournal, RedbJournal, SignInput, Source, Verifier,
-};
+use hookbox::{sign, Hookbox, Inbound, Journal, RedbJournal, SignInput, Source, Verifier};
 
 #[path = "support/cpu.rs"]
 mod cpu;
@@ -719,12 +719,7 @@ struct Running {
 async fn open_nodes(db: &BenchDb, names: &[&str]) -> Vec<Arc<dyn Journal>> {
     let mut nodes: Vec<Arc<dyn Journal>> = Vec::new();
     for name in names {
-        let j = PostgresJournal::builder(db.url.as_str())
-            .node(*name)
-            .open()
-            .await
-            .unwrap_or_else(|e| panic!("open PostgreSQL journal node {name}: {e}"));
-        nodes.push(Arc::new(j));
+        nodes.push(Arc::new(db.journal(name).await));
     }
     nodes
 }
@@ -1086,7 +1081,7 @@ impl Bench {
             tokio::time::sleep(secs).await;
             load.phase.store(STOP, Ordering::Release);
             let measured = t0.elapsed();
-            let cpu = cpu::snapshot(THREADS).zip(cpu0).map(|(b, a)| b.since(&a));
+            let cpu = cpu::snapshot(THREADS).zip(cpu0);
             let mut stats = ClientStats::default();
             let mut unfinished = false;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -1103,6 +1098,13 @@ impl Bench {
             (measured, cpu, stats, unfinished)
         });
         let journal = matches!(server.store, Store::Journals(_)).then(JournalProfile::take);
+        // The server's processes that worked for this cell: listed while its
+        // connections are still open.
+        let pids = match (&self.db, kind.postgres()) {
+            (Some(db), true) => Some(self.server.block_on(db.server_pids())),
+            _ => None,
+        };
+        let cpu = cpu.map(|(after, before)| after.since(&before, pids.as_deref()));
         for l in server.listeners {
             let _ = l.stop.send(());
             let _ = self.server.block_on(l.task);
@@ -1549,10 +1551,11 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
     println!(
         "CPU used in the measurement window (% of one core; srv = server runtime with the \
          PostgreSQL journals' writers, load = load generator, writer = redb journal thread, \
-         pg = every PostgreSQL server process):"
+         pg = the PostgreSQL server's processes for the bench database; machine = every \
+         process on the machine, of 200 %; steal = CPU the hypervisor took away):"
     );
     println!(
-        "{:>8} | {:>5} | {:<11} | {:>6} | {:>6} | {:>8} | {:>7} | {:>6} | {:>12} | {:>11}",
+        "{:>8} | {:>5} | {:<11} | {:>6} | {:>6} | {:>8} | {:>7} | {:>6} | {:>9} | {:>7} | {:>12} | {:>11}",
         "body",
         "conns",
         "server",
@@ -1561,6 +1564,8 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
         "writer %",
         "other %",
         "pg %",
+        "machine %",
+        "steal %",
         "srv µs / req",
         "pg µs / req"
     );
@@ -1569,8 +1574,12 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
         let pct = |ns: u64| ns as f64 / 1e9 / c.secs * 100.0;
         let per_req = |ns: u64| ns as f64 / 1e3 / c.stats.measured_ok.max(1) as f64;
         let srv = cpu.group(THREADS, "srv");
+        let (pg, pg_per_req) = match cpu.postgres {
+            Some(ns) => (format!("{:.0}", pct(ns)), format!("{:.1}", per_req(ns))),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "{:>8} | {:>5} | {:<11} | {:>6.0} | {:>6.0} | {:>8.0} | {:>7.0} | {:>6.0} | {:>12.1} | {:>11.1}",
+            "{:>8} | {:>5} | {:<11} | {:>6.0} | {:>6.0} | {:>8.0} | {:>7.0} | {:>6} | {:>9.0} | {:>7.0} | {:>12.1} | {:>11}",
             size_name(c.size),
             c.conns,
             c.kind.name(),
@@ -1578,9 +1587,11 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
             pct(cpu.group(THREADS, "load")),
             pct(cpu.group(THREADS, "writer")),
             pct(cpu.group(THREADS, "other")),
-            pct(cpu.postgres),
+            pg,
+            pct(cpu.machine),
+            pct(cpu.steal),
             per_req(srv),
-            per_req(cpu.postgres)
+            pg_per_req
         );
     }
 

@@ -1,6 +1,9 @@
 //! CPU time per thread group of this process (from `/proc/self/task`) and of the local
-//! PostgreSQL server's processes (from `/proc/<pid>`, every process named `postgres`),
-//! Linux only (`None` elsewhere).
+//! PostgreSQL server's processes (from `/proc/<pid>`), Linux only (`None` elsewhere).
+//!
+//! The server may serve other databases meanwhile: only the processes the benchmark
+//! names are counted (the backends of its database and the shared WAL writer,
+//! checkpointer and background writer: see `pg::BenchDb::server_pids`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +18,8 @@ pub(crate) type Groups = &'static [(&'static str, &'static str)];
 pub(crate) struct Snapshot {
     threads: Vec<u64>,
     postgres: HashMap<u32, u64>,
+    /// The machine's (busy, steal) time, from `/proc/stat`.
+    machine: (u64, u64),
 }
 
 /// CPU used between two snapshots (nanoseconds).
@@ -22,8 +27,12 @@ pub(crate) struct Snapshot {
 pub(crate) struct Used {
     /// One value per group, then `other`.
     pub(crate) threads: Vec<u64>,
-    /// Every PostgreSQL process together (backends, WAL writer, checkpointer...).
-    pub(crate) postgres: u64,
+    /// The PostgreSQL processes named to [`Snapshot::since`] together, if any.
+    pub(crate) postgres: Option<u64>,
+    /// Every process on the machine together (this one, PostgreSQL, anything else).
+    pub(crate) machine: u64,
+    /// Time the hypervisor gave the machine's CPUs to someone else.
+    pub(crate) steal: u64,
 }
 
 impl Used {
@@ -68,7 +77,27 @@ pub(crate) fn snapshot(groups: Groups) -> Option<Snapshot> {
             }
         }
     }
-    Some(Snapshot { threads, postgres })
+    Some(Snapshot {
+        threads,
+        postgres,
+        machine: machine().unwrap_or_default(),
+    })
+}
+
+/// The machine's busy and stolen CPU time so far (ns), from the first line of
+/// `/proc/stat` (user nice system idle iowait irq softirq steal ..., in USER_HZ = 100
+/// ticks).
+fn machine() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?;
+    Some((busy * 10_000_000, f.get(7)? * 10_000_000))
 }
 
 /// The CPU a thread or process has used, in ns.
@@ -87,9 +116,9 @@ fn cpu_ns(dir: &Path) -> Option<u64> {
 }
 
 impl Snapshot {
-    /// What was used since `before` (PostgreSQL processes that started meanwhile count
-    /// whole; those that ended meanwhile are not counted).
-    pub(crate) fn since(&self, before: &Snapshot) -> Used {
+    /// What was used since `before`, with the PostgreSQL processes `postgres` (those
+    /// that started meanwhile count whole; those that ended meanwhile are not counted).
+    pub(crate) fn since(&self, before: &Snapshot, postgres: Option<&[u32]>) -> Used {
         Used {
             threads: self
                 .threads
@@ -97,11 +126,16 @@ impl Snapshot {
                 .zip(&before.threads)
                 .map(|(a, b)| a.saturating_sub(*b))
                 .collect(),
-            postgres: self
-                .postgres
-                .iter()
-                .map(|(pid, ns)| ns.saturating_sub(before.postgres.get(pid).copied().unwrap_or(0)))
-                .sum(),
+            machine: self.machine.0.saturating_sub(before.machine.0),
+            steal: self.machine.1.saturating_sub(before.machine.1),
+            postgres: postgres.map(|pids| {
+                pids.iter()
+                    .filter_map(|pid| {
+                        let now = self.postgres.get(pid)?;
+                        Some(now.saturating_sub(before.postgres.get(pid).copied().unwrap_or(0)))
+                    })
+                    .sum()
+            }),
         }
     }
 }

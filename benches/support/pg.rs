@@ -1,6 +1,11 @@
 //! The benchmarks' PostgreSQL database: one per run, `hookbox_bench_<pid>`, created on
 //! the server `HOOKBOX_BENCH_DATABASE_URL` names (default: the local one, user
 //! `postgres`), emptied between cells and dropped (with its connections) at the end.
+//!
+//! Journals opened here take the builder's defaults, except where
+//! `HOOKBOX_BENCH_PG_WRITERS` (append transactions in flight per node) or
+//! `HOOKBOX_BENCH_PG_POOL` (connections per node) say otherwise: knobs for exploring,
+//! the figures reported are with the defaults.
 
 use std::time::Duration;
 
@@ -80,6 +85,43 @@ impl BenchDb {
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
         }
+    }
+
+    /// The server processes working for this database now: its backends (the
+    /// journal's and the benchmark's connections, autovacuum) and the shared WAL
+    /// writer, checkpointer and background writer.
+    pub(crate) async fn server_pids(&self) -> Vec<u32> {
+        let rows = self
+            .client()
+            .await
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+                   OR backend_type IN ('walwriter', 'checkpointer', 'background writer')",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("list the server's processes: {}", describe(&e)));
+        rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect()
+    }
+
+    /// Opens journal node `node` on the bench database (migrating it when new).
+    pub(crate) async fn journal(&self, node: &str) -> hookbox::PostgresJournal {
+        let knob = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        let mut builder = hookbox::PostgresJournal::builder(self.url.as_str()).node(node);
+        if let Some(n) = knob("HOOKBOX_BENCH_PG_WRITERS") {
+            builder = builder.writers(n);
+        }
+        if let Some(n) = knob("HOOKBOX_BENCH_PG_POOL") {
+            builder = builder.pool_size(n);
+        }
+        builder
+            .open()
+            .await
+            .unwrap_or_else(|e| panic!("open PostgreSQL journal node {node}: {e}"))
     }
 
     /// The database's name.
