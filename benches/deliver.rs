@@ -137,6 +137,25 @@ impl Backend {
         }
     }
 
+    fn db(&self) -> Option<&BenchDb> {
+        match self {
+            Backend::Redb(_) => None,
+            Backend::Postgres(db) => Some(db),
+        }
+    }
+
+    /// PostgreSQL: the journal closed and opened again, so that the backends it used
+    /// exit and report their statistics (see `pg::Activity`). redb: the same handle.
+    async fn reopen(&self, journal: Arc<dyn Journal>) -> Arc<dyn Journal> {
+        match self {
+            Backend::Redb(_) => journal,
+            Backend::Postgres(db) => {
+                journal.close().await.expect("close the journal");
+                Arc::new(db.journal("a").await)
+            }
+        }
+    }
+
     /// A fresh, empty journal named `label`.
     async fn open(&self, label: &str) -> Arc<dyn Journal> {
         match self {
@@ -231,6 +250,13 @@ async fn check_all_done(journal: &Arc<dyn Journal>, n: usize) {
 async fn throughput(backend: &Backend, n: usize, concurrency: usize) {
     let journal = backend.open(&format!("tp-{concurrency}")).await;
     let append_secs = fill(&journal, "bench", n).await;
+    let journal = backend.reopen(journal).await;
+    let db = backend.db();
+    let activity = match db {
+        Some(db) => Some(db.activity().await),
+        None => None,
+    };
+    let sampler = db.map(BenchDb::sample_waits);
     let handled = Arc::new(AtomicUsize::new(0));
     let cpu0 = cpu::snapshot(THREADS);
     let started = Instant::now();
@@ -257,9 +283,10 @@ async fn throughput(backend: &Backend, n: usize, concurrency: usize) {
     let handled_secs = started.elapsed().as_secs_f64();
     // Before the shutdown, which ends the actors' threads (and their CPU counts).
     let cpu = cpu::snapshot(THREADS).zip(cpu0);
-    let pids = match backend {
-        Backend::Postgres(db) => Some(db.server_pids().await),
-        Backend::Redb(_) => None,
+    let waits = sampler.map(pg::WaitSampler::finish);
+    let pids = match db {
+        Some(db) => Some(db.server_pids().await),
+        None => None,
     };
     let cpu = cpu.map(|(after, before)| after.since(&before, pids.as_deref()));
     let left = runtime.shutdown_async(Duration::from_secs(30)).await;
@@ -273,38 +300,48 @@ async fn throughput(backend: &Backend, n: usize, concurrency: usize) {
         n,
         "the handler ran once per event"
     );
+    let journal = backend.reopen(journal).await;
+    let activity = match (db, activity) {
+        (Some(db), Some(before)) => Some(db.activity().await.since(&before, n as u64, "delivery")),
+        _ => None,
+    };
     check_all_done(&journal, n).await;
-    let cpu = cpu
-        .map(|c| {
-            let pct = |ns: u64| ns as f64 / 1e9 / handled_secs * 100.0;
-            let mut s: Vec<String> = THREADS
-                .iter()
-                .map(|(label, _)| format!("{label} {:.0}%", pct(c.group(THREADS, label))))
-                .collect();
-            s.push(format!("other {:.0}%", pct(c.group(THREADS, "other"))));
-            if let Some(ns) = c.postgres {
-                s.push(format!(
-                    "postgres {:.0}% ({:.1} µs/delivery)",
-                    pct(ns),
-                    ns as f64 / 1e3 / n as f64
-                ));
-            }
-            s.push(format!(
-                "machine {:.0}% of 200%, steal {:.0}%",
-                pct(c.machine),
-                pct(c.steal)
-            ));
-            s.join(", ")
-        })
-        .unwrap_or_else(|| "unavailable".into());
+    journal.close().await.expect("close the journal");
+
     println!(
         "  {:<8} concurrency {concurrency:>4}: {n} deliveries in {secs:.2} s = {:>8.0}/s  \
-         (appending them: {:>8.0}/s)\n           CPU while delivering (% of one core): {cpu}",
+         (appending them: {:>8.0}/s)",
         backend.name(),
         n as f64 / secs,
         n as f64 / append_secs
     );
-    journal.close().await.expect("close the journal");
+    if let Some(c) = cpu {
+        let pct = |ns: u64| ns as f64 / 1e9 / handled_secs * 100.0;
+        let mut s: Vec<String> = THREADS
+            .iter()
+            .map(|(label, _)| format!("{label} {:.0}%", pct(c.group(THREADS, label))))
+            .collect();
+        s.push(format!("other {:.0}%", pct(c.group(THREADS, "other"))));
+        if let Some(ns) = c.postgres {
+            s.push(format!(
+                "postgres {:.0}% ({:.1} µs/delivery)",
+                pct(ns),
+                ns as f64 / 1e3 / n as f64
+            ));
+        }
+        s.push(format!(
+            "machine {:.0}% of 200%, steal {:.0}%",
+            pct(c.machine),
+            pct(c.steal)
+        ));
+        println!("    CPU while delivering (% of one core): {}", s.join(", "));
+    }
+    if let Some(w) = waits {
+        println!("    PostgreSQL while delivering: {w}");
+    }
+    if let Some(a) = activity {
+        print!("{a}");
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -998,6 +998,10 @@ struct Cell {
     /// Events stored after the cell (journal or naive table), to check against the
     /// 2xx count; `None` for the no-op server, or when it could not be read.
     stored: Option<u64>,
+    /// What PostgreSQL counted for the whole cell, per stored event.
+    activity: Option<String>,
+    /// What the bench database's backends were doing in the measurement window.
+    waits: Option<String>,
     unfinished: bool,
 }
 
@@ -1047,10 +1051,13 @@ impl Bench {
     ) -> Cell {
         let dir = self.dir.path().join(format!("cell-{index}"));
         std::fs::create_dir_all(&dir).expect("cell dir");
-        if kind.postgres() {
+        let activity = kind.postgres().then(|| {
             let db = self.db.as_ref().expect("the bench database");
-            self.server.block_on(db.reset());
-        }
+            self.server.block_on(async {
+                db.reset().await;
+                db.activity().await
+            })
+        });
         let server = start_server(&self.server, kind, &dir, self.db.as_ref());
         let load = Arc::new(Load {
             phase: AtomicU8::new(WARM),
@@ -1069,12 +1076,14 @@ impl Bench {
             length: HeaderValue::from(body.len()),
         });
         let secs = self.secs;
-        let (measured, cpu, stats, unfinished) = self.client.block_on(async {
+        let sample = self.db.as_ref().filter(|_| kind.postgres());
+        let (measured, cpu, waits, stats, unfinished) = self.client.block_on(async {
             let clients: Vec<_> = (0..conns)
                 .map(|n| tokio::spawn(client(load.clone(), n)))
                 .collect();
             tokio::time::sleep(WARMUP).await;
             METRICS.reset();
+            let sampler = sample.map(BenchDb::sample_waits);
             let cpu0 = cpu::snapshot(THREADS);
             let t0 = Instant::now();
             load.phase.store(MEASURE, Ordering::Release);
@@ -1082,6 +1091,7 @@ impl Bench {
             load.phase.store(STOP, Ordering::Release);
             let measured = t0.elapsed();
             let cpu = cpu::snapshot(THREADS).zip(cpu0);
+            let waits = sampler.map(pg::WaitSampler::finish);
             let mut stats = ClientStats::default();
             let mut unfinished = false;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -1095,7 +1105,7 @@ impl Bench {
                     }
                 }
             }
-            (measured, cpu, stats, unfinished)
+            (measured, cpu, waits, stats, unfinished)
         });
         let journal = matches!(server.store, Store::Journals(_)).then(JournalProfile::take);
         // The server's processes that worked for this cell: listed while its
@@ -1114,6 +1124,11 @@ impl Bench {
             server.store.close().await;
             n
         });
+        let activity = activity.map(|before| {
+            let db = self.db.as_ref().expect("the bench database");
+            let after = self.server.block_on(db.activity());
+            after.since(&before, stored.unwrap_or(0), "stored event")
+        });
         let _ = std::fs::remove_dir_all(&dir);
         let mut stats = stats;
         stats.latencies.sort_unstable();
@@ -1126,6 +1141,8 @@ impl Bench {
             cpu,
             journal,
             stored,
+            activity,
+            waits,
             unfinished,
         }
     }
@@ -1593,6 +1610,23 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
             per_req(srv),
             pg_per_req
         );
+    }
+
+    for c in cells {
+        if let Some(a) = &c.activity {
+            if std::ptr::eq(c, cells.iter().find(|c| c.activity.is_some()).expect("one")) {
+                println!();
+                println!(
+                    "PostgreSQL for each cell: what its backends were doing in the \
+                     measurement window (sampled), and its own counts for the whole cell:"
+                );
+            }
+            println!("  {} x {} {}:", size_name(c.size), c.conns, c.kind.name());
+            if let Some(w) = &c.waits {
+                println!("    {w}");
+            }
+            print!("{a}");
+        }
     }
 
     println!();

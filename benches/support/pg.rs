@@ -155,3 +155,199 @@ impl Drop for BenchDb {
         }
     }
 }
+
+/// What PostgreSQL counted for the bench database (its cumulative statistics), to
+/// see where a cell's work went: transactions, rows written per table (and how many
+/// updates were HOT, needing no index change), index entries read per index scan.
+///
+/// A backend reports its counts when a transaction ends at least a second after its
+/// last report, and when it exits: read after the journal is closed, so that every
+/// count is in.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Activity {
+    commits: i64,
+    /// Table: inserted, updated, of which HOT, deleted, dead now, autovacuums.
+    tables: std::collections::BTreeMap<String, [i64; 6]>,
+    /// Index: scans, entries read.
+    indexes: std::collections::BTreeMap<String, [i64; 2]>,
+}
+
+impl BenchDb {
+    pub(crate) async fn activity(&self) -> Activity {
+        let c = self.client().await;
+        fn fail<T>(e: tokio_postgres::Error) -> T {
+            panic!("read PostgreSQL's statistics: {}", describe(&e))
+        }
+        let commits: i64 = c
+            .query_one(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap_or_else(fail)
+            .get(0);
+        let tables = c
+            .query(
+                "SELECT relname::text, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del,
+                        n_dead_tup, autovacuum_count
+                 FROM pg_stat_user_tables",
+                &[],
+            )
+            .await
+            .unwrap_or_else(fail)
+            .iter()
+            .map(|r| {
+                let v = |i| r.get::<_, i64>(i);
+                (r.get(0), [v(1), v(2), v(3), v(4), v(5), v(6)])
+            })
+            .collect();
+        let indexes = c
+            .query(
+                "SELECT indexrelname::text, idx_scan, idx_tup_read FROM pg_stat_user_indexes",
+                &[],
+            )
+            .await
+            .unwrap_or_else(fail)
+            .iter()
+            .map(|r| (r.get(0), [r.get::<_, i64>(1), r.get::<_, i64>(2)]))
+            .collect();
+        Activity {
+            commits,
+            tables,
+            indexes,
+        }
+    }
+}
+
+impl Activity {
+    /// What happened since `before`, per `n` units of work (`unit`: "event",
+    /// "delivery"), as indented lines.
+    pub(crate) fn since(&self, before: &Activity, n: u64, unit: &str) -> String {
+        let n = n.max(1) as f64;
+        let mut out = format!(
+            "    {:.2} transactions per {unit}\n",
+            (self.commits - before.commits) as f64 / n
+        );
+        for (name, now) in &self.tables {
+            let was = before.tables.get(name).copied().unwrap_or_default();
+            let d: Vec<i64> = now.iter().zip(was).map(|(a, b)| a - b).collect();
+            if ((d[0] + d[1] + d[3]) as f64) < n / 100.0 {
+                continue;
+            }
+            out += &format!(
+                "    {name}: per {unit} {:.2} inserted, {:.2} updated ({:.0}% HOT), {:.2} \
+                 deleted; {} dead rows now, {} autovacuums\n",
+                d[0] as f64 / n,
+                d[1] as f64 / n,
+                d[2] as f64 * 100.0 / d[1].max(1) as f64,
+                d[3] as f64 / n,
+                now[4],
+                d[5]
+            );
+        }
+        for (name, now) in &self.indexes {
+            let was = before.indexes.get(name).copied().unwrap_or_default();
+            let (scans, read) = (now[0] - was[0], now[1] - was[1]);
+            if scans == 0 || (read as f64) < n / 10.0 {
+                continue;
+            }
+            out += &format!(
+                "    index {name}: {:.2} scans and {:.1} entries read per {unit} \
+                 ({:.1} per scan)\n",
+                scans as f64 / n,
+                read as f64 / n,
+                read as f64 / scans as f64
+            );
+        }
+        out
+    }
+}
+
+/// Samples what the bench database's backends are doing (`pg_stat_activity`) every
+/// 20 ms, on a thread of its own, until [`WaitSampler::finish`]: the share of time
+/// spent running, waiting for a lock, for the WAL flush, or for the client inside a
+/// transaction.
+pub(crate) struct WaitSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<std::collections::BTreeMap<String, u64>>,
+}
+
+impl BenchDb {
+    pub(crate) fn sample_waits(&self) -> WaitSampler {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let url = self.url.replace("?sslmode=disable", "");
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("sampler runtime");
+            rt.block_on(async move {
+                let mut counts = std::collections::BTreeMap::new();
+                let Ok(c) = connect(&url).await else {
+                    return counts;
+                };
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                while !stopped.load(Ordering::Acquire) {
+                    tick.tick().await;
+                    let Ok(rows) = c
+                        .query(
+                            "SELECT CASE
+                               WHEN state = 'idle' THEN 'idle (between transactions)'
+                               WHEN state = 'idle in transaction' THEN 'in a transaction, waiting for the client'
+                               WHEN wait_event IS NULL THEN 'running'
+                               ELSE wait_event_type || ':' || wait_event END
+                             FROM pg_stat_activity
+                             WHERE datname = current_database() AND pid <> pg_backend_pid()
+                               AND backend_type = 'client backend'",
+                            &[],
+                        )
+                        .await
+                    else {
+                        break;
+                    };
+                    for r in rows {
+                        *counts.entry(r.get::<_, String>(0)).or_insert(0) += 1;
+                    }
+                }
+                counts
+            })
+        });
+        WaitSampler { stop, thread }
+    }
+}
+
+impl WaitSampler {
+    /// Stops sampling; the shares of the non-idle samples, largest first, and the idle
+    /// share apart, as one line.
+    pub(crate) fn finish(self) -> String {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let counts = self.thread.join().unwrap_or_default();
+        let idle = counts
+            .iter()
+            .filter(|(k, _)| k.starts_with("idle"))
+            .map(|(_, v)| *v)
+            .sum::<u64>();
+        let busy: u64 = counts.values().sum::<u64>() - idle;
+        let mut shares: Vec<(&String, &u64)> = counts
+            .iter()
+            .filter(|(k, _)| !k.starts_with("idle"))
+            .collect();
+        shares.sort_by(|a, b| b.1.cmp(a.1));
+        let list: Vec<String> = shares
+            .iter()
+            .map(|(k, v)| format!("{k} {:.0}%", **v as f64 * 100.0 / busy.max(1) as f64))
+            .collect();
+        format!(
+            "{} backend samples in a statement or transaction: {}; idle between transactions: {}",
+            busy,
+            if list.is_empty() {
+                "-".to_owned()
+            } else {
+                list.join(", ")
+            },
+            idle
+        )
+    }
+}
