@@ -763,7 +763,7 @@ fn start_server(rt: &Runtime, kind: Kind, dir: &Path, db: Option<&BenchDb>) -> R
                     .await
                     .expect("create the naive receiver's table")
             });
-            let pool = rt.block_on(async { naive_pool(&db.url) });
+            let pool = naive_pool(&db.url);
             let naive = Naive {
                 pool: pool.clone(),
                 verifier: verifier(),
@@ -1661,9 +1661,10 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
             ),
         );
     }
-    for c in cells.iter().filter(|c| {
-        matches!(c.kind, Kind::Hookbox | Kind::HookboxPg | Kind::HookboxPg3) && c.conns == 64
-    }) {
+    for c in cells
+        .iter()
+        .filter(|c| matches!(c.kind, Kind::Hookbox | Kind::HookboxPg) && c.conns == 64)
+    {
         let p99 = c.percentile(0.99);
         check(
             p99.is_some_and(|d| d <= Duration::from_millis(10)),
