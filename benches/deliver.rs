@@ -414,8 +414,11 @@ async fn latency(backend: &Backend) {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` asks for the list of benchmarks.
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not (and may ask for
+    // `--list`): then only check that the benchmark builds.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("deliver: run with `cargo bench --bench deliver`");
+        return;
     }
     let n = env_list("HOOKBOX_BENCH_EVENTS", "200000")[0];
     let journals = std::env::var("HOOKBOX_BENCH_JOURNALS").unwrap_or_default();
