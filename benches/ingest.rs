@@ -1,46 +1,74 @@
 //! Run with: cargo bench --bench ingest
 //!
-//! A loopback load benchmark of hookbox's ingest path against a no-op HTTP server.
+//! A loopback load benchmark of hookbox's ingest path: hookbox on redb against a no-op
+//! HTTP server, and hookbox on PostgreSQL against the receiver a user would write
+//! instead on the same PostgreSQL.
 //!
 //! For each body size (realistic Stripe-like JSON `invoice.paid` events of 1 KiB and
 //! 16 KiB: nested objects, an array of line items, repeated keys) and each connection
 //! count (64 and 256 keep-alive HTTP/1.1 connections, one request in flight on each:
-//! a closed loop), it drives, in the same process and the same run:
+//! a closed loop), it drives, in the same process and the same run, these servers
+//! (`HOOKBOX_BENCH_SERVERS`, default all):
 //!
-//! - (a) `noop`: a hyper 1 http1 server that reads the whole body and answers `202`;
-//! - (b) `hookbox`: an axum `Router` with `route_service("/hooks/sw", endpoint("sw"))`,
+//! - `noop`: a hyper 1 http1 server that reads the whole body and answers `202`;
+//! - `hookbox`: an axum `Router` with `route_service("/hooks/sw", endpoint("sw"))`,
 //!   source `sw` verified by `standard-webhooks` (a `whsec_` secret), journaled in a
 //!   [`RedbJournal`] in a temporary directory (real fsync: the writer commits with
-//!   `Durability::Immediate`), dedup on (the default 7-day window).
+//!   `Durability::Immediate`), dedup on (the default 7-day window);
+//! - `hookbox-pg`: the same `Router` and endpoint over a
+//!   [`PostgresJournal`](hookbox::PostgresJournal) (node `a`, default settings: 4
+//!   group-commit writers, `synchronous_commit` on) on the run's own database;
+//! - `naive-pg`: the baseline a user would write instead, on the same database: an axum
+//!   handler that reads the body, verifies it with the same [`Verifier`] (so only the
+//!   storage differs), runs ONE `INSERT` per request (source, `webhook-id`, the headers
+//!   as text, the body as `bytea`; `ON CONFLICT DO NOTHING` on (source, id), the dedup
+//!   hookbox does too) on a deadpool-postgres pool of 16 connections, and answers `202`
+//!   once it returned (autocommit: one commit, one WAL flush wait per request);
+//! - `hookbox-pg3`: three nodes (`a`, `b`, `c`): three PostgreSQL journal handles on
+//!   the same database, each behind its own `Router` and listener in this process, the
+//!   connections spread round-robin over the three.
 //!
-//! Both servers share one accept loop and hyper http1 connection code, on their own
-//! tokio runtime (2 workers, threads `srv`); the load generator runs on another runtime
-//! (threads `load`, 2 workers unless `HOOKBOX_BENCH_CLIENT_THREADS` says otherwise).
-//! Every request is distinct and validly signed: the signed header sets (unique
-//! `webhook-id`, timestamp "now") are generated with [`hookbox::sign`] before the timed
-//! phase and share one `Bytes` body. The hookbox pool is sized from the no-op server's
-//! rate in the same cell (which bounds hookbox's) and is never reused, so dedup never
-//! short-circuits; the no-op server cycles through a small pool.
+//! Every server shares one accept loop and hyper http1 connection code, on its own
+//! tokio runtime (2 workers, threads `srv`; the PostgreSQL journals' writer tasks and
+//! connections run there too); the load generator runs on another runtime (threads
+//! `load`, 2 workers unless `HOOKBOX_BENCH_CLIENT_THREADS` says otherwise). PostgreSQL
+//! 15 runs on the same machine, so it shares the same cores. Every request is distinct
+//! and validly signed: the signed header sets (unique `webhook-id`, timestamp "now") are
+//! generated with [`hookbox::sign`] before the timed phase and share one `Bytes` body.
+//! The pool of a storing server is sized from the no-op server's rate in the same cell
+//! (which bounds every other) and is never reused, so dedup never short-circuits; the
+//! no-op server cycles through a small pool.
+//!
+//! PostgreSQL: the run creates its own database `hookbox_bench_<pid>` (on
+//! `HOOKBOX_BENCH_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! empties it (`DROP SCHEMA public CASCADE`) and checkpoints before each PostgreSQL
+//! cell, and drops it at the end. Without a reachable server the PostgreSQL cells are
+//! skipped, with a line saying why.
 //!
 //! Each cell: 1 s warm-up, then a fixed measurement window (`HOOKBOX_BENCH_SECS`,
 //! default 5) counting completed 2xx responses and recording their latency (request
 //! sent to response body read). Any non-2xx answer (a `503` from shedding included) or
 //! transport error is an error, printed with its status. Output: a table of req/s, p50,
-//! p99 and errors per cell, the hookbox/no-op ratio per (size, connections), a summary
-//! against the targets (ratio >= 0.6 at 1 KiB, >= 0.25 at 16 KiB, hookbox p99 <= 10 ms at
-//! 64 connections), and a profile of each hookbox cell: the journal's own metrics
-//! (`hookbox_journal_batch_size`, `hookbox_journal_commit_seconds`, `hookbox_ingest_seconds`,
-//! captured by a small metrics recorder installed here), the CPU time each thread group
-//! used (from `/proc/self/task`), the journal's event count checked against the 2xx
-//! count, and single-threaded per-request costs of verification, JSON metadata parsing
-//! and LZ4 compression.
+//! p99 and errors per cell; the ratios hookbox / noop, hookbox-pg / naive-pg and
+//! hookbox-pg3 / hookbox-pg per (size, connections); a summary against the targets
+//! (redb: ratio >= 0.6 at 1 KiB, >= 0.25 at 16 KiB, p99 <= 10 ms at 64 connections;
+//! PostgreSQL: hookbox-pg >= 3x naive-pg with p99 <= 10 ms at 64 connections, three
+//! nodes no slower than one); and a profile of each storing cell: the journal's own
+//! metrics (`hookbox_journal_batch_size`, `hookbox_journal_commit_seconds`,
+//! `hookbox_ingest_seconds`, captured by a small metrics recorder installed here), the
+//! CPU time each thread group and the PostgreSQL server used (from `/proc`), the stored
+//! event count checked against the 2xx count, and single-threaded per-request costs of
+//! verification, JSON metadata parsing and LZ4 compression.
 //!
 //! Environment: `HOOKBOX_BENCH_SECS` (measurement seconds, default 5),
 //! `HOOKBOX_BENCH_CLIENT_THREADS` (1 or 2, default 2), `HOOKBOX_BENCH_SIZES` (bytes,
 //! default `1024,16384`), `HOOKBOX_BENCH_CONNS` (default `64,256`),
-//! `HOOKBOX_BENCH_SERVERS` (`noop`, `hookbox` or both, the default; one alone is for
-//! profiling, e.g. under `perf record`). Only 127.0.0.1 is used; the temporary
-//! directory is removed at the end.
+//! `HOOKBOX_BENCH_SERVERS` (a comma-separated subset of `noop,hookbox,hookbox-pg,
+//! naive-pg,hookbox-pg3`; one alone is for profiling, e.g. under `perf record`),
+//! `HOOKBOX_BENCH_PG_WRITERS` and `HOOKBOX_BENCH_PG_POOL` (the PostgreSQL journals'
+//! writers and pool size per node, for exploring; the defaults otherwise).
+//! Traffic goes only to 127.0.0.1 (and the PostgreSQL server); the temporary directory
+//! and the database are removed at the end.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -50,6 +78,9 @@ use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
@@ -65,7 +96,14 @@ use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
-use hookbox::{sign, Hookbox, Inbound, RedbJournal, SignInput, Source, Verifier};
+use hookbox::{sign, Hookbox, Inbound, Journal, RedbJournal, SignInput, Source, Verifier};
+
+#[path = "support/cpu.rs"]
+mod cpu;
+#[path = "support/pg.rs"]
+mod pg;
+
+use pg::BenchDb;
 
 /// The Standard Webhooks signing secret of the benchmark source.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -174,68 +212,18 @@ impl metrics::Recorder for BenchRecorder {
 }
 
 // ---------------------------------------------------------------------------------------
-// CPU time per thread group, from /proc/self/task (Linux; empty elsewhere).
+// CPU time per thread group (`support/cpu.rs`); threads of no group count as `other`
+// (main thread, disk watcher).
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Cpu {
-    /// Server runtime threads (`srv`).
-    server: u64,
-    /// Load-generator runtime threads (`load`).
-    client: u64,
-    /// The journal's group-commit writer thread.
-    writer: u64,
-    /// Everything else (main thread, disk watcher).
-    other: u64,
-}
-
-/// Nanoseconds of CPU each thread group has used so far.
-fn cpu_snapshot() -> Option<Cpu> {
-    let mut cpu = Cpu::default();
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let dir = task.ok()?.path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        let Some(ns) = thread_cpu_ns(&dir) else {
-            continue;
-        };
-        let slot = if comm.starts_with("srv") {
-            &mut cpu.server
-        } else if comm.starts_with("load") {
-            &mut cpu.client
-        } else if comm.starts_with("hookbox-journal") {
-            &mut cpu.writer
-        } else {
-            &mut cpu.other
-        };
-        *slot += ns;
-    }
-    Some(cpu)
-}
-
-fn thread_cpu_ns(dir: &Path) -> Option<u64> {
-    // schedstat: run time in ns; stat: utime + stime in clock ticks (USER_HZ = 100).
-    if let Ok(s) = std::fs::read_to_string(dir.join("schedstat")) {
-        if let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse().ok()) {
-            return Some(ns);
-        }
-    }
-    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks * 10_000_000)
-}
-
-impl Cpu {
-    fn since(self, before: Cpu) -> Cpu {
-        Cpu {
-            server: self.server.saturating_sub(before.server),
-            client: self.client.saturating_sub(before.client),
-            writer: self.writer.saturating_sub(before.writer),
-            other: self.other.saturating_sub(before.other),
-        }
-    }
-}
+const THREADS: cpu::Groups = &[
+    // Server runtime threads (PostgreSQL journal writers included).
+    ("srv", "srv"),
+    // Load-generator runtime threads.
+    ("load", "load"),
+    // The redb journal's group-commit writer thread.
+    ("writer", "hookbox-journal"),
+];
 
 // ---------------------------------------------------------------------------------------
 // Bodies and signed headers.
@@ -450,18 +438,61 @@ fn sign_pool(body: &Bytes, n: usize, tag: &str) -> Vec<Signature> {
 enum Kind {
     Noop,
     Hookbox,
+    HookboxPg,
+    NaivePg,
+    HookboxPg3,
 }
 
 impl Kind {
+    /// Every server, in the order each cell runs them.
+    const ALL: [Kind; 5] = [
+        Kind::Noop,
+        Kind::Hookbox,
+        Kind::HookboxPg,
+        Kind::NaivePg,
+        Kind::HookboxPg3,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Kind::Noop => "noop",
             Kind::Hookbox => "hookbox",
+            Kind::HookboxPg => "hookbox-pg",
+            Kind::NaivePg => "naive-pg",
+            Kind::HookboxPg3 => "hookbox-pg3",
         }
+    }
+
+    fn postgres(self) -> bool {
+        matches!(self, Kind::HookboxPg | Kind::NaivePg | Kind::HookboxPg3)
+    }
+
+    /// The servers `HOOKBOX_BENCH_SERVERS` names (all when unset or empty).
+    fn selected() -> Vec<Kind> {
+        let list = std::env::var("HOOKBOX_BENCH_SERVERS").unwrap_or_default();
+        let names: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Kind::ALL.to_vec();
+        }
+        for n in &names {
+            assert!(
+                Kind::ALL.iter().any(|k| k.name() == *n),
+                "HOOKBOX_BENCH_SERVERS: unknown server `{n}` (expected some of {})",
+                Kind::ALL.map(Kind::name).join(",")
+            );
+        }
+        Kind::ALL
+            .into_iter()
+            .filter(|k| names.contains(&k.name()))
+            .collect()
     }
 }
 
-/// One accept loop and hyper http1 (keep-alive) per connection, for both servers.
+/// One accept loop and hyper http1 (keep-alive) per connection, for every server.
 async fn serve<S, B>(listener: TcpListener, svc: S, mut stop: oneshot::Receiver<()>)
 where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -510,38 +541,241 @@ async fn noop(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
     Ok(res)
 }
 
-struct Running {
+fn verifier() -> Verifier {
+    Verifier::builder(SCHEME)
+        .secret(SECRET)
+        .build()
+        .expect("verifier")
+}
+
+/// What users mount: `endpoint("sw")` on an axum `Router`, over `journal`.
+fn hookbox_router(journal: Arc<dyn Journal>) -> Router {
+    let hookbox = Hookbox::new(journal).source(Source::new("sw", verifier()));
+    Router::new().route_service(PATH, hookbox.endpoint("sw"))
+}
+
+// The naive receiver's table and its one statement per request.
+const NAIVE_TABLE: &str = "CREATE TABLE naive_webhooks (
+    source text NOT NULL,
+    event_id text NOT NULL,
+    headers text NOT NULL,
+    body bytea NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, event_id))";
+const NAIVE_INSERT: &str = "INSERT INTO naive_webhooks (source, event_id, headers, body)
+    VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+const NAIVE_COUNT: &str = "SELECT count(*) FROM naive_webhooks";
+
+#[derive(Clone)]
+struct Naive {
+    pool: deadpool_postgres::Pool,
+    verifier: Verifier,
+}
+
+/// The naive receiver: verify, one `INSERT` (its own commit), `202`.
+async fn naive_receive(
+    State(naive): State<Naive>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    if naive
+        .verifier
+        .verify(&Inbound::new(&headers, &body))
+        .is_err()
+    {
+        return (StatusCode::UNAUTHORIZED, String::new());
+    }
+    let id = headers
+        .get(&WEBHOOK_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut text = String::new();
+    for (name, value) in &headers {
+        text.push_str(name.as_str());
+        text.push_str(": ");
+        text.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        text.push('\n');
+    }
+    let inserted = async {
+        let client = naive.pool.get().await.map_err(|e| e.to_string())?;
+        let stmt = client
+            .prepare_cached(NAIVE_INSERT)
+            .await
+            .map_err(|e| e.to_string())?;
+        client
+            .execute(&stmt, &[&"sw", &id, &text, &body.as_ref()])
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match inserted {
+        Ok(1) => (StatusCode::ACCEPTED, format!(r#"{{"id":"{id}"}}"#)),
+        Ok(_) => (
+            StatusCode::OK,
+            format!(r#"{{"id":"{id}","duplicate":true}}"#),
+        ),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// A deadpool-postgres pool of 16 connections on the bench database, as a user would
+/// configure one.
+fn naive_pool(url: &str) -> deadpool_postgres::Pool {
+    let config: tokio_postgres::Config = url
+        .replace("?sslmode=disable", "")
+        .parse()
+        .expect("database url");
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(16)
+        .build()
+        .expect("pool")
+}
+
+/// What a server stored its events in, to count them after the cell.
+enum Store {
+    Nothing,
+    /// One journal, or several nodes on one database.
+    Journals(Vec<Arc<dyn Journal>>),
+    Naive(deadpool_postgres::Pool),
+}
+
+impl Store {
+    async fn count(&self) -> Option<u64> {
+        match self {
+            Store::Nothing => None,
+            // Nodes share one database: any of them counts every node's events.
+            Store::Journals(nodes) => nodes[0].count().await.ok(),
+            Store::Naive(pool) => {
+                let c = pool.get().await.ok()?;
+                let row = c.query_one(NAIVE_COUNT, &[]).await.ok()?;
+                Some(row.get::<_, i64>(0) as u64)
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Store::Nothing => {}
+            Store::Journals(nodes) => {
+                for j in nodes {
+                    if let Err(e) = j.close().await {
+                        eprintln!("warning: closing the journal: {e}");
+                    }
+                }
+            }
+            Store::Naive(pool) => pool.close(),
+        }
+    }
+}
+
+/// One listener and its accept loop.
+struct Listener {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
-    journal: Option<Arc<RedbJournal>>,
 }
 
-fn start_server(rt: &Runtime, kind: Kind, dir: &Path) -> Running {
+fn listen<S, B>(rt: &Runtime, svc: S) -> Listener
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = rt
         .block_on(TcpListener::bind(("127.0.0.1", 0)))
         .expect("bind 127.0.0.1");
     let addr = listener.local_addr().expect("local addr");
     let (stop, stopped) = oneshot::channel();
-    let (task, journal) = match kind {
-        Kind::Noop => (rt.spawn(serve(listener, service_fn(noop), stopped)), None),
+    let task = rt.spawn(serve(listener, svc, stopped));
+    Listener { addr, stop, task }
+}
+
+fn listen_router(rt: &Runtime, router: Router) -> Listener {
+    listen(
+        rt,
+        service_fn(move |req: Request<Incoming>| router.clone().oneshot(req)),
+    )
+}
+
+/// A running server: its listeners (three for `hookbox-pg3`) and its storage.
+struct Running {
+    listeners: Vec<Listener>,
+    store: Store,
+}
+
+/// Opens PostgreSQL journal nodes `names` on the bench database.
+async fn open_nodes(db: &BenchDb, names: &[&str]) -> Vec<Arc<dyn Journal>> {
+    let mut nodes: Vec<Arc<dyn Journal>> = Vec::new();
+    for name in names {
+        nodes.push(Arc::new(db.journal(name).await));
+    }
+    nodes
+}
+
+fn start_server(rt: &Runtime, kind: Kind, dir: &Path, db: Option<&BenchDb>) -> Running {
+    let db = || db.expect("a PostgreSQL cell runs only with the bench database");
+    match kind {
+        Kind::Noop => Running {
+            listeners: vec![listen(rt, service_fn(noop))],
+            store: Store::Nothing,
+        },
         Kind::Hookbox => {
-            let journal = Arc::new(RedbJournal::open(dir.join("hookbox.redb")).expect("journal"));
-            let verifier = Verifier::builder(SCHEME)
-                .secret(SECRET)
-                .build()
-                .expect("verifier");
-            let hookbox = Hookbox::new(journal.clone()).source(Source::new("sw", verifier));
-            let router: Router = Router::new().route_service(PATH, hookbox.endpoint("sw"));
-            let svc = service_fn(move |req: Request<Incoming>| router.clone().oneshot(req));
-            (rt.spawn(serve(listener, svc, stopped)), Some(journal))
+            let journal: Arc<dyn Journal> =
+                Arc::new(RedbJournal::open(dir.join("hookbox.redb")).expect("journal"));
+            Running {
+                listeners: vec![listen_router(rt, hookbox_router(journal.clone()))],
+                store: Store::Journals(vec![journal]),
+            }
         }
-    };
-    Running {
-        addr,
-        stop,
-        task,
-        journal,
+        Kind::HookboxPg | Kind::HookboxPg3 => {
+            let names: &[&str] = if kind == Kind::HookboxPg3 {
+                &["a", "b", "c"]
+            } else {
+                &["a"]
+            };
+            let nodes = rt.block_on(open_nodes(db(), names));
+            Running {
+                listeners: nodes
+                    .iter()
+                    .map(|j| listen_router(rt, hookbox_router(j.clone())))
+                    .collect(),
+                store: Store::Journals(nodes),
+            }
+        }
+        Kind::NaivePg => {
+            let db = db();
+            rt.block_on(async {
+                db.client()
+                    .await
+                    .batch_execute(NAIVE_TABLE)
+                    .await
+                    .expect("create the naive receiver's table")
+            });
+            let pool = naive_pool(&db.url);
+            let naive = Naive {
+                pool: pool.clone(),
+                verifier: verifier(),
+            };
+            let router = Router::new()
+                .route(PATH, post(naive_receive))
+                .with_state(naive);
+            Running {
+                listeners: vec![listen_router(rt, router)],
+                store: Store::Naive(pool),
+            }
+        }
     }
 }
 
@@ -553,11 +787,12 @@ fn start_server(rt: &Runtime, kind: Kind, dir: &Path) -> Running {
 struct Load {
     phase: AtomicU8,
     pool: Vec<Signature>,
-    /// The pool is cycled (no-op server) or used once (hookbox: no duplicates).
+    /// The pool is cycled (no-op server) or used once (storing servers: no duplicates).
     wrap: bool,
     next: AtomicUsize,
     body: Bytes,
-    host: HeaderValue,
+    /// Where the clients connect (round-robin), and the `Host` header for each.
+    targets: Vec<(SocketAddr, HeaderValue)>,
     length: HeaderValue,
 }
 
@@ -571,12 +806,12 @@ impl Load {
         }
     }
 
-    fn request(&self, sig: &Signature) -> Request<Full<Bytes>> {
+    fn request(&self, sig: &Signature, host: &HeaderValue) -> Request<Full<Bytes>> {
         let mut req = Request::new(Full::new(self.body.clone()));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = Uri::from_static(PATH);
         let h = req.headers_mut();
-        h.insert(HOST, self.host.clone());
+        h.insert(HOST, host.clone());
         h.insert(USER_AGENT, HeaderValue::from_static("hookbox-bench/1.0"));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(CONTENT_LENGTH, self.length.clone());
@@ -634,8 +869,10 @@ impl ClientStats {
     }
 }
 
-/// One virtual client: one keep-alive connection, one request in flight at a time.
-async fn client(load: Arc<Load>, addr: SocketAddr) -> ClientStats {
+/// Virtual client `n`: one keep-alive connection (to target `n` modulo their number),
+/// one request in flight at a time.
+async fn client(load: Arc<Load>, n: usize) -> ClientStats {
+    let (addr, host) = load.targets[n % load.targets.len()].clone();
     let mut st = ClientStats::default();
     let phase = || load.phase.load(Ordering::Acquire);
     'connection: while phase() < STOP {
@@ -671,7 +908,7 @@ async fn client(load: Arc<Load>, addr: SocketAddr) -> ClientStats {
                 st.pool_exhausted = true;
                 break 'connection;
             };
-            let req = load.request(sig);
+            let req = load.request(sig, &host);
             let started = Instant::now();
             let (status, read) = match sender.send_request(req).await {
                 Ok(res) => {
@@ -709,6 +946,7 @@ async fn client(load: Arc<Load>, addr: SocketAddr) -> ClientStats {
 // Cells.
 // ---------------------------------------------------------------------------------------
 
+/// The journal's own figures over the measurement window (none for `naive-pg`).
 #[derive(Debug)]
 struct JournalProfile {
     commits: usize,
@@ -719,103 +957,14 @@ struct JournalProfile {
     p99_commit: f64,
     /// Average time an append waited for its commit.
     avg_append_wait: f64,
-    /// Events in the journal after the cell, and whether that equals the 2xx count.
-    count: Option<u64>,
 }
 
-#[derive(Debug)]
-struct Cell {
-    size: usize,
-    conns: usize,
-    kind: Kind,
-    secs: f64,
-    stats: ClientStats,
-    cpu: Option<Cpu>,
-    journal: Option<JournalProfile>,
-    unfinished: bool,
-}
-
-impl Cell {
-    fn rps(&self) -> f64 {
-        self.stats.measured_ok as f64 / self.secs
-    }
-
-    fn percentile(&self, q: f64) -> Option<Duration> {
-        let l = &self.stats.latencies;
-        if l.is_empty() {
-            return None;
-        }
-        let i = ((l.len() as f64 * q).ceil() as usize).clamp(1, l.len()) - 1;
-        Some(Duration::from_nanos(l[i]))
-    }
-}
-
-struct Runtimes {
-    server: Runtime,
-    client: Runtime,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_cell(
-    rts: &Runtimes,
-    root: &Path,
-    index: usize,
-    kind: Kind,
-    body: &Bytes,
-    conns: usize,
-    pool: Vec<Signature>,
-    secs: Duration,
-) -> Cell {
-    let dir = root.join(format!("cell-{index}"));
-    std::fs::create_dir_all(&dir).expect("cell dir");
-    let server = start_server(&rts.server, kind, &dir);
-    let load = Arc::new(Load {
-        phase: AtomicU8::new(WARM),
-        wrap: kind == Kind::Noop,
-        pool,
-        next: AtomicUsize::new(0),
-        body: body.clone(),
-        host: HeaderValue::from_str(&server.addr.to_string()).expect("host"),
-        length: HeaderValue::from(body.len()),
-    });
-    let addr = server.addr;
-    let (measured, cpu, stats, unfinished) = rts.client.block_on(async {
-        let clients: Vec<_> = (0..conns)
-            .map(|_| tokio::spawn(client(load.clone(), addr)))
-            .collect();
-        tokio::time::sleep(WARMUP).await;
-        METRICS.reset();
-        let cpu0 = cpu_snapshot();
-        let t0 = Instant::now();
-        load.phase.store(MEASURE, Ordering::Release);
-        tokio::time::sleep(secs).await;
-        load.phase.store(STOP, Ordering::Release);
-        let measured = t0.elapsed();
-        let cpu = cpu_snapshot().zip(cpu0).map(|(b, a)| b.since(a));
-        let mut stats = ClientStats::default();
-        let mut unfinished = false;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        for c in clients {
-            let abort = c.abort_handle();
-            match tokio::time::timeout_at(deadline, c).await {
-                Ok(Ok(s)) => stats.merge(s),
-                _ => {
-                    abort.abort();
-                    unfinished = true;
-                }
-            }
-        }
-        (measured, cpu, stats, unfinished)
-    });
-    let batch = METRICS.batch.take();
-    let mut commit = METRICS.commit.take();
-    let (appends, wait) = METRICS.ingest.take();
-    let _ = server.stop.send(());
-    let _ = rts.server.block_on(server.task);
-    let journal = server.journal.map(|j| {
-        let count = j.events_stored().ok();
-        j.shutdown();
-        drop(j);
+impl JournalProfile {
+    /// From the metrics recorded in the measurement window.
+    fn take() -> JournalProfile {
+        let batch = METRICS.batch.take();
+        let mut commit = METRICS.commit.take();
+        let (appends, wait) = METRICS.ingest.take();
         commit.sort_by(f64::total_cmp);
         let pick = |q: f64| {
             if commit.is_empty() {
@@ -833,21 +982,169 @@ fn run_cell(
             p50_commit: pick(0.5),
             p99_commit: pick(0.99),
             avg_append_wait: wait / appends.max(1) as f64,
-            count,
         }
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut stats = stats;
-    stats.latencies.sort_unstable();
-    Cell {
-        size: body.len(),
-        conns,
-        kind,
-        secs: measured.as_secs_f64(),
-        stats,
-        cpu,
-        journal,
-        unfinished,
+    }
+}
+
+#[derive(Debug)]
+struct Cell {
+    size: usize,
+    conns: usize,
+    kind: Kind,
+    secs: f64,
+    stats: ClientStats,
+    cpu: Option<cpu::Used>,
+    journal: Option<JournalProfile>,
+    /// Events stored after the cell (journal or naive table), to check against the
+    /// 2xx count; `None` for the no-op server, or when it could not be read.
+    stored: Option<u64>,
+    /// What PostgreSQL counted for the whole cell, per stored event.
+    activity: Option<String>,
+    /// What the bench database's backends were doing in the measurement window.
+    waits: Option<String>,
+    unfinished: bool,
+}
+
+impl Cell {
+    fn rps(&self) -> f64 {
+        self.stats.measured_ok as f64 / self.secs
+    }
+
+    fn percentile(&self, q: f64) -> Option<Duration> {
+        let l = &self.stats.latencies;
+        if l.is_empty() {
+            return None;
+        }
+        let i = ((l.len() as f64 * q).ceil() as usize).clamp(1, l.len()) - 1;
+        Some(Duration::from_nanos(l[i]))
+    }
+
+    /// The stored count against the 2xx count.
+    fn stored_check(&self) -> String {
+        match self.stored {
+            Some(n) if n == self.stats.total_ok => format!("{n} = {} ok", self.stats.total_ok),
+            Some(n) => format!("{n} != {} MISMATCH", self.stats.total_ok),
+            None => "unavailable".into(),
+        }
+    }
+}
+
+/// What every cell of a run shares.
+struct Bench {
+    server: Runtime,
+    client: Runtime,
+    /// Where redb journals go (one directory per cell).
+    dir: tempfile::TempDir,
+    /// The run's PostgreSQL database, when one could be had.
+    db: Option<BenchDb>,
+    secs: Duration,
+}
+
+impl Bench {
+    fn run_cell(
+        &self,
+        index: usize,
+        kind: Kind,
+        body: &Bytes,
+        conns: usize,
+        pool: Vec<Signature>,
+    ) -> Cell {
+        let dir = self.dir.path().join(format!("cell-{index}"));
+        std::fs::create_dir_all(&dir).expect("cell dir");
+        let activity = kind.postgres().then(|| {
+            let db = self.db.as_ref().expect("the bench database");
+            self.server.block_on(async {
+                db.reset().await;
+                db.activity().await
+            })
+        });
+        let server = start_server(&self.server, kind, &dir, self.db.as_ref());
+        let load = Arc::new(Load {
+            phase: AtomicU8::new(WARM),
+            wrap: kind == Kind::Noop,
+            pool,
+            next: AtomicUsize::new(0),
+            body: body.clone(),
+            targets: server
+                .listeners
+                .iter()
+                .map(|l| {
+                    let host = HeaderValue::from_str(&l.addr.to_string()).expect("host");
+                    (l.addr, host)
+                })
+                .collect(),
+            length: HeaderValue::from(body.len()),
+        });
+        let secs = self.secs;
+        let sample = self.db.as_ref().filter(|_| kind.postgres());
+        let (measured, cpu, waits, stats, unfinished) = self.client.block_on(async {
+            let clients: Vec<_> = (0..conns)
+                .map(|n| tokio::spawn(client(load.clone(), n)))
+                .collect();
+            tokio::time::sleep(WARMUP).await;
+            METRICS.reset();
+            let sampler = sample.map(BenchDb::sample_waits);
+            let cpu0 = cpu::snapshot(THREADS);
+            let t0 = Instant::now();
+            load.phase.store(MEASURE, Ordering::Release);
+            tokio::time::sleep(secs).await;
+            load.phase.store(STOP, Ordering::Release);
+            let measured = t0.elapsed();
+            let cpu = cpu::snapshot(THREADS).zip(cpu0);
+            let waits = sampler.map(pg::WaitSampler::finish);
+            let mut stats = ClientStats::default();
+            let mut unfinished = false;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            for c in clients {
+                let abort = c.abort_handle();
+                match tokio::time::timeout_at(deadline, c).await {
+                    Ok(Ok(s)) => stats.merge(s),
+                    _ => {
+                        abort.abort();
+                        unfinished = true;
+                    }
+                }
+            }
+            (measured, cpu, waits, stats, unfinished)
+        });
+        let journal = matches!(server.store, Store::Journals(_)).then(JournalProfile::take);
+        // The server's processes that worked for this cell: listed while its
+        // connections are still open.
+        let pids = match (&self.db, kind.postgres()) {
+            (Some(db), true) => Some(self.server.block_on(db.server_pids())),
+            _ => None,
+        };
+        let cpu = cpu.map(|(after, before)| after.since(&before, pids.as_deref()));
+        for l in server.listeners {
+            let _ = l.stop.send(());
+            let _ = self.server.block_on(l.task);
+        }
+        let stored = self.server.block_on(async {
+            let n = server.store.count().await;
+            server.store.close().await;
+            n
+        });
+        let activity = activity.map(|before| {
+            let db = self.db.as_ref().expect("the bench database");
+            let after = self.server.block_on(db.activity());
+            after.since(&before, stored.unwrap_or(0), "stored event")
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut stats = stats;
+        stats.latencies.sort_unstable();
+        Cell {
+            size: body.len(),
+            conns,
+            kind,
+            secs: measured.as_secs_f64(),
+            stats,
+            cpu,
+            journal,
+            stored,
+            activity,
+            waits,
+            unfinished,
+        }
     }
 }
 
@@ -973,36 +1270,54 @@ fn main() {
         .clamp(1, 2);
     let sizes = env_list("HOOKBOX_BENCH_SIZES", &[1024, 16384]);
     let conn_counts = env_list("HOOKBOX_BENCH_CONNS", &[64, 256]);
-    let servers = std::env::var("HOOKBOX_BENCH_SERVERS").unwrap_or_default();
-    let run_noop = servers.is_empty() || servers.contains("noop");
-    let run_hookbox = servers.is_empty() || servers.contains("hookbox");
+    let mut kinds = Kind::selected();
 
     metrics::set_global_recorder(BenchRecorder).expect("no other metrics recorder");
-    let rts = Runtimes {
-        server: tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("srv")
-            .enable_all()
-            .build()
-            .expect("server runtime"),
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("srv")
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let db = if kinds.iter().any(|k| k.postgres()) {
+        match server.block_on(BenchDb::create()) {
+            Ok(db) => Some(db),
+            Err(e) => {
+                eprintln!("SKIPPED the PostgreSQL cells: {e}");
+                kinds.retain(|k| !k.postgres());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let bench = Bench {
+        server,
         client: tokio::runtime::Builder::new_multi_thread()
             .worker_threads(client_threads)
             .thread_name("load")
             .enable_all()
             .build()
             .expect("client runtime"),
+        dir: tempfile::Builder::new()
+            .prefix("hookbox-ingest-bench")
+            .tempdir()
+            .expect("temp dir"),
+        db,
+        secs,
     };
-    let tmp = tempfile::Builder::new()
-        .prefix("hookbox-ingest-bench")
-        .tempdir()
-        .expect("temp dir");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     eprintln!(
         "ingest bench: {} s per cell after {} s warm-up; server runtime 2 workers, load \
-         runtime {client_threads}; {cores} CPUs; journal in {}",
+         runtime {client_threads}; {cores} CPUs; redb journals in {}{}",
         secs.as_secs_f64(),
         WARMUP.as_secs(),
-        tmp.path().display()
+        bench.dir.path().display(),
+        bench
+            .db
+            .as_ref()
+            .map(|db| format!("; PostgreSQL database {}", db.name()))
+            .unwrap_or_default()
     );
 
     let mut cells: Vec<Cell> = Vec::new();
@@ -1011,53 +1326,34 @@ fn main() {
         let body = webhook_body(size);
         let noop_pool = sign_pool(&body, NOOP_POOL, "noop");
         for &conns in &conn_counts {
-            index += 1;
             let mut noop_rps = None;
-            if run_noop {
-                let noop = run_cell(
-                    &rts,
-                    tmp.path(),
-                    index,
-                    Kind::Noop,
-                    &body,
-                    conns,
-                    noop_pool.clone(),
-                    secs,
-                );
-                report_progress(&noop);
-                noop_rps = Some(noop.rps());
-                cells.push(noop);
+            for &kind in &kinds {
+                index += 1;
+                let pool = if kind == Kind::Noop {
+                    noop_pool.clone()
+                } else {
+                    // No storing server outruns the no-op server: its rate bounds the
+                    // pool needed (without a no-op cell, assume 50k req/s).
+                    let total = WARMUP + secs + Duration::from_secs(2);
+                    let rate = noop_rps.unwrap_or(50_000.0_f64).max(2_000.0);
+                    let n = (rate * total.as_secs_f64() * 1.3) as usize + conns * 4;
+                    let started = Instant::now();
+                    let pool = sign_pool(&body, n, &format!("{index:03}"));
+                    eprintln!(
+                        "  signed {n} distinct deliveries in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    pool
+                };
+                let cell = bench.run_cell(index, kind, &body, conns, pool);
+                report_progress(&cell);
+                if kind == Kind::Noop {
+                    noop_rps = Some(cell.rps());
+                }
+                cells.push(cell);
             }
-            if !run_hookbox {
-                continue;
-            }
-            // hookbox cannot outrun the no-op server: its rate bounds the pool needed
-            // (without a no-op cell, assume 50k req/s).
-            let total = WARMUP + secs + Duration::from_secs(2);
-            let rate = noop_rps.unwrap_or(50_000.0).max(2_000.0);
-            let n = (rate * total.as_secs_f64() * 1.3) as usize + conns * 4;
-            let started = Instant::now();
-            let pool = sign_pool(&body, n, &format!("{index:03}"));
-            eprintln!(
-                "  signed {n} distinct deliveries in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-            index += 1;
-            let hb = run_cell(
-                &rts,
-                tmp.path(),
-                index,
-                Kind::Hookbox,
-                &body,
-                conns,
-                pool,
-                secs,
-            );
-            report_progress(&hb);
-            cells.push(hb);
         }
     }
-    drop(rts);
 
     print_results(&cells, &sizes, &conn_counts, secs);
 
@@ -1080,8 +1376,19 @@ fn main() {
             c.lz4_ratio
         );
     }
-    let path = tmp.path().to_path_buf();
-    drop(tmp);
+    let Bench {
+        server,
+        client,
+        dir,
+        db,
+        ..
+    } = bench;
+    drop(client);
+    // The database goes first, while the runtime its connections ran on still exists.
+    drop(db);
+    drop(server);
+    let path = dir.path().to_path_buf();
+    drop(dir);
     if path.exists() {
         eprintln!("warning: could not remove {}", path.display());
     }
@@ -1089,7 +1396,7 @@ fn main() {
 
 fn report_progress(c: &Cell) {
     eprintln!(
-        "  {:>6} x {:>3} conns  {:<7} {:>9.0} req/s  p50 {} ms  p99 {} ms  errors {}",
+        "  {:>6} x {:>3} conns  {:<11} {:>9.0} req/s  p50 {} ms  p99 {} ms  errors {}",
         size_name(c.size),
         c.conns,
         c.kind.name(),
@@ -1109,13 +1416,13 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
     );
     println!();
     println!(
-        "{:>8} | {:>5} | {:<7} | {:>9} | {:>8} | {:>8} | {:>6}",
+        "{:>8} | {:>5} | {:<11} | {:>9} | {:>8} | {:>8} | {:>6}",
         "body", "conns", "server", "req/s", "p50 ms", "p99 ms", "errors"
     );
-    println!("{}", "-".repeat(70));
+    println!("{}", "-".repeat(74));
     for c in cells {
         println!(
-            "{:>8} | {:>5} | {:<7} | {:>9.0} | {:>8} | {:>8} | {:>6}",
+            "{:>8} | {:>5} | {:<11} | {:>9.0} | {:>8} | {:>8} | {:>6}",
             size_name(c.size),
             c.conns,
             c.kind.name(),
@@ -1181,36 +1488,46 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
             .iter()
             .find(|c| c.size == size && c.conns == conns && c.kind == kind)
     };
-
-    println!();
-    println!("Ratio hookbox / noop (req/s):");
-    let mut ratios = Vec::new();
-    for &size in sizes {
-        for &conns in conn_counts {
-            if let (Some(a), Some(b)) = (
-                find(size, conns, Kind::Noop),
-                find(size, conns, Kind::Hookbox),
-            ) {
-                let r = b.rps() / a.rps().max(f64::MIN_POSITIVE);
-                ratios.push((size, conns, r));
-                println!(
-                    "  {:>8} x {:>3} conns: {:>6.0} / {:>6.0} = {:.3}",
-                    size_name(size),
-                    conns,
-                    b.rps(),
-                    a.rps(),
-                    r
-                );
+    // `over` / `base` in req/s for every (size, connections) where both ran.
+    let ratios = |title: &str, over: Kind, base: Kind| -> Vec<(usize, usize, f64)> {
+        let mut found = Vec::new();
+        for &size in sizes {
+            for &conns in conn_counts {
+                if let (Some(a), Some(b)) = (find(size, conns, base), find(size, conns, over)) {
+                    let r = b.rps() / a.rps().max(f64::MIN_POSITIVE);
+                    if found.is_empty() {
+                        println!();
+                        println!("Ratio {title} (req/s):");
+                    }
+                    found.push((size, conns, r));
+                    println!(
+                        "  {:>8} x {:>3} conns: {:>6.0} / {:>6.0} = {:.3}",
+                        size_name(size),
+                        conns,
+                        b.rps(),
+                        a.rps(),
+                        r
+                    );
+                }
             }
         }
-    }
+        found
+    };
+    let redb = ratios("hookbox / noop", Kind::Hookbox, Kind::Noop);
+    let pg = ratios("hookbox-pg / naive-pg", Kind::HookboxPg, Kind::NaivePg);
+    let nodes = ratios(
+        "hookbox-pg3 (three nodes) / hookbox-pg (one node)",
+        Kind::HookboxPg3,
+        Kind::HookboxPg,
+    );
 
     println!();
-    println!("Hookbox profile (measurement window):");
+    println!("Storage profile (measurement window; the stored count covers the whole cell):");
     println!(
-        "{:>8} | {:>5} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>10} | {:>10} | {:>21}",
+        "{:>8} | {:>5} | {:<11} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>10} | {:>11} | {:>23}",
         "body",
         "conns",
+        "server",
         "commits",
         "avg batch",
         "max batch",
@@ -1218,95 +1535,172 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
         "commit p50",
         "commit p99",
         "append wait",
-        "journal count / 2xx"
+        "stored count / 2xx"
     );
-    for c in cells.iter().filter(|c| c.kind == Kind::Hookbox) {
-        let Some(j) = &c.journal else { continue };
-        let count = match j.count {
-            Some(n) if n == c.stats.total_ok => format!("{n} = {} ok", c.stats.total_ok),
-            Some(n) => format!("{n} != {} MISMATCH", c.stats.total_ok),
-            None => "unavailable".into(),
+    for c in cells.iter().filter(|c| c.kind != Kind::Noop) {
+        let journal = match &c.journal {
+            Some(j) => format!(
+                "{:>7} | {:>9.1} | {:>9.0} | {:>7.2} ms | {:>7.2} ms | {:>7.2} ms | {:>8.2} ms",
+                j.commits,
+                j.avg_batch,
+                j.max_batch,
+                j.avg_commit * 1e3,
+                j.p50_commit * 1e3,
+                j.p99_commit * 1e3,
+                j.avg_append_wait * 1e3,
+            ),
+            // One INSERT, one commit per request.
+            None => format!(
+                "{:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>10} | {:>11}",
+                c.stats.total_ok, 1, 1, "-", "-", "-", "-"
+            ),
         };
         println!(
-            "{:>8} | {:>5} | {:>7} | {:>9.1} | {:>9.0} | {:>7.2} ms | {:>7.2} ms | {:>7.2} ms | {:>8.2} ms | {:>21}",
+            "{:>8} | {:>5} | {:<11} | {journal} | {:>23}",
             size_name(c.size),
             c.conns,
-            j.commits,
-            j.avg_batch,
-            j.max_batch,
-            j.avg_commit * 1e3,
-            j.p50_commit * 1e3,
-            j.p99_commit * 1e3,
-            j.avg_append_wait * 1e3,
-            count
+            c.kind.name(),
+            c.stored_check()
         );
     }
 
     println!();
     println!(
-        "CPU used in the measurement window (% of one core; server = runtime `srv`, load = \
-         runtime `load`, writer = journal thread):"
+        "CPU used in the measurement window (% of one core; srv = server runtime with the \
+         PostgreSQL journals' writers, load = load generator, writer = redb journal thread, \
+         pg = the PostgreSQL server's processes for the bench database; machine = every \
+         process on the machine, of 200 %; steal = CPU the hypervisor took away):"
     );
     println!(
-        "{:>8} | {:>5} | {:<7} | {:>8} | {:>8} | {:>8} | {:>8} | {:>14}",
-        "body", "conns", "server", "srv %", "load %", "writer %", "other %", "srv µs / req"
+        "{:>8} | {:>5} | {:<11} | {:>6} | {:>6} | {:>8} | {:>7} | {:>6} | {:>9} | {:>7} | {:>12} | {:>11}",
+        "body",
+        "conns",
+        "server",
+        "srv %",
+        "load %",
+        "writer %",
+        "other %",
+        "pg %",
+        "machine %",
+        "steal %",
+        "srv µs / req",
+        "pg µs / req"
     );
     for c in cells {
-        let Some(cpu) = c.cpu else { continue };
+        let Some(cpu) = &c.cpu else { continue };
         let pct = |ns: u64| ns as f64 / 1e9 / c.secs * 100.0;
+        let per_req = |ns: u64| ns as f64 / 1e3 / c.stats.measured_ok.max(1) as f64;
+        let srv = cpu.group(THREADS, "srv");
+        let (pg, pg_per_req) = match cpu.postgres {
+            Some(ns) => (format!("{:.0}", pct(ns)), format!("{:.1}", per_req(ns))),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "{:>8} | {:>5} | {:<7} | {:>8.0} | {:>8.0} | {:>8.0} | {:>8.0} | {:>14.1}",
+            "{:>8} | {:>5} | {:<11} | {:>6.0} | {:>6.0} | {:>8.0} | {:>7.0} | {:>6} | {:>9.0} | {:>7.0} | {:>12.1} | {:>11}",
             size_name(c.size),
             c.conns,
             c.kind.name(),
-            pct(cpu.server),
-            pct(cpu.client),
-            pct(cpu.writer),
-            pct(cpu.other),
-            cpu.server as f64 / 1e3 / c.stats.measured_ok.max(1) as f64
+            pct(srv),
+            pct(cpu.group(THREADS, "load")),
+            pct(cpu.group(THREADS, "writer")),
+            pct(cpu.group(THREADS, "other")),
+            pg,
+            pct(cpu.machine),
+            pct(cpu.steal),
+            per_req(srv),
+            pg_per_req
         );
+    }
+
+    for c in cells {
+        if let Some(a) = &c.activity {
+            if std::ptr::eq(c, cells.iter().find(|c| c.activity.is_some()).expect("one")) {
+                println!();
+                println!(
+                    "PostgreSQL for each cell: what its backends were doing in the \
+                     measurement window (sampled), and its own counts for the whole cell:"
+                );
+            }
+            println!("  {} x {} {}:", size_name(c.size), c.conns, c.kind.name());
+            if let Some(w) = &c.waits {
+                println!("    {w}");
+            }
+            print!("{a}");
+        }
     }
 
     println!();
     println!("Targets:");
     let mut pass = true;
-    for &(size, conns, r) in &ratios {
+    let mut check = |ok: bool, what: String| {
+        pass &= ok;
+        println!("  [{}] {what}", if ok { "PASS" } else { "FAIL" });
+    };
+    for &(size, conns, r) in &redb {
         let target = match size {
             1024 => Some(0.6),
             16384 => Some(0.25),
             _ => None,
         };
         if let Some(t) = target {
-            let ok = r >= t;
-            pass &= ok;
-            println!(
-                "  [{}] ratio {:.3} >= {t} at {} x {conns} conns",
-                if ok { "PASS" } else { "FAIL" },
-                r,
-                size_name(size)
+            check(
+                r >= t,
+                format!(
+                    "hookbox / noop {r:.3} >= {t} at {} x {conns} conns",
+                    size_name(size)
+                ),
             );
         }
     }
+    for &(size, conns, r) in pg.iter().filter(|(_, conns, _)| *conns == 64) {
+        check(
+            r >= 3.0,
+            format!(
+                "hookbox-pg / naive-pg {r:.2} >= 3 at {} x {conns} conns",
+                size_name(size)
+            ),
+        );
+    }
     for c in cells
         .iter()
-        .filter(|c| c.kind == Kind::Hookbox && c.conns == 64)
+        .filter(|c| matches!(c.kind, Kind::Hookbox | Kind::HookboxPg) && c.conns == 64)
     {
         let p99 = c.percentile(0.99);
-        let ok = p99.is_some_and(|d| d <= Duration::from_millis(10));
-        pass &= ok;
-        println!(
-            "  [{}] hookbox p99 {} ms <= 10 ms at {} x 64 conns",
-            if ok { "PASS" } else { "FAIL" },
-            ms(p99),
-            size_name(c.size)
+        check(
+            p99.is_some_and(|d| d <= Duration::from_millis(10)),
+            format!(
+                "{} p99 {} ms <= 10 ms at {} x 64 conns",
+                c.kind.name(),
+                ms(p99),
+                size_name(c.size)
+            ),
+        );
+    }
+    for &(size, conns, r) in nodes
+        .iter()
+        .filter(|(size, conns, _)| *size == 1024 && *conns == 64)
+    {
+        check(
+            r >= 1.0,
+            format!(
+                "three nodes / one node {r:.2} >= 1 at {} x {conns} conns",
+                size_name(size)
+            ),
         );
     }
     let errors: u64 = cells.iter().map(|c| c.stats.errors(MEASURE as usize)).sum();
-    println!(
-        "  [{}] no errors in any measurement window ({errors})",
-        if errors == 0 { "PASS" } else { "FAIL" }
+    check(
+        errors == 0,
+        format!("no errors in any measurement window ({errors})"),
     );
-    pass &= errors == 0;
+    let mismatched = cells
+        .iter()
+        .filter(|c| c.kind != Kind::Noop && c.stored != Some(c.stats.total_ok))
+        .count();
+    check(
+        mismatched == 0,
+        format!("every storing cell stored exactly its 2xx count ({mismatched} did not)"),
+    );
     println!(
         "  overall: {}",
         if pass {
