@@ -251,6 +251,7 @@ impl PostgresJournalBuilder {
             max_batch: self.max_batch,
             healthy: AtomicBool::new(true),
             committed,
+            announce: watch::channel(0).0,
             closing: AtomicBool::new(false),
             held: Mutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
@@ -266,6 +267,7 @@ impl PostgresJournalBuilder {
         writers.push(tokio::spawn(settle_writer(inner.clone(), settle_rx)));
         let (listening, ready) = oneshot::channel();
         let background = vec![
+            tokio::spawn(notifier(inner.clone())),
             tokio::spawn(heartbeat(inner.clone())),
             tokio::spawn(refresh(inner.clone())),
             tokio::spawn(listen(inner.clone(), conn, listening)),
@@ -492,6 +494,8 @@ struct Inner {
     known_sources: Mutex<HashSet<String>>,
     /// The highest committed event id seen (this node's or another's).
     committed: watch::Sender<u64>,
+    /// The highest event id this node committed, for the notifier to announce.
+    announce: watch::Sender<u64>,
     closing: AtomicBool,
     /// The runtime the journal was opened on: claims and give-backs run there to their
     /// end, even when their caller (a source actor on an arbiter of its own) stops.
@@ -1182,7 +1186,12 @@ impl Journal for PostgresJournal {
             .expect("tasks lock")
             .drain(..)
             .collect();
-        let writers = std::mem::take(&mut *self.writers.try_lock().expect("closed once"));
+        // A second close finds the writers taken already and waits for nothing.
+        let writers = self
+            .writers
+            .try_lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
         Box::pin(async move {
             for w in writers {
                 let _ = w.await;
@@ -1322,6 +1331,11 @@ async fn append_writer(inner: Arc<Inner>, rx: Arc<tokio::sync::Mutex<mpsc::Recei
                 }
                 if max_id > 0 {
                     inner.wake(max_id);
+                    inner.announce.send_if_modified(|v| {
+                        let newer = max_id > *v;
+                        *v = (*v).max(max_id);
+                        newer
+                    });
                 }
                 for (op, r) in batch.into_iter().zip(results) {
                     let _ = op.reply.send(Ok(r));
@@ -1476,12 +1490,10 @@ async fn write_appends_once(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<App
                     sql::add_sources(&txn, &new_sources).await
                 }
             };
+            // No NOTIFY in here: PostgreSQL serializes the commits of every transaction
+            // that notifies, cluster-wide; the notifier announces commits off this path.
             let statements: [std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>>;
-                3] = [
-                Box::pin(sql::insert_events(&txn, &new)),
-                Box::pin(sources),
-                Box::pin(sql::notify(&txn, max_id as i64)),
-            ];
+                2] = [Box::pin(sql::insert_events(&txn, &new)), Box::pin(sources)];
             sql::pipelined(statements).await?;
         }
         txn.commit().await?;
@@ -1741,6 +1753,25 @@ async fn release_strays(inner: &Inner) {
             tracing::warn!(error = %e, "giving back unjournaled claims failed; trying again");
             inner.strays.store(true, Ordering::Release);
         }
+    }
+}
+
+/// How often at most a node announces its commits: every announcement is a `NOTIFY`,
+/// and PostgreSQL serializes the commits of notifying transactions.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(10);
+
+/// Announces this node's commits to the other nodes, at most every [`ANNOUNCE_EVERY`],
+/// each time with the highest id committed: a burst of commits is one `NOTIFY`.
+async fn notifier(inner: Arc<Inner>) {
+    let mut committed = inner.announce.subscribe();
+    while committed.changed().await.is_ok() {
+        let max_id = *committed.borrow_and_update();
+        if let Ok(c) = inner.pool.get().await {
+            if let Err(e) = sql::notify(&c, max_id as i64).await {
+                tracing::debug!(error = %describe(&e), "announcing a commit failed; the others poll");
+            }
+        }
+        tokio::time::sleep(ANNOUNCE_EVERY).await;
     }
 }
 
