@@ -39,6 +39,32 @@ fn cluster_config(dir: &std::path::Path, app_url: &str, node: &str) -> std::path
     cfg
 }
 
+/// Waits (up to a minute) until every id in `acked` reached `app`, each forward with a
+/// valid signature; returns every id delivered.
+async fn delivered(app: &Downstream, acked: &HashSet<String>) -> HashSet<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: HashSet<String> = app
+            .requests()
+            .iter()
+            .map(|r| {
+                verify_forwarded(r);
+                r.header("webhook-id").to_owned()
+            })
+            .collect();
+        if acked.is_subset(&got) {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} acknowledged events delivered",
+            acked.intersection(&got).count(),
+            acked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Every event id `node`'s admin API lists, all pages.
 async fn listed(node: &Server) -> HashSet<String> {
     let client = crate::support::client();
@@ -138,27 +164,7 @@ async fn two_nodes_share_one_journal_and_a_killed_node_loses_nothing() {
         );
         assert!(acked.insert(post_ok(req).await));
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let got: HashSet<String> = app
-            .requests()
-            .iter()
-            .map(|r| {
-                verify_forwarded(r);
-                r.header("webhook-id").to_owned()
-            })
-            .collect();
-        if acked.is_subset(&got) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} of {} acknowledged events delivered",
-            acked.intersection(&got).count(),
-            acked.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    delivered(&app, &acked).await;
     let journal = hookbox::PostgresJournal::builder(&db.url)
         .node("inspector")
         .open()
@@ -264,27 +270,7 @@ async fn three_nodes_lose_nothing_when_nodes_are_killed_mid_stream() {
         acked.extend(p.await.unwrap());
     }
     assert!(acked.len() > 50, "only {} events acknowledged", acked.len());
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let got = loop {
-        let got: HashSet<String> = app
-            .requests()
-            .iter()
-            .map(|r| {
-                verify_forwarded(r);
-                r.header("webhook-id").to_owned()
-            })
-            .collect();
-        if acked.is_subset(&got) {
-            break got;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} of {} acknowledged events delivered",
-            acked.intersection(&got).count(),
-            acked.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let got = delivered(&app, &acked).await;
     let journal = hookbox::PostgresJournal::builder(&db.url)
         .node("inspector")
         .open()
