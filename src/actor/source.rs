@@ -236,16 +236,20 @@ impl SourceActor {
         self.timer = Some((handle, at_ms));
     }
 
-    fn dispatch(&mut self, claim: Claim, ctx: &mut Context<Self>) {
+    fn dispatch(&mut self, mut claim: Claim, ctx: &mut Context<Self>) {
         let key = (claim.id, claim.replay);
+        let prefetched = claim.event.0.take();
         self.in_flight.insert(key, claim.clone());
         self.running += 1;
         self.started += 1;
         let started = SystemTime::now();
         let clock = Instant::now();
+        if let Some(event) = prefetched {
+            return self.run(claim, Ok(Some(event)), started, clock, ctx);
+        }
         let get = self.journal.get(claim.id);
         ctx.spawn(get.into_actor(self).map(move |res, act, ctx| {
-            act.run(claim, res, started, clock, ctx);
+            act.run(claim, res.map(|e| e.map(Arc::new)), started, clock, ctx);
         }));
     }
 
@@ -253,14 +257,14 @@ impl SourceActor {
     fn run(
         &mut self,
         ready: Claim,
-        res: Result<Option<StoredEvent>, JournalError>,
+        res: Result<Option<Arc<StoredEvent>>, JournalError>,
         started: SystemTime,
         clock: Instant,
         ctx: &mut Context<Self>,
     ) {
         let key = (ready.id, ready.replay);
         let event = match res {
-            Ok(Some(e)) => Arc::new(e),
+            Ok(Some(e)) => e,
             Ok(None) => {
                 return self.finish(ready, started, clock, Err(Failure::Missing), ctx);
             }

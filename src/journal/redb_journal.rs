@@ -442,6 +442,7 @@ impl RedbJournal {
                 order_key: key.to_owned(),
                 source: source_arc.clone(),
                 token,
+                event: Default::default(),
             });
         }
         Ok(out)

@@ -132,6 +132,34 @@ pub struct Claim {
     /// The fencing token: every write for this claim presents it, and a claim taken
     /// back meanwhile matches nothing.
     pub(crate) token: u64,
+    /// The event, when the backend read it with the claim (saving the delivery a
+    /// separate read); `None` and the runtime reads it with [`Journal::get`].
+    ///
+    /// [`Journal::get`]: super::Journal::get
+    pub(crate) event: Prefetched,
+}
+
+/// An event read together with its claim. Not part of a claim's identity: two claims
+/// are equal whether or not either carries its event.
+#[derive(Clone, Default)]
+pub(crate) struct Prefetched(pub(crate) Option<std::sync::Arc<super::StoredEvent>>);
+
+impl PartialEq for Prefetched {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Prefetched {}
+
+impl std::fmt::Debug for Prefetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Prefetched(..)"
+        } else {
+            "None"
+        })
+    }
 }
 
 /// What happens to a delivery after an attempt.

@@ -179,6 +179,37 @@ async fn a_provider_delivery_id_is_journaled_once(j: &dyn Journal) {
     let plain = append_result(j, "gh", json!({"id": "same"})).await.unwrap();
     assert!(!plain.duplicate);
     assert_eq!(j.count().await.unwrap(), 3);
+    // Also when the posts arrive together.
+    let no_window = hookbox::AppendOptions {
+        dedup_window: None,
+        order_key: None,
+    };
+    let ev3 = crate::support::events::trusted("gh", br#"{"id":"plain-racy"}"#);
+    let answers = futures_util::future::join_all((0..8).map(|_| j.append(&ev3, &no_window))).await;
+    let mut ids: Vec<_> = answers.iter().map(|a| a.as_ref().unwrap().id).collect();
+    assert!(answers.iter().all(|a| !a.as_ref().unwrap().duplicate));
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "eight distinct events");
+    assert_eq!(j.count().await.unwrap(), 11);
+    assert!(ids.contains(&j.lookup("gh", "plain-racy").await.unwrap().unwrap()));
+    // Once its window has passed, an entry is taken over by the next post.
+    let short = hookbox::AppendOptions {
+        dedup_window: Some(Duration::from_millis(1)),
+        order_key: None,
+    };
+    let ev4 = crate::support::events::trusted("gh", br#"{"id":"brief"}"#);
+    let a = j.append(&ev4, &short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let b = j.append(&ev4, &short).await.unwrap();
+    assert!(!a.duplicate && !b.duplicate);
+    assert_ne!(a.id, b.id);
+    assert_eq!(j.lookup("gh", "brief").await.unwrap(), Some(b.id));
+    // A duplicate within the window still names the event that took the entry over.
+    let c = j.append(&ev4, &opts).await.unwrap();
+    assert!(c.duplicate);
+    assert_eq!(c.id, b.id);
+    assert_eq!(j.count().await.unwrap(), 13);
 }
 
 async fn a_claim_is_exclusive_and_fenced(j: &dyn Journal) {

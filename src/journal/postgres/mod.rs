@@ -3,18 +3,22 @@
 //! Every node ingests and delivers; the database is the only shared state.
 //!
 //! - **Appends** queue for a few writer tasks per node; each writer takes whatever is
-//!   queued as one batch, writes it in one transaction and answers every append in it
-//!   only once its `COMMIT` has returned (`synchronous_commit` on). Writers run
-//!   concurrently, so one batch commits while the next forms. A `COMMIT` whose outcome
+//!   queued as one batch and writes it, dedup entries, events and deliveries, in one
+//!   statement that is its own transaction (one round trip), and answers every append
+//!   in it only once that commit has returned (`synchronous_commit` on). Writers run
+//!   concurrently, so one batch commits while the next forms. A commit whose outcome
 //!   is unknown (the connection broke) answers an error, never success: the provider
 //!   retries and deduplication absorbs the retry if the commit did land.
 //! - **Event ids** stay `received ms << 16 | n`; on PostgreSQL the low 16 bits are the
 //!   node's slot (6 bits, unique among live nodes) and a per-millisecond counter
 //!   (10 bits), so nodes never allocate the same id.
 //! - **Claims**: `FOR UPDATE SKIP LOCKED` picks due deliveries and marks them with the
-//!   node and a fresh fencing token in one statement; no transaction stays open while a
+//!   node and a fresh fencing token in one statement, which also returns each event's
+//!   record, so a delivery needs no read of its own; no transaction stays open while a
 //!   delivery runs. Settles, steps and abandons present the token and match nothing once
-//!   the claim was taken back.
+//!   the claim was taken back. Claims and outcomes are batched into one statement each
+//!   and commit without waiting for their WAL flush: a crash of the database may forget
+//!   one, and that delivery then happens again.
 //! - **Leases**: each node heartbeats every third of `lease`; any node reaps the claims
 //!   of a node silent for longer than its lease (by the database's clock). A node that
 //!   finds itself reaped registers again; its old claims are void.
@@ -36,7 +40,9 @@ use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::record::{self, duration_ms, millis};
-use super::state::{Attempt, Claim, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus};
+use super::state::{
+    Attempt, Claim, EventState, Next, Prefetched, RedriveFilter, ReplayFilter, ReplayStatus,
+};
 use super::{
     AppendFuture, AppendOptions, Appended, EventId, EventSummary, Journal, JournalError,
     JournalFuture, Load, OpenError, Page, Query, State, StoredEvent, Window,
@@ -245,6 +251,7 @@ impl PostgresJournalBuilder {
             slot: AtomicI64::new(slot.into()),
             lease: self.lease,
             alive_until: AtomicU64::new(millis(SystemTime::now()) + duration_ms(self.lease)),
+            tokens: AtomicI64::new((millis(SystemTime::now()) << 20) as i64),
             last_id: Mutex::new(0),
             queued: AtomicUsize::new(0),
             capacity: self.queue_capacity,
@@ -480,6 +487,9 @@ struct Inner {
     /// Until when (ms, local clock) the last successful heartbeat keeps the node alive:
     /// past it the node appends nothing, since its slot may be another node's by then.
     alive_until: AtomicU64,
+    /// The next fencing token this node hands out: one per claim statement, never
+    /// reused by the node (it starts from the clock at open, ms << 20).
+    tokens: AtomicI64,
     /// The last id allocated, as `ms << 10 | n`.
     last_id: Mutex<u64>,
     /// Appends waiting for a writer.
@@ -1233,7 +1243,14 @@ async fn claim_now(
     let node = inner.node();
     let claimed = tokio::time::timeout(
         ROUND_TRIP,
-        sql::claim(&c, &source, now_ms, limit.min(10_000) as i64, node),
+        sql::claim(
+            &c,
+            &source,
+            now_ms,
+            limit.min(10_000) as i64,
+            node,
+            inner.tokens.fetch_add(1, Ordering::Relaxed),
+        ),
     )
     .await;
     let rows = match claimed {
@@ -1252,14 +1269,21 @@ async fn claim_now(
         .iter()
         .map(|r| {
             let replay: i64 = r.get(1);
+            let id = r.get::<_, i64>(0) as u64;
+            // A record that does not decode is left for `get`, which reports it.
+            let event = r
+                .get::<_, Option<&[u8]>>(6)
+                .and_then(|rec| record::decode(id, rec).ok())
+                .map(Arc::new);
             Claim {
-                id: EventId(r.get::<_, i64>(0) as u64),
+                id: EventId(id),
                 replay: (replay != 0).then_some(replay as u64),
                 attempt: r.get::<_, i32>(2) as u32,
                 due_ms: r.get::<_, i64>(3) as u64,
                 order_key: r.get(4),
                 source: source.clone(),
                 token: r.get::<_, i64>(5) as u64,
+                event: Prefetched(event),
             }
         })
         .collect();
@@ -1397,7 +1421,8 @@ impl Failed {
     }
 }
 
-/// [`write_appends`], once.
+/// [`write_appends`], once: the whole batch in one statement, which is its own
+/// transaction (one round trip, one commit).
 async fn write_appends_once(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<Appended>, Failed> {
     let now_ms = millis(SystemTime::now());
     if now_ms > inner.alive_until.load(Ordering::Acquire) {
@@ -1405,7 +1430,7 @@ async fn write_appends_once(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<App
             "this node's lease ran out: it appends nothing until it has registered again",
         )));
     }
-    let mut client = inner.client().await.map_err(Failed::Journal)?;
+    let client = inner.client().await.map_err(Failed::Journal)?;
     let new_sources: Vec<String> = {
         let known = inner.known_sources.lock().expect("sources lock");
         let mut s: Vec<String> = batch
@@ -1417,104 +1442,124 @@ async fn write_appends_once(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<App
         s.dedup();
         s
     };
+    let ids: Vec<u64> = batch
+        .iter()
+        .map(|op| inner.next_id(op.received_ms))
+        .collect();
+    let keys = dedup_keys(batch, &ids, now_ms);
+    let mut new = sql::NewEvents::default();
+    for (i, op) in batch.iter().enumerate() {
+        if keys.repeats[i].is_some() {
+            continue;
+        }
+        new.ids.push(ids[i] as i64);
+        new.sources.push(op.source.clone());
+        new.received.push(op.received_ms as i64);
+        new.delivery_ids.push(op.delivery_id.clone());
+        new.types.push(op.event_type.clone());
+        new.body_lens.push(op.body_len);
+        new.records.push(op.record.clone());
+        new.order_keys.push(op.order_key.clone());
+        new.deduped
+            .push(op.delivery_id.is_some() && op.dedup_window.is_some());
+    }
     let result = async {
-        let txn = client.transaction().await?;
-        let ids: Vec<u64> = batch
-            .iter()
-            .map(|op| inner.next_id(op.received_ms))
-            .collect();
-        let mut results: Vec<Appended> = ids
-            .iter()
-            .map(|&id| Appended {
-                id: EventId(id),
-                duplicate: false,
-            })
-            .collect();
-        // Delivery ids in one order on every node, so that two batches waiting on each
-        // other's keys cannot deadlock.
-        let mut keyed: Vec<usize> = (0..batch.len())
-            .filter(|&i| batch[i].delivery_id.is_some())
-            .collect();
-        keyed.sort_by(|&a, &b| {
-            (&batch[a].source, &batch[a].delivery_id)
-                .cmp(&(&batch[b].source, &batch[b].delivery_id))
-        });
-        if !keyed.is_empty() {
-            let found = sql::pipelined(keyed.iter().map(|&i| {
-                let op = &batch[i];
-                let live_after = match op.dedup_window {
-                    Some(w) => now_ms.saturating_sub(duration_ms(w)) as i64,
-                    // No deduplication: the entry is always replaced.
-                    None => i64::MAX,
-                };
-                sql::dedup(
-                    &txn,
-                    &op.source,
-                    op.delivery_id.as_deref().unwrap_or(""),
-                    ids[i] as i64,
-                    now_ms as i64,
-                    live_after,
-                )
-            }))
-            .await?;
-            for (&i, seen) in keyed.iter().zip(found) {
-                if let Some(existing) = seen {
-                    results[i] = Appended {
-                        id: EventId(existing as u64),
-                        duplicate: true,
-                    };
-                }
-            }
+        if !new_sources.is_empty() {
+            // Committed on its own: a source known before its first event is harmless.
+            sql::add_sources(&client, &new_sources).await?;
         }
-        let mut new = sql::NewEvents::default();
-        let mut max_id = 0u64;
-        for (op, r) in batch.iter().zip(&results) {
-            if r.duplicate {
-                continue;
-            }
-            max_id = max_id.max(r.id.0);
-            new.ids.push(r.id.0 as i64);
-            new.sources.push(op.source.clone());
-            new.received.push(op.received_ms as i64);
-            new.delivery_ids.push(op.delivery_id.clone());
-            new.types.push(op.event_type.clone());
-            new.body_lens.push(op.body_len);
-            new.records.push(op.record.clone());
-            new.order_keys.push(op.order_key.clone());
-        }
-        if !new.ids.is_empty() {
-            let sources = async {
-                if new_sources.is_empty() {
-                    Ok(())
-                } else {
-                    sql::add_sources(&txn, &new_sources).await
-                }
-            };
-            // No NOTIFY in here: PostgreSQL serializes the commits of every transaction
-            // that notifies, cluster-wide; the notifier announces commits off this path.
-            let statements: [std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>>;
-                2] = [Box::pin(sql::insert_events(&txn, &new)), Box::pin(sources)];
-            sql::pipelined(statements).await?;
-        }
-        txn.commit().await?;
-        Ok::<_, tokio_postgres::Error>(results)
+        // No NOTIFY in here: PostgreSQL serializes the commits of every transaction
+        // that notifies, cluster-wide; the notifier announces commits off this path.
+        sql::append(&client, &keys.new, &new, now_ms as i64).await
     };
     let Ok(result) = tokio::time::timeout(ROUND_TRIP, result).await else {
         return Err(Failed::Journal(no_answer(inner, client, ROUND_TRIP)));
     };
-    match result {
-        Ok(r) => {
-            if !new_sources.is_empty() {
-                inner
-                    .known_sources
-                    .lock()
-                    .expect("sources lock")
-                    .extend(new_sources);
-            }
-            Ok(r)
-        }
-        Err(e) => Err(Failed::Db(e)),
+    let owners = result.map_err(Failed::Db)?;
+    if !new_sources.is_empty() {
+        inner
+            .known_sources
+            .lock()
+            .expect("sources lock")
+            .extend(new_sources);
     }
+    let mut results = Vec::with_capacity(batch.len());
+    for (i, op) in batch.iter().enumerate() {
+        let proposed = ids[i];
+        let deduped = op.delivery_id.is_some() && op.dedup_window.is_some();
+        if !deduped {
+            results.push(Appended {
+                id: EventId(proposed),
+                duplicate: false,
+            });
+            continue;
+        }
+        let key = (
+            op.source.clone(),
+            op.delivery_id.clone().unwrap_or_default(),
+        );
+        let Some(&owner) = owners.get(&key) else {
+            // Every recorded key comes back; without it, nothing says the event was kept.
+            return Err(Failed::Journal(JournalError::Unavailable(
+                "the journal did not confirm a delivery id",
+            )));
+        };
+        let owner = owner as u64;
+        results.push(Appended {
+            id: EventId(owner),
+            duplicate: keys.repeats[i].is_some() || owner != proposed,
+        });
+    }
+    Ok(results)
+}
+
+/// The provider delivery ids of a batch: what to record, and which posts repeat an
+/// earlier post of the batch.
+struct DedupKeys {
+    new: sql::NewKeys,
+    /// For each post: the earlier post of the same key in this batch, when this one is
+    /// its duplicate (the source deduplicates).
+    repeats: Vec<Option<usize>>,
+}
+
+/// Collects the keys of `batch` (events to get `ids`), each once. Of several posts of
+/// one key, the first is recorded and the later ones are its duplicates; where the
+/// source does not deduplicate, every post is a new event and the newest one is
+/// recorded.
+fn dedup_keys(batch: &[AppendOp], ids: &[u64], now_ms: u64) -> DedupKeys {
+    use std::collections::btree_map::{BTreeMap, Entry};
+    let mut recorded: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut repeats = vec![None; batch.len()];
+    for (i, op) in batch.iter().enumerate() {
+        let Some(delivery_id) = op.delivery_id.as_deref() else {
+            continue;
+        };
+        match recorded.entry((op.source.as_str(), delivery_id)) {
+            Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            Entry::Occupied(mut o) => {
+                let first = *o.get();
+                if batch[first].dedup_window.is_some() {
+                    repeats[i] = Some(first);
+                } else {
+                    o.insert(i);
+                }
+            }
+        }
+    }
+    let mut new = sql::NewKeys::default();
+    for ((source, delivery_id), i) in recorded {
+        new.sources.push(source.to_owned());
+        new.delivery_ids.push(delivery_id.to_owned());
+        new.event_ids.push(ids[i] as i64);
+        new.live_after_ms.push(match batch[i].dedup_window {
+            Some(w) => now_ms.saturating_sub(duration_ms(w)) as i64,
+            // No deduplication: the entry is always replaced.
+            None => i64::MAX,
+        });
+    }
+    DedupKeys { new, repeats }
 }
 
 /// The settle writer: outcomes are batched into one transaction, without waiting for
@@ -1560,66 +1605,56 @@ async fn settle_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<SettleOp>) {
 
 async fn write_settles(inner: &Inner, batch: &[SettleOp]) -> Result<Vec<bool>, JournalError> {
     let now_ms = millis(SystemTime::now()) as i64;
-    let encoded: Vec<Vec<u8>> = batch
-        .iter()
-        .map(|op| serde_json::to_vec(&op.attempt).expect("attempt serializes"))
-        .collect();
-    let settles: Vec<sql::Settle<'_>> = batch
-        .iter()
-        .zip(encoded)
-        .map(|(op, attempt)| {
-            let c = &op.claim;
-            let replay = c.replay.is_some();
-            let (state, due_ms, next_attempt, error, dead_ms, d, f) = match &op.next {
-                Next::Done => (2, c.due_ms as i64, c.attempt as i32, None, None, 1, 0),
-                Next::RetryAt(at) => (
-                    1,
-                    (*at).min(i64::MAX as u64) as i64,
-                    c.attempt.saturating_add(1) as i32,
-                    op.attempt.error.as_deref(),
-                    None,
-                    0,
-                    0,
-                ),
-                Next::Dead(reason) => (
-                    3,
-                    c.due_ms as i64,
-                    c.attempt as i32,
-                    Some(reason.as_str()),
-                    Some(now_ms),
-                    0,
-                    1,
-                ),
-            };
-            sql::Settle {
-                event_id: c.id.0 as i64,
-                replay: c.replay.unwrap_or(0) as i64,
-                token: c.token as i64,
-                state,
-                due_ms,
-                next_attempt,
-                error,
-                dead_ms,
-                attempt,
-                replay_done: if replay { d } else { 0 },
-                replay_failed: if replay { f } else { 0 },
-            }
-        })
-        .collect();
-    let mut client = inner.client().await?;
-    let node = inner.node();
-    let result = async {
-        let txn = client.transaction().await?;
-        txn.batch_execute("SET LOCAL synchronous_commit = off")
-            .await?;
-        let held = sql::pipelined(settles.iter().map(|s| sql::settle(&txn, node, s))).await?;
-        txn.commit().await?;
-        Ok::<_, tokio_postgres::Error>(held)
-    };
-    match tokio::time::timeout(ROUND_TRIP, result).await {
-        Ok(result) => result.map_err(|e| inner.db_error(e)),
-        Err(_) => Err(no_answer(inner, client, ROUND_TRIP)),
+    let mut s = sql::Settles::default();
+    for op in batch {
+        let c = &op.claim;
+        let replay = c.replay.is_some();
+        let (state, due_ms, next_attempt, error, dead_ms, d, f) = match &op.next {
+            Next::Done => (2, c.due_ms as i64, c.attempt as i32, None, None, 1, 0),
+            Next::RetryAt(at) => (
+                1,
+                (*at).min(i64::MAX as u64) as i64,
+                c.attempt.saturating_add(1) as i32,
+                op.attempt.error.clone(),
+                None,
+                0,
+                0,
+            ),
+            Next::Dead(reason) => (
+                3,
+                c.due_ms as i64,
+                c.attempt as i32,
+                Some(reason.clone()),
+                Some(now_ms),
+                0,
+                1,
+            ),
+        };
+        s.event_ids.push(c.id.0 as i64);
+        s.replays.push(c.replay.unwrap_or(0) as i64);
+        s.tokens.push(c.token as i64);
+        s.states.push(state);
+        s.due_ms.push(due_ms);
+        s.next_attempts.push(next_attempt);
+        s.errors.push(error);
+        s.dead_ms.push(dead_ms);
+        s.attempts
+            .push(serde_json::to_vec(&op.attempt).expect("attempt serializes"));
+        s.replay_done.push(if replay { d } else { 0 });
+        s.replay_failed.push(if replay { f } else { 0 });
     }
+    let client = inner.client().await?;
+    let node = inner.node();
+    let result = sql::settle(&client, node, &s);
+    let held: HashSet<(i64, i64)> = match tokio::time::timeout(ROUND_TRIP, result).await {
+        Ok(result) => result.map_err(|e| inner.db_error(e))?.into_iter().collect(),
+        Err(_) => return Err(no_answer(inner, client, ROUND_TRIP)),
+    };
+    Ok(s.event_ids
+        .iter()
+        .zip(&s.replays)
+        .map(|(&id, &replay)| held.contains(&(id, replay)))
+        .collect())
 }
 
 /// Renews the node's lease every third of it and reaps nodes whose lease ran out. A

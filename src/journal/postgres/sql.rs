@@ -21,6 +21,8 @@
 //!
 //! States are stored as small integers: 0 pending, 1 retrying, 2 done, 3 dead.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, Row};
@@ -115,31 +117,6 @@ const MIGRATION_LOCK: i64 = 0x0068_6f6f_6b62_6f78;
 /// The channel commits are announced on.
 pub(super) const CHANNEL: &str = "hookbox_journal";
 
-/// Awaits statements sent together (pipelined) in one transaction. When one fails, the
-/// ones after it fail with "current transaction is aborted"; the error reported is the
-/// first that is not that one, whatever order the answers were polled in.
-pub(super) async fn pipelined<T, F>(
-    statements: impl IntoIterator<Item = F>,
-) -> Result<Vec<T>, Error>
-where
-    F: std::future::Future<Output = Result<T, Error>>,
-{
-    let mut oks = Vec::new();
-    let mut errors = Vec::new();
-    for r in futures_util::future::join_all(statements).await {
-        match r {
-            Ok(v) => oks.push(v),
-            Err(e) => errors.push(e),
-        }
-    }
-    if errors.is_empty() {
-        return Ok(oks);
-    }
-    let aborted = Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION);
-    let first = errors.iter().position(|e| e.code() != aborted).unwrap_or(0);
-    Err(errors.swap_remove(first))
-}
-
 /// Runs `sql` (prepared once per connection and cached) with `params`.
 pub(super) async fn query<C: GenericClient>(
     c: &C,
@@ -148,6 +125,28 @@ pub(super) async fn query<C: GenericClient>(
 ) -> Result<Vec<Row>, Error> {
     let stmt = c.prepare_cached(sql).await?;
     c.query(&stmt, params).await
+}
+
+/// Runs `sql` (prepared once per connection and cached) in a transaction of its own
+/// that does not wait for its WAL flush (`synchronous_commit` off), in one round trip:
+/// BEGIN, the statement and COMMIT are sent together. Only for writes a crash of the
+/// database may forget (claims and outcomes): the delivery then happens again.
+pub(super) async fn unsynced<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, Error> {
+    let stmt = c.prepare_cached(sql).await?;
+    // Each request is sent when first polled, and `join!` polls in order.
+    let (begun, rows, committed) = tokio::join!(
+        c.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+        c.query(&stmt, params),
+        c.batch_execute("COMMIT"),
+    );
+    begun?;
+    let rows = rows?;
+    committed?;
+    Ok(rows)
 }
 
 async fn execute<C: GenericClient>(
@@ -300,42 +299,19 @@ pub(super) async fn reap<C: GenericClient>(c: &C) -> Result<u64, Error> {
 
 // ---- appends --------------------------------------------------------------------
 
-/// Records a provider delivery id for a new event, unless a live entry exists. Returns
-/// `Ok(None)` when the new event may be written, else the event already journaled.
-/// The unique key makes concurrent posts of one delivery, on any nodes, wait for each
-/// other: exactly one writes.
-pub(super) async fn dedup<C: GenericClient>(
-    c: &C,
-    source: &str,
-    delivery_id: &str,
-    id: i64,
-    now_ms: i64,
-    live_after_ms: i64,
-) -> Result<Option<i64>, Error> {
-    let rows = query(
-        c,
-        "INSERT INTO hookbox_dedup AS d (source, delivery_id, event_id, seen_ms)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (source, delivery_id) DO UPDATE
-           SET event_id = EXCLUDED.event_id, seen_ms = EXCLUDED.seen_ms
-           WHERE d.seen_ms < $5
-         RETURNING event_id",
-        &[&source, &delivery_id, &id, &now_ms, &live_after_ms],
-    )
-    .await?;
-    if !rows.is_empty() {
-        return Ok(None);
-    }
-    let rows = query(
-        c,
-        "SELECT event_id FROM hookbox_dedup WHERE source = $1 AND delivery_id = $2",
-        &[&source, &delivery_id],
-    )
-    .await?;
-    Ok(Some(rows.first().map_or(id, |r| r.get(0))))
+/// Provider delivery ids of one batch, as bound to [`append`]: each (source, id) pair
+/// once.
+#[derive(Default)]
+pub(super) struct NewKeys {
+    pub(super) sources: Vec<String>,
+    pub(super) delivery_ids: Vec<String>,
+    /// The event each key would make.
+    pub(super) event_ids: Vec<i64>,
+    /// An entry seen at or before this time (ms) is expired and taken over.
+    pub(super) live_after_ms: Vec<i64>,
 }
 
-/// The columns of the events of one batch.
+/// The columns of the events of one batch, as bound to [`append`].
 #[derive(Default)]
 pub(super) struct NewEvents {
     pub(super) ids: Vec<i64>,
@@ -346,36 +322,79 @@ pub(super) struct NewEvents {
     pub(super) body_lens: Vec<i32>,
     pub(super) records: Vec<Vec<u8>>,
     pub(super) order_keys: Vec<String>,
+    /// Written only if its key's dedup entry names it after this batch.
+    pub(super) deduped: Vec<bool>,
 }
 
-/// Writes a batch of events and their original deliveries, due at once.
-pub(super) async fn insert_events<C: GenericClient>(c: &C, e: &NewEvents) -> Result<(), Error> {
-    let event_params: [&(dyn ToSql + Sync); 7] = [
-        &e.ids,
-        &e.sources,
-        &e.received,
-        &e.delivery_ids,
-        &e.types,
-        &e.body_lens,
-        &e.records,
-    ];
-    let delivery_params: [&(dyn ToSql + Sync); 4] =
-        [&e.ids, &e.sources, &e.received, &e.order_keys];
-    let events = execute(
+/// Writes a batch in one statement (its own transaction): the dedup entries of `keys`,
+/// then each event of `events` that is not deduplicated or whose key's entry names it,
+/// with its original delivery, due at once. Returns the event each key's entry names:
+/// the proposed one when it was free or expired, else the event already journaled.
+///
+/// The unique key makes concurrent posts of one delivery, on any nodes, wait for each
+/// other: exactly one writes. Keys are taken in one order on every node, so that two
+/// batches waiting on each other's keys cannot deadlock.
+pub(super) async fn append<C: GenericClient>(
+    c: &C,
+    keys: &NewKeys,
+    events: &NewEvents,
+    now_ms: i64,
+) -> Result<HashMap<(String, String), i64>, Error> {
+    let rows = query(
         c,
-        "INSERT INTO hookbox_events (id, source, received_ms, delivery_id, event_type, body_len, record)
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                              $6::int[], $7::bytea[])",
-        &event_params,
-    );
-    let deliveries = execute(
-        c,
-        "INSERT INTO hookbox_deliveries (event_id, source, due_ms, order_key)
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[])",
-        &delivery_params,
-    );
-    pipelined([events, deliveries]).await?;
-    Ok(())
+        "WITH x AS (
+           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+             AS x(source, delivery_id, event_id, live_after)),
+         k AS (
+           INSERT INTO hookbox_dedup AS d (source, delivery_id, event_id, seen_ms)
+           SELECT source, delivery_id, event_id, $5 FROM x ORDER BY source, delivery_id
+           ON CONFLICT (source, delivery_id) DO UPDATE
+             SET event_id = CASE WHEN d.seen_ms < (
+                     SELECT x.live_after FROM x
+                     WHERE x.source = EXCLUDED.source AND x.delivery_id = EXCLUDED.delivery_id)
+                   THEN EXCLUDED.event_id ELSE d.event_id END,
+                 seen_ms = CASE WHEN d.seen_ms < (
+                     SELECT x.live_after FROM x
+                     WHERE x.source = EXCLUDED.source AND x.delivery_id = EXCLUDED.delivery_id)
+                   THEN EXCLUDED.seen_ms ELSE d.seen_ms END
+           RETURNING d.source, d.delivery_id, d.event_id),
+         ev AS (
+           INSERT INTO hookbox_events
+             (id, source, received_ms, delivery_id, event_type, body_len, record)
+           SELECT id, source, received_ms, delivery_id, event_type, body_len, record
+           FROM unnest($6::bigint[], $7::text[], $8::bigint[], $9::text[], $10::text[],
+                       $11::int[], $12::bytea[], $14::bool[])
+             AS y(id, source, received_ms, delivery_id, event_type, body_len, record, deduped)
+           WHERE NOT deduped OR id IN (SELECT event_id FROM k)),
+         dl AS (
+           INSERT INTO hookbox_deliveries (event_id, source, due_ms, order_key)
+           SELECT id, source, received_ms, order_key
+           FROM unnest($6::bigint[], $7::text[], $8::bigint[], $13::text[], $14::bool[])
+             AS y(id, source, received_ms, order_key, deduped)
+           WHERE NOT deduped OR id IN (SELECT event_id FROM k))
+         SELECT source, delivery_id, event_id FROM k",
+        &[
+            &keys.sources,
+            &keys.delivery_ids,
+            &keys.event_ids,
+            &keys.live_after_ms,
+            &now_ms,
+            &events.ids,
+            &events.sources,
+            &events.received,
+            &events.delivery_ids,
+            &events.types,
+            &events.body_lens,
+            &events.records,
+            &events.order_keys,
+            &events.deduped,
+        ],
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect())
 }
 
 /// Makes sources known (for `sources()` and the delivery runtime).
@@ -400,15 +419,23 @@ pub(super) async fn notify<C: GenericClient>(c: &C, max_id: i64) -> Result<(), E
 // ---- claims and outcomes --------------------------------------------------------
 
 /// Claims up to `limit` due deliveries of `source` for `node`: rows locked by another
-/// claimer are skipped, and of a key only its oldest unfinished event is eligible.
+/// claimer are skipped, and of a key only its oldest unfinished event is eligible. Each
+/// row carries the event's record too (NULL if it is gone), so that a delivery needs no
+/// read of its own.
+///
+/// The claim commits without waiting for its WAL flush ([`unsynced`]), so a crash of the
+/// database may forget it; `token` is therefore fresh from the node (never reused by
+/// it), not the row's previous token plus one, which a forgotten claim would hand out
+/// twice.
 pub(super) async fn claim<C: GenericClient>(
     c: &C,
     source: &str,
     now_ms: i64,
     limit: i64,
     node: i64,
+    token: i64,
 ) -> Result<Vec<Row>, Error> {
-    query(
+    unsynced(
         c,
         "WITH c AS (
            SELECT d.event_id, d.target, d.replay FROM hookbox_deliveries d
@@ -420,10 +447,11 @@ pub(super) async fn claim<C: GenericClient>(
            ORDER BY d.due_ms, d.event_id
            LIMIT $3
            FOR UPDATE OF d SKIP LOCKED)
-         UPDATE hookbox_deliveries d SET owner = $4, token = d.token + 1
+         UPDATE hookbox_deliveries d SET owner = $4, token = $5
          FROM c WHERE d.event_id = c.event_id AND d.target = c.target AND d.replay = c.replay
-         RETURNING d.event_id, d.replay, d.attempt, d.due_ms, d.order_key, d.token",
-        &[&source, &now_ms, &limit, &node],
+         RETURNING d.event_id, d.replay, d.attempt, d.due_ms, d.order_key, d.token,
+           (SELECT e.record FROM hookbox_events e WHERE e.id = d.event_id)",
+        &[&source, &now_ms, &limit, &node, &token],
     )
     .await
 }
@@ -444,58 +472,74 @@ pub(super) async fn next_due<C: GenericClient>(
     Ok(rows[0].get(0))
 }
 
-/// One settled attempt, as bound to [`settle`].
-pub(super) struct Settle<'a> {
-    pub(super) event_id: i64,
-    pub(super) replay: i64,
-    pub(super) token: i64,
-    pub(super) state: i16,
-    pub(super) due_ms: i64,
-    pub(super) next_attempt: i32,
-    pub(super) error: Option<&'a str>,
-    pub(super) dead_ms: Option<i64>,
-    pub(super) attempt: Vec<u8>,
+/// The settled attempts of one batch, as bound to [`settle`]: one entry per claim, in
+/// columns.
+#[derive(Default)]
+pub(super) struct Settles {
+    pub(super) event_ids: Vec<i64>,
+    pub(super) replays: Vec<i64>,
+    pub(super) tokens: Vec<i64>,
+    pub(super) states: Vec<i16>,
+    pub(super) due_ms: Vec<i64>,
+    pub(super) next_attempts: Vec<i32>,
+    pub(super) errors: Vec<Option<String>>,
+    pub(super) dead_ms: Vec<Option<i64>>,
+    pub(super) attempts: Vec<Vec<u8>>,
     /// For replays: (done, failed) to add to its counters.
-    pub(super) replay_done: i64,
-    pub(super) replay_failed: i64,
+    pub(super) replay_done: Vec<i64>,
+    pub(super) replay_failed: Vec<i64>,
 }
 
-/// Records an attempt if `node` still holds the claim with `token`; false when not.
+/// Records a batch of attempts in one statement, each only if `node` still holds its
+/// claim with its token, without waiting for the WAL flush ([`unsynced`]). Returns the
+/// (event, replay) pairs that were held.
 pub(super) async fn settle<C: GenericClient>(
     c: &C,
     node: i64,
-    s: &Settle<'_>,
-) -> Result<bool, Error> {
-    let rows = query(
+    s: &Settles,
+) -> Result<Vec<(i64, i64)>, Error> {
+    let rows = unsynced(
         c,
-        "WITH u AS (
-           UPDATE hookbox_deliveries SET owner = NULL, state = $5, due_ms = $6, attempt = $7,
-             attempts = attempts + 1,
-             last_error = CASE WHEN $8::text IS NULL THEN last_error ELSE $8 END,
-             dead_ms = $9
-           WHERE event_id = $1 AND target = '' AND replay = $2 AND owner = $3 AND token = $4
-           RETURNING event_id, replay),
-         a AS (INSERT INTO hookbox_attempts (event_id, attempt) SELECT event_id, $10 FROM u),
-         r AS (UPDATE hookbox_replays SET done = done + $11, failed = failed + $12
-               WHERE id = (SELECT replay FROM u) AND ($11::bigint + $12::bigint) > 0)
-         SELECT count(*) FROM u",
+        "WITH x AS (
+           SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::smallint[],
+                                $5::bigint[], $6::int[], $7::text[], $8::bigint[], $9::bytea[],
+                                $10::bigint[], $11::bigint[])
+             AS x(event_id, replay, token, state, due_ms, attempt, error, dead_ms, record,
+                  done, failed)),
+         u AS (
+           UPDATE hookbox_deliveries d SET owner = NULL, state = x.state, due_ms = x.due_ms,
+             attempt = x.attempt, attempts = d.attempts + 1,
+             last_error = COALESCE(x.error, d.last_error), dead_ms = x.dead_ms
+           FROM x
+           WHERE d.event_id = x.event_id AND d.target = '' AND d.replay = x.replay
+             AND d.owner = $12 AND d.token = x.token
+           RETURNING d.event_id, d.replay),
+         held AS (
+           SELECT x.* FROM x JOIN u ON u.event_id = x.event_id AND u.replay = x.replay),
+         a AS (INSERT INTO hookbox_attempts (event_id, attempt)
+               SELECT event_id, record FROM held),
+         r AS (UPDATE hookbox_replays p SET done = p.done + t.done, failed = p.failed + t.failed
+               FROM (SELECT replay, sum(done)::bigint AS done, sum(failed)::bigint AS failed
+                     FROM held WHERE replay <> 0 GROUP BY replay) t
+               WHERE p.id = t.replay AND (t.done + t.failed) > 0)
+         SELECT event_id, replay FROM u",
         &[
-            &s.event_id,
-            &s.replay,
-            &node,
-            &s.token,
-            &s.state,
+            &s.event_ids,
+            &s.replays,
+            &s.tokens,
+            &s.states,
             &s.due_ms,
-            &s.next_attempt,
-            &s.error,
+            &s.next_attempts,
+            &s.errors,
             &s.dead_ms,
-            &s.attempt,
+            &s.attempts,
             &s.replay_done,
             &s.replay_failed,
+            &node,
         ],
     )
     .await?;
-    Ok(rows[0].get::<_, i64>(0) == 1)
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Gives claims back: (event, replay, token) triples still held by `node`.
