@@ -275,6 +275,7 @@ async fn outcomes_move_an_event_through_its_states(j: &dyn Journal) {
     assert_eq!(st.attempts, 1);
     assert_eq!(st.next_at_ms, Some(retry_at));
     assert_eq!(st.last_error.as_deref(), Some("503 from the handler"));
+    assert_eq!(j.backlog("s"), 1, "a retrying event is still pending");
     assert!(
         j.claim("s", SystemTime::now(), 10)
             .await
@@ -295,6 +296,7 @@ async fn outcomes_move_an_event_through_its_states(j: &dyn Journal) {
     assert_eq!(st.attempts, 2);
     assert_eq!(st.last_error.as_deref(), Some("410 Gone"));
     assert!(st.dead_at_ms.is_some());
+    assert_eq!(j.backlog("s"), 0, "an outcome leaves the backlog at once");
     assert_eq!(j.dead(None, 10).await.unwrap(), vec![(id, "s".to_owned())]);
     assert_eq!(j.dead(Some("other"), 10).await.unwrap(), vec![]);
     assert_eq!(j.dead_count().await.unwrap(), 1);
@@ -750,6 +752,90 @@ async fn a_newer_schema_is_refused_and_migrate_is_idempotent() {
         matches!(err, hookbox::OpenError::Version { found: 99, .. }),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_migrated_with_its_deliveries() {
+    let Some(db) = TestDb::create("schema_v1").await else {
+        return;
+    };
+    let j = node(&db, "a", Duration::from_secs(30)).await;
+    let ids = [
+        append(&j, "gh", json!({"id": "m-1"})).await,
+        append(&j, "gh", json!({"id": "m-2"})).await,
+    ];
+    j.close().await.unwrap();
+    // Back to the shape version 1 had: the due index left claimed rows out, and an
+    // index on the owner found them.
+    db.client()
+        .await
+        .batch_execute(
+            "DROP INDEX hookbox_deliveries_due;
+             CREATE INDEX hookbox_deliveries_due ON hookbox_deliveries (source, due_ms, event_id)
+                 WHERE state < 2 AND owner IS NULL;
+             CREATE INDEX hookbox_deliveries_owned ON hookbox_deliveries (owner)
+                 WHERE owner IS NOT NULL;
+             UPDATE hookbox_schema SET version = 1;",
+        )
+        .await
+        .unwrap();
+    let (found, now) = PostgresJournal::migrate(&db.url).await.unwrap();
+    assert_eq!((found, now), (1, 2));
+    let c = db.client().await;
+    let indexes: Vec<String> = c
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'hookbox_deliveries' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        indexes.iter().all(|d| !d.contains("(owner)")),
+        "{indexes:#?}"
+    );
+    assert!(
+        indexes
+            .iter()
+            .any(|d| d.contains("(source, due_ms, event_id) WHERE (state < 2)")),
+        "{indexes:#?}"
+    );
+    let fill: Vec<Option<Vec<String>>> = c
+        .query(
+            "SELECT reloptions FROM pg_class WHERE oid IN (
+               SELECT inhrelid FROM pg_inherits WHERE inhparent = 'hookbox_deliveries'::regclass)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!fill.is_empty());
+    assert!(
+        fill.iter()
+            .all(|o| o.as_deref() == Some(&["fillfactor=70".to_owned()][..])),
+        "{fill:?}"
+    );
+    // The deliveries are there and behave: claimed once, then done.
+    let j = node(&db, "a", Duration::from_secs(30)).await;
+    let claims = claim_all(&j, "gh").await;
+    let mut claimed: Vec<_> = claims.iter().map(|c| c.id).collect();
+    claimed.sort();
+    assert_eq!(claimed, ids);
+    assert!(
+        claim_all(&j, "gh").await.is_empty(),
+        "claimed rows are skipped"
+    );
+    for c in claims {
+        done(&j, c).await;
+    }
+    for id in ids {
+        assert_eq!(j.state(id).await.unwrap().unwrap().state, State::Done);
+    }
+    j.close().await.unwrap();
 }
 
 #[tokio::test]

@@ -28,10 +28,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, Row};
 
 /// The schema version this build creates and understands.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+pub(super) const SCHEMA_VERSION: i32 = 2;
 
 /// Migrations, applied in order; entry `i` brings the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE hookbox_nodes (
     id bigserial PRIMARY KEY,
     name text NOT NULL,
@@ -109,7 +110,30 @@ CREATE TABLE hookbox_replays (
     destination text,
     created_ms bigint NOT NULL
 );
-"#];
+"#,
+    // 2: a claim changes only columns no index covers (owner, token), so PostgreSQL
+    // updates the row in place (HOT) without new index entries; claimed rows stay in the
+    // due index and claims skip them. Owned rows are found through that index too.
+    r#"
+DROP INDEX hookbox_deliveries_owned;
+DROP INDEX hookbox_deliveries_due;
+CREATE INDEX hookbox_deliveries_due ON hookbox_deliveries (source, due_ms, event_id)
+    WHERE state < 2;
+DO $$
+DECLARE part regclass;
+BEGIN
+    FOR part IN SELECT inhrelid::regclass FROM pg_inherits
+                WHERE inhparent = 'hookbox_deliveries'::regclass LOOP
+        EXECUTE format('ALTER TABLE %s SET (fillfactor = 70)', part);
+    END LOOP;
+END $$;
+"#,
+];
+
+/// How full inserts fill the pages of a deliveries partition (percent): the rest is
+/// room for a claim's in-place update beside the row. Migration 2 set the same on the
+/// partitions that existed then; migrations stay as they were written.
+const DELIVERIES_FILLFACTOR: u32 = 70;
 
 /// The advisory lock key migrations run under (`hookbox` in ASCII).
 const MIGRATION_LOCK: i64 = 0x0068_6f6f_6b62_6f78;
@@ -265,7 +289,7 @@ async fn release_nodes<C: GenericClient>(c: &C, nodes: &[i64]) -> Result<u64, Er
     }
     let n = execute(
         c,
-        "UPDATE hookbox_deliveries SET owner = NULL WHERE owner = ANY($1)",
+        "UPDATE hookbox_deliveries SET owner = NULL WHERE state < 2 AND owner = ANY($1)",
         &[&nodes],
     )
     .await?;
@@ -572,7 +596,7 @@ pub(super) async fn release_unheld<C: GenericClient>(
     execute(
         c,
         "UPDATE hookbox_deliveries d SET owner = NULL
-         WHERE d.owner = $1 AND NOT EXISTS (
+         WHERE d.state < 2 AND d.owner = $1 AND NOT EXISTS (
            SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS h(event_id, replay)
            WHERE h.event_id = d.event_id AND h.replay = d.replay)",
         &[&node, &ids, &replays],
@@ -679,8 +703,13 @@ pub(super) async fn ensure_partitions(
                 if there[0].get::<_, bool>(0) {
                     continue;
                 }
+                let with = if table == "hookbox_deliveries" {
+                    format!(" WITH (fillfactor = {DELIVERIES_FILLFACTOR})")
+                } else {
+                    String::new()
+                };
                 txn.batch_execute(&format!(
-                    "CREATE TABLE {part} (LIKE {table} INCLUDING DEFAULTS);
+                    "CREATE TABLE {part} (LIKE {table} INCLUDING DEFAULTS){with};
                      ALTER TABLE {table} ATTACH PARTITION {part} FOR VALUES FROM ({lo}) TO ({hi});"
                 ))
                 .await?;
