@@ -10,6 +10,10 @@
 //!   Standard Webhooks message the `standard-webhooks` row verifies. (The `svix` crate
 //!   would be the other peer, but it does not build against the current hyper-util.)
 //!
+//! Also `filter/<size>` (1 KiB, 16 KiB): a destination's filter on the same Stripe body
+//! beside its verification, and after criterion a table of each filter's cost as a share
+//! of the verification's, measured in the same run.
+//!
 //! Groups are `verify/<size>`, ids the scheme name or one of the three above, so a
 //! scheme x size table can be read off `target/criterion`. Schemes `hookbox::sign`
 //! cannot sign with the fixture keys (or whose verifier cannot be built) are skipped with
@@ -25,7 +29,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use hookbox::{sign, Inbound, SignInput, Verifier, SCHEMES};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -219,5 +223,103 @@ fn bench_verify(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_verify);
-criterion_main!(benches);
+/// The filters a destination reference can carry, against the verification of the same
+/// body (`stripe`, the scheme of the event): `filter/<size>`, ids `verify-stripe`,
+/// `types` (patterns only: never reads the body), `payload` (a pointer test, which
+/// parses the body) and `payload-tree` (types and three payload tests under all/any).
+/// After criterion, `filter_ratios` prints each filter's cost over the verification's,
+/// measured in the same run.
+fn filters() -> Vec<(&'static str, hookbox::Filter)> {
+    let spec = |text: &str| {
+        let spec: hookbox::filter::FilterSpec = toml::from_str(text).unwrap();
+        hookbox::Filter::from_spec(&spec).unwrap()
+    };
+    vec![
+        (
+            "types",
+            spec(r#"types = ["invoice.*", "!invoice.upcoming"]"#),
+        ),
+        (
+            "payload",
+            spec(r#"when = { pointer = "/data/object/status", equals = "paid" }"#),
+        ),
+        (
+            "payload-tree",
+            spec(
+                r#"types = ["invoice.*"]
+                   when = { all = [
+                     { pointer = "/data/object/status", equals = "paid" },
+                     { any = [ { pointer = "/data/object/amount_paid", gt = 100 },
+                               { pointer = "/data/object/customer", matches = "^cus_" } ] } ] }"#,
+            ),
+        ),
+    ]
+}
+
+fn bench_filter(c: &mut Criterion) {
+    let now = SystemTime::now();
+    for (label, size) in &SIZES[..2] {
+        let event = event_json(*size);
+        let case = prepare("stripe", &event, now).expect("stripe signs");
+        let inbound = Inbound::new(&case.headers, &case.body);
+        let mut group = c.benchmark_group(format!("filter/{label}"));
+        group.throughput(Throughput::Bytes(event.len() as u64));
+        group.bench_function("verify-stripe", |b| {
+            b.iter(|| case.verifier.verify_at(black_box(&inbound), now))
+        });
+        for (name, filter) in filters() {
+            let input = hookbox::FilterInput {
+                event_type: Some("invoice.paid"),
+                body: &event,
+            };
+            assert!(filter.accepts(&input), "{name} takes the event");
+            group.bench_function(name, |b| b.iter(|| filter.accepts(black_box(&input))));
+        }
+        group.finish();
+    }
+}
+
+/// Prints each filter's cost per event as a share of verifying the same body, timed
+/// here (median of 15 rounds) so that both come from the same run.
+fn filter_ratios() {
+    fn median_ns(mut f: impl FnMut() -> bool) -> f64 {
+        let mut rounds = Vec::new();
+        for _ in 0..15 {
+            let n = 2_000u32;
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                black_box(f());
+            }
+            rounds.push(start.elapsed().as_nanos() as f64 / f64::from(n));
+        }
+        rounds.sort_by(f64::total_cmp);
+        rounds[rounds.len() / 2]
+    }
+    let now = SystemTime::now();
+    println!("filter cost per event / verify cost of the same body (target: under 2 %):");
+    for (label, size) in &SIZES[..2] {
+        let event = event_json(*size);
+        let case = prepare("stripe", &event, now).expect("stripe signs");
+        let inbound = Inbound::new(&case.headers, &case.body);
+        let verify = median_ns(|| case.verifier.verify_at(black_box(&inbound), now).is_ok());
+        for (name, filter) in filters() {
+            let input = hookbox::FilterInput {
+                event_type: Some("invoice.paid"),
+                body: &event,
+            };
+            let cost = median_ns(|| filter.accepts(black_box(&input)));
+            println!(
+                "  {label:>6} {name:<13} {cost:>9.1} ns  verify {verify:>9.1} ns  {:>7.2} %",
+                100.0 * cost / verify
+            );
+        }
+    }
+}
+
+criterion_group!(benches, bench_verify, bench_filter);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    filter_ratios();
+}

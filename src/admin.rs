@@ -183,7 +183,7 @@ pub(crate) async fn start(
     for src in &config.sources {
         for d in &src.destinations {
             destinations
-                .entry(d.clone())
+                .entry(d.name().to_owned())
                 .or_default()
                 .push(src.name.clone());
         }

@@ -299,9 +299,76 @@ pub struct SourceConfig {
     /// delivered one at a time, in order.
     #[serde(default)]
     pub order_by: Option<String>,
-    /// The names of the `[[destination]]`s this source's events are forwarded to.
+    /// The `[[destination]]`s this source's events are forwarded to: each a name, or a
+    /// table with the name and a [filter](crate::filter) (`types`, `when`) choosing
+    /// which events go there.
     #[serde(default)]
-    pub destinations: Vec<String>,
+    pub destinations: Vec<DestinationRef>,
+}
+
+/// A source's reference to a destination: `"audit"`, or
+/// `{ name = "billing", types = ["invoice.*"], when = { .. } }` (see
+/// [`crate::filter`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DestinationRef {
+    /// The destination's name.
+    pub name: String,
+    /// Which events go there (empty: all of them).
+    pub filter: crate::filter::FilterSpec,
+}
+
+impl DestinationRef {
+    /// The destination's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The filter, built and checked; `key` prefixes its errors.
+    pub fn filter(&self, key: &str) -> Result<crate::Filter, ConfigError> {
+        crate::Filter::from_spec(&self.filter)
+            .map_err(|e| ConfigError::new(format!("{key}.{}", e.key), e.reason))
+    }
+}
+
+impl<'de> Deserialize<'de> for DestinationRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            name: String,
+            #[serde(default)]
+            types: Vec<String>,
+            #[serde(default)]
+            when: Option<crate::filter::ConditionSpec>,
+        }
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = DestinationRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a destination name, or a table with `name` and `types` or `when`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(DestinationRef {
+                    name: v.to_owned(),
+                    filter: Default::default(),
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(DestinationRef {
+                    name: t.name,
+                    filter: crate::filter::FilterSpec {
+                        types: t.types,
+                        when: t.when,
+                    },
+                })
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// `[[destination]]`: an HTTP endpoint events are forwarded to, re-signed with
@@ -639,17 +706,19 @@ impl Config {
             }
         }
         for (i, s) in self.sources.iter().enumerate() {
-            for (j, name) in s.destinations.iter().enumerate() {
+            for (j, r) in s.destinations.iter().enumerate() {
                 let key = || format!("source[{i}].destinations[{j}]");
-                if !destinations.contains(name.as_str()) {
+                let name = r.name();
+                if !destinations.contains(name) {
                     return Err(ConfigError::new(
                         key(),
                         format!("no [[destination]] is named `{name}`"),
                     ));
                 }
-                if s.destinations[..j].contains(name) {
+                if s.destinations[..j].iter().any(|o| o.name() == name) {
                     return Err(ConfigError::new(key(), format!("`{name}` is listed twice")));
                 }
+                r.filter(&key())?;
             }
         }
         if let Some(admin) = &self.admin {
@@ -1176,7 +1245,8 @@ signing_secret = "env:AUDIT_SECRET"
     #[test]
     fn parses_destinations() {
         let c = Config::from_toml(WITH_DESTINATIONS).unwrap();
-        assert_eq!(c.sources[0].destinations, ["app", "audit"]);
+        let names: Vec<&str> = c.sources[0].destinations.iter().map(|d| d.name()).collect();
+        assert_eq!(names, ["app", "audit"]);
         let app = &c.destinations[0];
         assert_eq!(app.timeout, Some(HumanDuration(Duration::from_secs(10))));
         assert_eq!(app.permanent_statuses, [400, 410]);

@@ -218,6 +218,12 @@ pub enum Outcome {
         /// Why, journaled with the attempt and shown in the DLQ.
         reason: String,
     },
+    /// Not for this handler (a filter did not take it): the event is done without a
+    /// delivery, never dead.
+    Filtered {
+        /// Why, journaled with the attempt.
+        reason: String,
+    },
 }
 
 impl Outcome {

@@ -63,6 +63,7 @@ pub mod admin;
 mod config;
 mod error;
 mod event;
+pub mod filter;
 pub mod forward;
 mod handler;
 mod hookbox;
@@ -76,11 +77,12 @@ mod verify;
 pub use actix;
 pub use actor::{RedrivePolicy, Route, Runtime, RuntimeBuilder, SourceOptions, SourceStats};
 pub use config::{
-    AdminConfig, Backoff, ByteSize, Config, ConfigError, DestinationConfig, EnvOverride,
-    HumanDuration, RedriveConfig, RetryConfig, ServerConfig, SourceConfig, ENV_PREFIX,
+    AdminConfig, Backoff, ByteSize, Config, ConfigError, DestinationConfig, DestinationRef,
+    EnvOverride, HumanDuration, RedriveConfig, RetryConfig, ServerConfig, SourceConfig, ENV_PREFIX,
 };
 pub use error::{BuildError, Error, ErrorKind, VerifyError};
 pub use event::{Event, Verified};
+pub use filter::{Filter, FilterError, FilterInput};
 pub use forward::{Delivered, Destination, ForwardError};
 pub use handler::{Delivery, Outcome, StepError};
 pub use hookbox::{Endpoint, Hookbox, Source};

@@ -93,11 +93,14 @@ pub fn runtime(
         if src.destinations.is_empty() {
             continue;
         }
-        let dests: Vec<Arc<Destination>> = src
-            .destinations
-            .iter()
-            .filter_map(|n| built.get(n.as_str()).cloned())
-            .collect();
+        let mut routed = Vec::new();
+        for (j, r) in src.destinations.iter().enumerate() {
+            if let Some(dest) = built.get(r.name()) {
+                let filter = r.filter(&format!("source[{i}].destinations[{j}]"))?;
+                routed.push((dest.clone(), filter));
+            }
+        }
+        let dests: Vec<Arc<Destination>> = routed.iter().map(|(d, _)| d.clone()).collect();
         let key = format!("source[{i}].retry");
         let retry = match src
             .retry
@@ -121,7 +124,7 @@ pub fn runtime(
         if let Some(n) = src.concurrency {
             opts = opts.concurrency(n);
         }
-        builder = builder.source(&src.name, opts).forward(&src.name, dests);
+        builder = builder.source(&src.name, opts).forward(&src.name, routed);
         any = true;
     }
     if let Some(r) = config.server.redrive {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::{Delivery, Destination, ForwardError, Journal, Outcome, StepError};
+use crate::{
+    Delivery, Destination, Filter, FilterInput, ForwardError, Journal, Outcome, StepError,
+};
 
 /// Forwards a delivery to every destination of its source, at once.
 ///
@@ -15,14 +17,18 @@ use crate::{Delivery, Destination, ForwardError, Journal, Outcome, StepError};
 /// nothing to spare, and no step is written. A replay with a destination goes to that
 /// destination only.
 pub(crate) struct Forwarder {
-    destinations: Arc<[Arc<Destination>]>,
+    /// Each destination with the filter of the source's reference to it.
+    destinations: Arc<[(Arc<Destination>, Filter)]>,
     journal: Arc<dyn Journal>,
     /// Replay id -> its destination filter, read once per replay.
     replays: Arc<Mutex<HashMap<u64, Option<String>>>>,
 }
 
 impl Forwarder {
-    pub(crate) fn new(destinations: Vec<Arc<Destination>>, journal: Arc<dyn Journal>) -> Self {
+    pub(crate) fn new(
+        destinations: Vec<(Arc<Destination>, Filter)>,
+        journal: Arc<dyn Journal>,
+    ) -> Self {
         Forwarder {
             destinations: destinations.into(),
             journal,
@@ -79,18 +85,39 @@ impl Handler<Delivery> for Forwarder {
                     }
                 }
             };
-            let targets: Vec<Arc<Destination>> = destinations
+            let named: Vec<&(Arc<Destination>, Filter)> = destinations
                 .iter()
-                .filter(|dest| only.as_deref().is_none_or(|o| o == dest.name()))
-                .cloned()
+                .filter(|(dest, _)| only.as_deref().is_none_or(|o| o == dest.name()))
                 .collect();
             let memoise = destinations.len() > 1;
-            if targets.is_empty() {
+            if named.is_empty() {
                 return Outcome::fail(format!(
                     "the replay's destination `{}` is not a destination of source `{}`",
                     only.unwrap_or_default(),
                     d.source()
                 ));
+            }
+            let event = d.event();
+            let input = FilterInput {
+                event_type: event.event_type.as_deref(),
+                body: &event.body,
+            };
+            let targets: Vec<Arc<Destination>> = named
+                .iter()
+                .filter(|(_, filter)| filter.accepts(&input))
+                .map(|(dest, _)| dest.clone())
+                .collect();
+            if targets.is_empty() {
+                return Outcome::Filtered {
+                    reason: format!(
+                        "filtered out: no filter of {} takes it",
+                        named
+                            .iter()
+                            .map(|(dest, _)| format!("`{}`", dest.name()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
             }
             let sends = targets.iter().map(|dest| send(&d, dest, memoise));
             let results = futures_util::future::join_all(sends).await;

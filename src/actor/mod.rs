@@ -31,12 +31,17 @@ mod supervisor;
 use messages::{Drain, Inspect};
 use supervisor::Supervisor;
 
-/// Which events a handler receives: a source (or any) and an event type (exact,
-/// `prefix*`, or any).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which events a handler receives: a source (or any), an event type (exact,
+/// `prefix*`, or any) and optionally a [`Filter`](crate::Filter) on type and payload.
+///
+/// An event whose type no route of its source matches is a configuration gap: it goes
+/// to the dead-letter queue. An event of a routed type that no route's filter takes is
+/// done without a delivery (attempt outcome `filtered`).
+#[derive(Debug, Clone)]
 pub struct Route {
     source: Option<String>,
     event_type: Option<String>,
+    filter: crate::Filter,
 }
 
 impl Route {
@@ -45,6 +50,7 @@ impl Route {
         Route {
             source: Some(source.into()),
             event_type: None,
+            filter: crate::Filter::all(),
         }
     }
 
@@ -53,6 +59,7 @@ impl Route {
         Route {
             source: None,
             event_type: None,
+            filter: crate::Filter::all(),
         }
     }
 
@@ -61,6 +68,24 @@ impl Route {
         let p = pattern.into();
         self.event_type = (p != "*").then_some(p);
         self
+    }
+
+    /// Only events `filter` takes (with the type pattern, if any, as well).
+    pub fn filter(mut self, filter: crate::Filter) -> Self {
+        self.filter = std::mem::take(&mut self.filter).and(filter);
+        self
+    }
+
+    /// Only events for which `predicate` holds, given the type and the raw body.
+    pub fn when(
+        self,
+        predicate: impl Fn(&crate::FilterInput<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.filter(crate::Filter::from_fn(predicate))
+    }
+
+    pub(crate) fn accepts(&self, input: &crate::FilterInput<'_>) -> bool {
+        self.filter.accepts(input)
     }
 
     fn matches_source(&self, source: &str) -> bool {
@@ -249,7 +274,11 @@ impl RuntimeBuilder {
     }
 
     /// Forwards every event of `source` to `destinations` (what `hookbox serve` runs).
-    pub(crate) fn forward(self, source: &str, destinations: Vec<Arc<crate::Destination>>) -> Self {
+    pub(crate) fn forward(
+        self,
+        source: &str,
+        destinations: Vec<(Arc<crate::Destination>, crate::Filter)>,
+    ) -> Self {
         let proto = forward::Forwarder::new(destinations, self.journal.clone());
         self.handler(Route::source(source), move || proto.fresh())
     }

@@ -50,18 +50,19 @@ pub(super) struct SourceActor {
 }
 
 /// Every attempt outcome, in the order of [`SourceMetrics::attempts`].
-const OUTCOMES: [AttemptOutcome; 5] = [
+const OUTCOMES: [AttemptOutcome; 6] = [
     AttemptOutcome::Done,
     AttemptOutcome::Retry,
     AttemptOutcome::Fail,
     AttemptOutcome::Timeout,
     AttemptOutcome::Crashed,
+    AttemptOutcome::Filtered,
 ];
 
 /// The source's metric handles, registered once instead of looked up per delivery.
 struct SourceMetrics {
     /// `hookbox_attempts_total{source, outcome}`, in the order of [`OUTCOMES`].
-    attempts: [metrics::Counter; 5],
+    attempts: [metrics::Counter; OUTCOMES.len()],
     attempt_seconds: metrics::Histogram,
     lag: metrics::Histogram,
 }
@@ -280,14 +281,25 @@ impl SourceActor {
                 return;
             }
         };
-        let Some(slot) = self
+        let mut typed = self
             .routes
             .iter()
-            .find(|s| s.route.matches_type(event.event_type.as_deref()))
-            .cloned()
-        else {
+            .filter(|s| s.route.matches_type(event.event_type.as_deref()))
+            .peekable();
+        if typed.peek().is_none() {
             let ty = event.event_type.clone();
             return self.finish(ready, started, clock, Err(Failure::NoRoute(ty)), ctx);
+        }
+        // A route for the type exists; its filter may still not take this event.
+        let input = crate::FilterInput {
+            event_type: event.event_type.as_deref(),
+            body: &event.body,
+        };
+        let Some(slot) = typed.find(|s| s.route.accepts(&input)).cloned() else {
+            let filtered = Outcome::Filtered {
+                reason: "filtered out: no route's filter takes it".to_owned(),
+            };
+            return self.finish(ready, started, clock, Ok(filtered), ctx);
         };
         if ready.attempt == 1 && ready.replay.is_none() {
             let lag = started
@@ -335,6 +347,9 @@ impl SourceActor {
         };
         let (outcome, error, next) = match res {
             Ok(Outcome::Done) => (AttemptOutcome::Done, None, Next::Done),
+            Ok(Outcome::Filtered { reason }) => {
+                (AttemptOutcome::Filtered, Some(reason), Next::Done)
+            }
             Ok(Outcome::Retry { after, reason }) => (
                 AttemptOutcome::Retry,
                 Some(reason.clone()),
@@ -442,6 +457,7 @@ fn outcome_name(o: AttemptOutcome) -> &'static str {
         AttemptOutcome::Fail => "fail",
         AttemptOutcome::Timeout => "timeout",
         AttemptOutcome::Crashed => "crashed",
+        AttemptOutcome::Filtered => "filtered",
     }
 }
 

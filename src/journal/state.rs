@@ -91,6 +91,9 @@ pub enum AttemptOutcome {
     Timeout,
     /// The handler panicked or its actor stopped.
     Crashed,
+    /// No filter took the event (no destination's, no route's): it is done without a
+    /// delivery, and the attempt records why.
+    Filtered,
 }
 
 /// One delivery attempt, journaled when it ends.

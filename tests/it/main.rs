@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod contract;
 mod crash;
+mod filter;
 mod forward;
 mod fuzz_corpus;
 mod ingest;

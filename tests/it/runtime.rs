@@ -255,6 +255,66 @@ async fn routes_by_type_and_unrouted_types_go_to_the_dlq() {
     rt.shutdown_async(Duration::from_secs(5)).await;
 }
 
+/// Routes with filters: a declarative one and a closure. An event of a routed type
+/// that no route's filter takes is done (outcome `filtered`), never dead; a type no
+/// route names still goes to the dead-letter queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_filters_pick_handlers_and_what_none_takes_is_done_not_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let (big, big_calls) = script(|_| Outcome::Done, Duration::ZERO);
+    let (eu, eu_calls) = script(|_| Outcome::Done, Duration::ZERO);
+    let over_100: hookbox::filter::FilterSpec =
+        toml::from_str(r#"when = { pointer = "/amount", gt = 100 }"#).unwrap();
+    let rt = Runtime::builder(j.clone())
+        .handler(
+            Route::source("shop")
+                .event_type("order.*")
+                .filter(hookbox::Filter::from_spec(&over_100).unwrap()),
+            big,
+        )
+        .handler(
+            Route::source("shop")
+                .event_type("order.*")
+                .when(|e| e.body.windows(12).any(|w| w == br#""region":"eu"#)),
+            eu,
+        )
+        .start();
+    let a = append(&*j, "shop", json!({"type": "order.paid", "amount": 500})).await;
+    let b = append(
+        &*j,
+        "shop",
+        json!({"type": "order.paid", "amount": 5, "region": "eu"}),
+    )
+    .await;
+    let c = append(&*j, "shop", json!({"type": "order.paid", "amount": 5})).await;
+    let d = append(
+        &*j,
+        "shop",
+        json!({"type": "refund.created", "amount": 500}),
+    )
+    .await;
+    wait_state(&*j, a, |s| s.state == State::Done).await;
+    wait_state(&*j, b, |s| s.state == State::Done).await;
+    let st = wait_state(&*j, c, |s| s.state == State::Done).await;
+    assert_eq!(st.attempts, 1);
+    let attempts = j.attempts(c).await.unwrap();
+    assert_eq!(attempts[0].outcome, hookbox::AttemptOutcome::Filtered);
+    assert!(attempts[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("filtered out"));
+    let st = wait_state(&*j, d, |s| s.state == State::Dead).await;
+    assert!(st.last_error.unwrap().contains("refund.created"));
+    let ids = |c: &Arc<std::sync::Mutex<Vec<crate::support::events::Call>>>| {
+        c.lock().unwrap().iter().map(|c| c.id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&big_calls), [a]);
+    assert_eq!(ids(&eu_calls), [b]);
+    rt.shutdown_async(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_key_order_holds_while_the_first_event_of_a_key_retries() {
     let dir = tempfile::tempdir().unwrap();
@@ -766,7 +826,10 @@ fn the_shipped_example_config_is_valid() {
     .unwrap();
     let cfg = hookbox::Config::from_toml(&text).unwrap();
     assert!(cfg.admin.is_some());
-    assert!(cfg.sources.iter().all(|s| s.destinations == ["app"]));
+    assert!(cfg
+        .sources
+        .iter()
+        .all(|s| s.destinations.iter().map(|d| d.name()).eq(["app"])));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
