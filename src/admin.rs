@@ -17,8 +17,9 @@
 //!
 //! Every route but the two health checks wants `Authorization: Bearer <token>`, the
 //! document too: it hides nothing (the repository publishes it), but one rule is easier
-//! to keep than a list of exceptions. The token is compared in constant time. Rejections are `application/problem+json`
-//! (401 with `WWW-Authenticate: Bearer`, 400 naming the parameter, 404) and count in
+//! to keep than a list of exceptions. The token is compared in constant time.
+//! Rejections are `application/problem+json` (401 with `WWW-Authenticate: Bearer`, 400
+//! naming the parameter, 404, 405 with `Allow`) and count in
 //! `hookbox_admin_rejected_total{kind}`.
 
 use std::collections::HashMap;
@@ -32,7 +33,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::{header, HeaderValue, StatusCode, Uri};
+use http::{header, HeaderValue, Method, StatusCode, Uri};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use serde_json::Value;
@@ -62,7 +63,7 @@ pub fn router(journal: Arc<dyn Journal>, token: Secret, metrics: PrometheusHandl
 
 fn routes(admin: Admin) -> Router {
     let admin = Arc::new(admin);
-    let guarded = Router::new()
+    let guarded: Router = Router::new()
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(show_event))
         .route("/v1/replay", post(create_replay))
@@ -71,16 +72,29 @@ fn routes(admin: Admin) -> Router {
         .route("/v1/dlq/redrive", post(redrive))
         .route("/metrics", get(render_metrics))
         .route("/v1/openapi.json", get(openapi_document))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|uri: Uri| async move {
             Problem::NotFound(format!("no admin route at {}", uri.path()))
         })
-        // Unknown paths too: without the token, nothing about the API is revealed.
-        .layer(middleware::from_fn_with_state(admin.clone(), authorize));
+        .with_state(admin.clone());
+    // Around the whole router, before routing, so that unknown paths want the token too
+    // and a refusal carries nothing a route adds (such as `Allow`): without the token,
+    // nothing about the API is revealed.
+    let guarded = tower::Layer::layer(
+        &middleware::from_fn_with_state(admin.clone(), authorize),
+        guarded,
+    );
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(guarded)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(admin)
+        .fallback_service(guarded)
+}
+
+/// A 405 problem; axum adds the `Allow` header.
+async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+    Problem::MethodNotAllowed(method.to_string(), uri.path().to_owned())
 }
 
 /// The admin API's OpenAPI 3.1 document as JSON, as `GET /v1/openapi.json` serves it

@@ -86,6 +86,8 @@ pub(crate) enum Problem {
     },
     Body(String),
     NotFound(String),
+    /// The path exists, the method does not: (method, path).
+    MethodNotAllowed(String, String),
     NotReady,
     Journal(JournalError),
 }
@@ -104,6 +106,8 @@ pub(crate) enum ProblemKind {
     InvalidBody,
     /// No such event, replay or route (404).
     NotFound,
+    /// The route does not take this method (405); `Allow` lists the ones it takes.
+    MethodNotAllowed,
     /// The journal is recovering from a storage failure (503).
     NotReady,
     /// The journal cannot answer now; try again (503).
@@ -121,6 +125,7 @@ impl ProblemKind {
             ProblemKind::InvalidParameter => "invalid_parameter",
             ProblemKind::InvalidBody => "invalid_body",
             ProblemKind::NotFound => "not_found",
+            ProblemKind::MethodNotAllowed => "method_not_allowed",
             ProblemKind::NotReady => "not_ready",
             ProblemKind::JournalUnavailable => "journal_unavailable",
             ProblemKind::JournalError => "journal_error",
@@ -181,6 +186,12 @@ impl Problem {
                 ProblemKind::NotFound,
                 "Not found",
                 detail,
+            ),
+            Problem::MethodNotAllowed(method, path) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ProblemKind::MethodNotAllowed,
+                "The method is not allowed here",
+                format!("{path} does not take {method}; `Allow` lists the methods it takes"),
             ),
             Problem::NotReady => (
                 StatusCode::SERVICE_UNAVAILABLE,
