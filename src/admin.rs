@@ -28,7 +28,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State as Shared};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, Request, State as Shared};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -61,6 +62,9 @@ pub fn router(journal: Arc<dyn Journal>, token: Secret, metrics: PrometheusHandl
     routes(Admin::new(journal, &token, metrics, None))
 }
 
+/// The largest request body the admin API reads (axum's default, stated).
+const MAX_BODY: usize = 2 << 20;
+
 fn routes(admin: Admin) -> Router {
     let admin = Arc::new(admin);
     let guarded: Router = Router::new()
@@ -73,6 +77,7 @@ fn routes(admin: Admin) -> Router {
         .route("/metrics", get(render_metrics))
         .route("/v1/openapi.json", get(openapi_document))
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .fallback(|uri: Uri| async move {
             Problem::NotFound(format!("no admin route at {}", uri.path()))
         })
@@ -233,6 +238,26 @@ async fn authorize(Shared(admin): Shared<Arc<Admin>>, req: Request, next: Next) 
     }
 }
 
+/// The `{id}` of a path, or a problem naming it (a percent-encoding that does not
+/// decode to UTF-8).
+fn path_id(raw: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    raw.map(|Path(id)| id)
+        .map_err(|e| Problem::param("id", e.body_text()))
+}
+
+/// The body, or a problem: 413 over [`MAX_BODY`], 400 when it could not be read.
+fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::TooLarge(format!(
+                "the body is over {MAX_BODY} bytes, the admin API's limit"
+            ))
+        } else {
+            Problem::Body(e.body_text())
+        }
+    })
+}
+
 /// A response struct as the JSON it answers. Going through [`Value`] keeps the keys in
 /// the order `json!` objects have them (sorted).
 fn json(body: impl Serialize) -> Json<Value> {
@@ -297,9 +322,9 @@ async fn list_events(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json
     ))]
 async fn show_event(
     Shared(admin): Shared<Arc<Admin>>,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let id = ops::event_id(&raw)?;
+    let id = ops::event_id(&path_id(raw)?)?;
     Ok(json(ops::show_event(&admin, id).await?))
 }
 
@@ -313,6 +338,8 @@ async fn show_event(
         (status = 202, description = "The replay is queued; follow it at `/v1/replays/{replay_id}`", body = ops::ReplayCreated),
         (status = 400, description = "The body is not a JSON object of the members this route takes, or one is invalid; `detail` names it", body = ProblemBody,
             content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 2 MiB", body = ProblemBody,
+            content_type = "application/problem+json"),
         (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
             content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
@@ -323,9 +350,9 @@ async fn show_event(
     ))]
 async fn create_replay(
     Shared(admin): Shared<Arc<Admin>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let created = ops::create_replay(&admin, ReplayRequest::parse(&body)?).await?;
+    let created = ops::create_replay(&admin, ReplayRequest::parse(&read(body)?)?).await?;
     let code = if created.dry_run {
         StatusCode::OK
     } else {
@@ -354,9 +381,9 @@ async fn create_replay(
     ))]
 async fn replay_status(
     Shared(admin): Shared<Arc<Admin>>,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let id = ops::replay_id(&raw)?;
+    let id = ops::replay_id(&path_id(raw)?)?;
     Ok(json(ops::replay_status(&admin, id).await?))
 }
 
@@ -389,6 +416,8 @@ async fn list_dlq(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Va
         (status = 200, description = "How many went back to pending", body = ops::Redriven),
         (status = 400, description = "The body is not a JSON object of the members this route takes, or one is invalid; `detail` names it", body = ProblemBody,
             content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 2 MiB", body = ProblemBody,
+            content_type = "application/problem+json"),
         (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
             content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
@@ -397,8 +426,11 @@ async fn list_dlq(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Va
         (status = 503, description = "The journal cannot answer now", body = ProblemBody,
             content_type = "application/problem+json"),
     ))]
-async fn redrive(Shared(admin): Shared<Arc<Admin>>, body: Bytes) -> Result<Json<Value>, Problem> {
-    let r = RedriveRequest::parse(&body)?;
+async fn redrive(
+    Shared(admin): Shared<Arc<Admin>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let r = RedriveRequest::parse(&read(body)?)?;
     Ok(json(ops::redrive(&admin, r).await?))
 }
 

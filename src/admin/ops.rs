@@ -85,6 +85,8 @@ pub(crate) enum Problem {
         detail: String,
     },
     Body(String),
+    /// The body is over the limit.
+    TooLarge(String),
     NotFound(String),
     /// The path exists, the method does not: (method, path).
     MethodNotAllowed(String, String),
@@ -104,6 +106,8 @@ pub(crate) enum ProblemKind {
     InvalidParameter,
     /// The request body is invalid (400); `detail` starts with the field's name.
     InvalidBody,
+    /// The request body is over the admin API's limit (413).
+    BodyTooLarge,
     /// No such event, replay or route (404).
     NotFound,
     /// The route does not take this method (405); `Allow` lists the ones it takes.
@@ -124,6 +128,7 @@ impl ProblemKind {
             ProblemKind::InvalidToken => "invalid_token",
             ProblemKind::InvalidParameter => "invalid_parameter",
             ProblemKind::InvalidBody => "invalid_body",
+            ProblemKind::BodyTooLarge => "body_too_large",
             ProblemKind::NotFound => "not_found",
             ProblemKind::MethodNotAllowed => "method_not_allowed",
             ProblemKind::NotReady => "not_ready",
@@ -153,7 +158,8 @@ pub(crate) struct ProblemBody {
 }
 
 impl Problem {
-    fn param(name: &str, detail: impl Into<String>) -> Self {
+    /// A 400 naming the query or path parameter `name`.
+    pub(crate) fn param(name: &str, detail: impl Into<String>) -> Self {
         Problem::Param {
             name: name.to_owned(),
             detail: detail.into(),
@@ -179,6 +185,12 @@ impl Problem {
                 StatusCode::BAD_REQUEST,
                 ProblemKind::InvalidBody,
                 "The request body is invalid",
+                detail,
+            ),
+            Problem::TooLarge(detail) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ProblemKind::BodyTooLarge,
+                "The request body is too large",
                 detail,
             ),
             Problem::NotFound(detail) => (

@@ -1391,3 +1391,30 @@ async fn a_wrong_method_is_a_405_problem_and_without_the_token_a_plain_401() {
         }
     }
 }
+
+/// What axum's extractors refuse is a problem too: a path id that does not decode to
+/// UTF-8 (400 naming `id`), a body over the limit (413).
+#[tokio::test]
+async fn undecodable_ids_and_oversized_bodies_are_problems() {
+    let api = api().await;
+    for path in ["/v1/events/%FF", "/v1/replays/%C3%28"] {
+        let r = api.get(path).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_parameter");
+        assert!(
+            r.body["detail"].as_str().unwrap().starts_with("id: "),
+            "{r:?}"
+        );
+    }
+    let window = r#"{"since":"2024-01-01T00:00:00Z","until":"2024-01-02T00:00:00Z","source":"#;
+    let big = format!("{window}\"{}\"}}", "a".repeat(2 << 20));
+    for path in ["/v1/replay", "/v1/dlq/redrive"] {
+        let r = api.post(path, &big).await;
+        assert_problem(&r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    }
+    // At the limit, the body is read.
+    let at = format!("{window}\"{}\"}}", "a".repeat((2 << 20) - window.len() - 3));
+    assert_eq!(at.len(), 2 << 20);
+    let r = api.post("/v1/dlq/redrive", &at).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.body, json!({"redriven": 0}));
+}
