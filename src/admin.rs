@@ -286,7 +286,9 @@ async fn readyz(Shared(admin): Shared<Arc<Admin>>) -> Result<Json<Value>, Proble
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "One page; follow `next_cursor` for the next", body = ops::EventPage),
+        (status = 200, description = "One page; follow `next_cursor` for the next", body = ops::EventPage,
+            links(("show" = (operation_id = "show_event", description = "The page's first event",
+                parameters(("id" = "$response.body#/events/0/id")))))),
         (status = 400, description = "A query parameter is invalid, unknown or repeated; `detail` names it", body = ProblemBody,
             content_type = "application/problem+json"),
         (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
@@ -335,7 +337,9 @@ async fn show_event(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A dry run: how many events match (`replay_id` is null)", body = ops::ReplayCreated),
-        (status = 202, description = "The replay is queued; follow it at `/v1/replays/{replay_id}`", body = ops::ReplayCreated),
+        (status = 202, description = "The replay is queued; follow it at `/v1/replays/{replay_id}`", body = ops::ReplayCreated,
+            links(("progress" = (operation_id = "replay_status", description = "The replay's progress",
+                parameters(("id" = "$response.body#/replay_id")))))),
         (status = 400, description = "The body is not a JSON object of the members this route takes, or one is invalid; `detail` names it", body = ProblemBody,
             content_type = "application/problem+json"),
         (status = 413, description = "The body is over 2 MiB", body = ProblemBody,
@@ -391,7 +395,9 @@ async fn replay_status(
 #[utoipa::path(get, path = "/v1/dlq", tag = "dlq", params(DlqQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The dead events", body = ops::DeadList),
+        (status = 200, description = "The dead events", body = ops::DeadList,
+            links(("show" = (operation_id = "show_event", description = "The oldest dead event",
+                parameters(("id" = "$response.body#/events/0/id")))))),
         (status = 400, description = "A query parameter is invalid, unknown or repeated; `detail` names it", body = ProblemBody,
             content_type = "application/problem+json"),
         (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
