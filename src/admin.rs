@@ -13,7 +13,7 @@
 //! | `GET /v1/dlq` | dead events, oldest first: `source`, `limit` |
 //! | `POST /v1/dlq/redrive` | `{"ids"?,"source"?,"type"?,"since"?,"until"?}` -> `{"redriven": n}`; `since`/`until` bound when the event died; **`{}` redrives every dead event** |
 //! | `GET /metrics` | Prometheus text, with `hookbox_dlq_size` and `hookbox_backlog{source}` fresh |
-//! | `GET /v1/openapi.json` | this API's OpenAPI 3.1 document, generated from the handlers and their types ([`openapi`]); the repository keeps a copy in `docs/openapi.json` |
+//! | `GET /v1/openapi.json` | this API's OpenAPI 3.1 document, generated from the handlers and their types ([`openapi()`]); the repository keeps a copy in `docs/openapi.json` |
 //!
 //! Every route but the two health checks wants `Authorization: Bearer <token>`, the
 //! document too: it hides nothing (the repository publishes it), but one rule is easier
