@@ -13,66 +13,45 @@
 //! | `GET /v1/dlq` | dead events, oldest first: `source`, `limit` |
 //! | `POST /v1/dlq/redrive` | `{"ids"?,"source"?,"type"?,"since"?,"until"?}` -> `{"redriven": n}`; `since`/`until` bound when the event died; **`{}` redrives every dead event** |
 //! | `GET /metrics` | Prometheus text, with `hookbox_dlq_size` and `hookbox_backlog{source}` fresh |
+//! | `GET /v1/openapi.json` | this API's OpenAPI 3.1 document, generated from the handlers and their types ([`openapi()`]); the repository keeps a copy in `docs/openapi.json` |
 //!
-//! Every route but the two health checks wants `Authorization: Bearer <token>`; the
-//! token is compared in constant time. Rejections are `application/problem+json`
-//! (401 with `WWW-Authenticate: Bearer`, 400 naming the parameter, 404) and count in
+//! Every route but the two health checks wants `Authorization: Bearer <token>`, the
+//! document too: it hides nothing (the repository publishes it), but one rule is easier
+//! to keep than a list of exceptions. The token is compared in constant time.
+//! Rejections are `application/problem+json` (401 with `WWW-Authenticate: Bearer`, 400
+//! naming the parameter, 404, 405 with `Allow`) and count in
 //! `hookbox_admin_rejected_total{kind}`.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State as Shared};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, Request, State as Shared};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
-use http::{header, HeaderValue, StatusCode, Uri};
+use http::{header, HeaderValue, Method, StatusCode, Uri};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use serde::Serialize;
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::journal::bound_ms;
-use crate::layer::problem::problem;
 use crate::server::ServeError;
-use crate::{
-    Config, EventId, EventSummary, Journal, JournalError, Query, RedriveFilter, ReplayFilter,
-    Secret, State,
+use crate::{Config, Journal, Secret};
+
+mod openapi;
+pub(crate) mod ops;
+
+use crate::EventId;
+use ops::{
+    Admin, DlqQuery, EventsQuery, Problem, ProblemBody, ProblemKind, RedriveRequest, ReplayRequest,
 };
-
-/// The most events one list request returns.
-const MAX_LIMIT: usize = 1000;
-
-/// What every handler shares.
-struct Admin {
-    /// The journal the API reads and writes; shared with the webhook side.
-    journal: Arc<dyn Journal>,
-    /// SHA-256 of the token. Comparing digests in constant time hides both the token's
-    /// bytes and its length, and the token itself is not kept here.
-    token_digest: [u8; 32],
-    /// Renders the process's metrics for `/metrics`.
-    metrics: PrometheusHandle,
-    /// Destination name -> the sources that forward to it, when the API serves a
-    /// configured server: replays to a destination are checked against it.
-    destinations: Option<HashMap<String, Vec<String>>>,
-}
-
-impl Admin {
-    fn accepts(&self, presented: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        digest.ct_eq(&self.token_digest).into()
-    }
-}
 
 /// The admin router over `journal`, guarded by `token`, rendering `metrics` at
 /// `/metrics`.
@@ -80,17 +59,15 @@ impl Admin {
 /// The gauges `/metrics` refreshes go to the global `metrics` recorder, so `metrics`
 /// should be that recorder's handle: [`metrics_handle`] installs one and returns it.
 pub fn router(journal: Arc<dyn Journal>, token: Secret, metrics: PrometheusHandle) -> Router {
-    routes(Admin {
-        journal,
-        token_digest: Sha256::digest(token.expose().as_bytes()).into(),
-        metrics,
-        destinations: None,
-    })
+    routes(Admin::new(journal, &token, metrics, None))
 }
+
+/// The largest request body the admin API reads (axum's default, stated).
+const MAX_BODY: usize = 2 << 20;
 
 fn routes(admin: Admin) -> Router {
     let admin = Arc::new(admin);
-    let guarded = Router::new()
+    let guarded: Router = Router::new()
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(show_event))
         .route("/v1/replay", post(create_replay))
@@ -98,16 +75,37 @@ fn routes(admin: Admin) -> Router {
         .route("/v1/dlq", get(list_dlq))
         .route("/v1/dlq/redrive", post(redrive))
         .route("/metrics", get(render_metrics))
+        .route("/v1/openapi.json", get(openapi_document))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .fallback(|uri: Uri| async move {
             Problem::NotFound(format!("no admin route at {}", uri.path()))
         })
-        // Unknown paths too: without the token, nothing about the API is revealed.
-        .layer(middleware::from_fn_with_state(admin.clone(), authorize));
+        .with_state(admin.clone());
+    // Around the whole router, before routing, so that unknown paths want the token too
+    // and a refusal carries nothing a route adds (such as `Allow`): without the token,
+    // nothing about the API is revealed.
+    let guarded = tower::Layer::layer(
+        &middleware::from_fn_with_state(admin.clone(), authorize),
+        guarded,
+    );
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(guarded)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(admin)
+        .fallback_service(guarded)
+}
+
+/// A 405 problem; axum adds the `Allow` header.
+async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+    Problem::MethodNotAllowed(method.to_string(), uri.path().to_owned())
+}
+
+/// The admin API's OpenAPI 3.1 document as JSON, as `GET /v1/openapi.json` serves it
+/// and `docs/openapi.json` keeps it (pretty, with a trailing newline).
+pub fn openapi() -> &'static str {
+    openapi::document()
 }
 
 /// The process's Prometheus handle. The first call installs a Prometheus recorder as the
@@ -188,12 +186,12 @@ pub(crate) async fn start(
                 .push(src.name.clone());
         }
     }
-    let app = routes(Admin {
+    let app = routes(Admin::new(
         journal,
-        token_digest: Sha256::digest(token.expose().as_bytes()).into(),
-        metrics: metrics_handle(),
-        destinations: Some(destinations),
-    });
+        &token,
+        metrics_handle(),
+        Some(destinations),
+    ));
     Ok(Some(Running(tokio::spawn(serve(
         listener,
         app,
@@ -227,12 +225,12 @@ async fn authorize(Shared(admin): Shared<Arc<Admin>>, req: Request, next: Next) 
         });
     match presented {
         None => Problem::Unauthorized {
-            kind: "missing_token",
+            kind: ProblemKind::MissingToken,
             detail: "send `Authorization: Bearer <token>` (the [admin] token)",
         }
         .into_response(),
         Some(t) if !admin.accepts(t) => Problem::Unauthorized {
-            kind: "invalid_token",
+            kind: ProblemKind::InvalidToken,
             detail: "the bearer token is not the [admin] token",
         }
         .into_response(),
@@ -240,507 +238,246 @@ async fn authorize(Shared(admin): Shared<Arc<Admin>>, req: Request, next: Next) 
     }
 }
 
-/// Why a request was refused; each becomes a problem response and a count in
-/// `hookbox_admin_rejected_total{kind}`.
-#[derive(Debug)]
-enum Problem {
-    Unauthorized {
-        kind: &'static str,
-        detail: &'static str,
-    },
-    Param {
-        name: String,
-        detail: String,
-    },
-    Body(String),
-    NotFound(String),
-    NotReady,
-    Journal(JournalError),
+/// The `{id}` of a path, or a problem naming it (a percent-encoding that does not
+/// decode to UTF-8).
+fn path_id(raw: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    raw.map(|Path(id)| id)
+        .map_err(|e| Problem::param("id", e.body_text()))
 }
 
-impl Problem {
-    fn param(name: &str, detail: impl Into<String>) -> Self {
-        Problem::Param {
-            name: name.to_owned(),
-            detail: detail.into(),
+/// The body, or a problem: 413 over [`MAX_BODY`], 400 when it could not be read.
+fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::TooLarge(format!(
+                "the body is over {MAX_BODY} bytes, the admin API's limit"
+            ))
+        } else {
+            Problem::Body(e.body_text())
         }
-    }
-}
-
-impl From<JournalError> for Problem {
-    fn from(e: JournalError) -> Self {
-        Problem::Journal(e)
-    }
-}
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let (status, kind, title, detail) = match self {
-            Problem::Unauthorized { kind, detail } => (
-                StatusCode::UNAUTHORIZED,
-                kind,
-                "A valid admin token is required",
-                detail.to_owned(),
-            ),
-            Problem::Param { name, detail } => (
-                StatusCode::BAD_REQUEST,
-                "invalid_parameter",
-                "A query parameter is invalid",
-                format!("{name}: {detail}"),
-            ),
-            Problem::Body(detail) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "The request body is invalid",
-                detail,
-            ),
-            Problem::NotFound(detail) => (StatusCode::NOT_FOUND, "not_found", "Not found", detail),
-            Problem::NotReady => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "The journal is not ready",
-                "the journal is recovering from a storage failure".to_owned(),
-            ),
-            Problem::Journal(e) if e.is_retryable() => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "journal_unavailable",
-                "The journal cannot answer now",
-                e.to_string(),
-            ),
-            Problem::Journal(e) => {
-                tracing::error!(error = %e, "admin request failed on a journal record");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "journal_error",
-                    "The journal could not answer",
-                    e.to_string(),
-                )
-            }
-        };
-        metrics::counter!("hookbox_admin_rejected_total", "kind" => kind).increment(1);
-        let mut res = problem(status, kind, title, &detail);
-        if status == StatusCode::UNAUTHORIZED {
-            let challenge = if kind == "invalid_token" {
-                r#"Bearer realm="hookbox-admin", error="invalid_token""#
-            } else {
-                r#"Bearer realm="hookbox-admin""#
-            };
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-        }
-        res
-    }
-}
-
-/// A request's query parameters, each known to the route and given at most once. An
-/// empty value counts as absent.
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    fn parse(uri: &Uri, known: &[&str]) -> Result<Self, Problem> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        let pairs = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes());
-        for (k, v) in pairs {
-            if !known.contains(&k.as_ref()) {
-                return Err(Problem::param(
-                    &k,
-                    format!("unknown parameter; this route takes {}", known.join(", ")),
-                ));
-            }
-            if out.iter().any(|(seen, _)| *seen == k) {
-                return Err(Problem::param(&k, "given more than once"));
-            }
-            if !v.is_empty() {
-                out.push((k.into_owned(), v.into_owned()));
-            }
-        }
-        Ok(Params(out))
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn time(&self, name: &str) -> Result<Option<SystemTime>, Problem> {
-        self.get(name)
-            .map(|v| parse_time(v).map_err(|e| Problem::param(name, e)))
-            .transpose()
-    }
-
-    fn limit(&self) -> Result<usize, Problem> {
-        match self.get("limit") {
-            None => Ok(100),
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    Problem::param(
-                        "limit",
-                        format!("`{v}` is not a number from 1 to {MAX_LIMIT}"),
-                    )
-                }),
-        }
-    }
-}
-
-/// Parses an RFC 3339 time. A `+` offset that a query string turned into a space is
-/// read as the `+` it was.
-fn parse_time(v: &str) -> Result<SystemTime, String> {
-    OffsetDateTime::parse(v, &Rfc3339)
-        .or_else(|e| OffsetDateTime::parse(&v.replace(' ', "+"), &Rfc3339).map_err(|_| e))
-        .map(SystemTime::from)
-        .map_err(|e| format!("`{v}` is not an RFC 3339 time like 2024-05-01T12:00:00Z ({e})"))
-}
-
-/// Refuses an empty or reversed window.
-fn check_window(since: Option<SystemTime>, until: Option<SystemTime>) -> Result<(), String> {
-    match (since, until) {
-        (Some(s), Some(u)) if s >= u => Err("must be before `until`".to_owned()),
-        _ => Ok(()),
-    }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    OffsetDateTime::from(t)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "invalid time".to_owned())
-}
-
-fn rfc3339_ms(ms: u64) -> String {
-    rfc3339(UNIX_EPOCH + Duration::from_millis(ms))
-}
-
-fn summary_json(e: &EventSummary) -> Value {
-    json!({
-        "id": e.id,
-        "source": e.source,
-        "type": e.event_type,
-        "delivery_id": e.delivery_id,
-        "received_at": rfc3339(e.received_at),
-        "body_len": e.body_len,
-        "state": e.state.as_str(),
-        "attempts": e.attempts,
     })
 }
 
-/// A JSON object body, read field by field so that every problem names its field.
-struct JsonObject(serde_json::Map<String, Value>);
-
-impl JsonObject {
-    fn parse(body: &Bytes, known: &[&str]) -> Result<Self, Problem> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| Problem::Body(format!("not JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            return Err(Problem::Body(format!(
-                "expected a JSON object with {}",
-                known.join(", ")
-            )));
-        };
-        if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(Problem::Body(format!(
-                "{k}: unknown field; this route takes {}",
-                known.join(", ")
-            )));
-        }
-        Ok(JsonObject(map))
-    }
-
-    /// The field as a `T`; absent and `null` are `None`.
-    fn get<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Problem> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => T::deserialize(v)
-                .map(Some)
-                .map_err(|e| Problem::Body(format!("{name}: {e}"))),
-        }
-    }
-
-    fn time(&self, name: &str) -> Result<Option<SystemTime>, Problem> {
-        self.get::<String>(name)?
-            .map(|v| parse_time(&v).map_err(|e| Problem::Body(format!("{name}: {e}"))))
-            .transpose()
-    }
+/// A response struct as the JSON it answers. Going through [`Value`] keeps the keys in
+/// the order `json!` objects have them (sorted).
+fn json(body: impl Serialize) -> Json<Value> {
+    Json(serde_json::to_value(body).expect("admin responses serialize to JSON"))
 }
 
+/// Liveness: answers while the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process serves", body = ops::Health)))]
+async fn healthz() -> Json<Value> {
+    json(ops::health())
+}
+
+/// Readiness: 200 while the journal is healthy. A load balancer checks this.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "The journal is healthy", body = ops::Readiness),
+        (status = 503, description = "The journal is recovering from a storage failure", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn readyz(Shared(admin): Shared<Arc<Admin>>) -> Result<Json<Value>, Problem> {
-    let load = admin.journal.load();
-    if !load.healthy {
-        return Err(Problem::NotReady);
-    }
-    Ok(Json(json!({
-        "status": "ready",
-        "queued": load.queued,
-        "capacity": load.capacity,
-    })))
+    Ok(json(ops::ready(&admin)?))
 }
 
+/// Lists events, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page; follow `next_cursor` for the next", body = ops::EventPage,
+            links(("show" = (operation_id = "show_event", description = "The page's first event",
+                parameters(("id" = "$response.body#/events/0/id")))))),
+        (status = 400, description = "A query parameter is invalid, unknown or repeated; `detail` names it", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn list_events(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Value>, Problem> {
-    let p = Params::parse(
-        &uri,
-        &[
-            "source", "type", "state", "since", "until", "limit", "cursor",
-        ],
-    )?;
-    let state = p
-        .get("state")
-        .map(|s| {
-            State::parse(s).ok_or_else(|| {
-                Problem::param(
-                    "state",
-                    format!("`{s}` is not one of pending, retrying, done, dead"),
-                )
-            })
-        })
-        .transpose()?;
-    let before = p
-        .get("cursor")
-        .map(|c| {
-            c.parse::<EventId>()
-                .map_err(|e| Problem::param("cursor", format!("`{c}`: {e}")))
-        })
-        .transpose()?;
-    let q = Query {
-        since: p.time("since")?,
-        until: p.time("until")?,
-        source: p.get("source").map(str::to_owned),
-        event_type: p.get("type").map(str::to_owned),
-        state,
-        before,
-        limit: p.limit()?,
-    };
-    check_window(q.since, q.until).map_err(|e| Problem::param("since", e))?;
-    let page = admin.journal.query(&q).await?;
-    Ok(Json(json!({
-        "events": page.events.iter().map(summary_json).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
+    let q = EventsQuery::parse(uri.query())?;
+    Ok(json(ops::list_events(&admin, q).await?))
 }
 
-fn event_id(raw: &str) -> Result<EventId, Problem> {
-    raw.parse()
-        .map_err(|e| Problem::param("id", format!("`{raw}`: {e}")))
-}
-
+/// Shows one event: headers, body, delivery state and every attempt.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events",
+    params(("id" = EventId, Path, description = "The event's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The event", body = ops::EventDetail),
+        (status = 400, description = "The id is malformed", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 404, description = "No such event", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn show_event(
     Shared(admin): Shared<Arc<Admin>>,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let id = event_id(&raw)?;
-    let journal = &admin.journal;
-    let Some(event) = journal.get(id).await? else {
-        return Err(Problem::NotFound(format!("no event {id}")));
-    };
-    let (state, attempts) = tokio::try_join!(journal.state(id), journal.attempts(id))?;
-    let headers: Vec<[String; 2]> = event
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            [
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            ]
-        })
-        .collect();
-    let (body, encoding) = match std::str::from_utf8(&event.body) {
-        Ok(text) => (text.to_owned(), "utf8"),
-        Err(_) => (
-            base64::engine::general_purpose::STANDARD.encode(&event.body),
-            "base64",
-        ),
-    };
-    let state_name = state.as_ref().map(|st| st.state.as_str());
-    let delivery = state.map(|st| {
-        json!({
-            "attempts": st.attempts,
-            "next_at": st.next_at_ms.map(rfc3339_ms),
-            "last_error": st.last_error,
-            "redrives": st.redrives,
-            "dead_at": st.dead_at_ms.map(rfc3339_ms),
-            "order_key": (!st.order_key.is_empty()).then_some(st.order_key),
-        })
-    });
-    let attempts: Vec<Value> = attempts
-        .iter()
-        .map(|a| {
-            json!({
-                "n": a.n,
-                "started_at": rfc3339_ms(a.started_ms),
-                "duration_ms": a.duration_ms,
-                "outcome": a.outcome,
-                "error": a.error,
-                "replay": a.replay,
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "id": event.id,
-        "source": event.source,
-        "scheme": event.scheme,
-        "type": event.event_type,
-        "delivery_id": event.delivery_id,
-        "received_at": rfc3339(event.received_at),
-        "state": state_name,
-        "delivery": delivery,
-        "headers": headers,
-        "body_len": event.body.len(),
-        "body_encoding": encoding,
-        "body": body,
-        "attempts": attempts,
-    })))
+    let id = ops::event_id(&path_id(raw)?)?;
+    Ok(json(ops::show_event(&admin, id).await?))
 }
 
-/// `POST /v1/replay`: 202 with the new replay's id, or 200 with the count of a dry run.
+/// Replays a window: new deliveries of its events, their history left alone. 202 with
+/// the new replay's id, or 200 with the count of a dry run.
+#[utoipa::path(post, path = "/v1/replay", tag = "replay",
+    request_body(content = ReplayRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A dry run: how many events match (`replay_id` is null)", body = ops::ReplayCreated),
+        (status = 202, description = "The replay is queued; follow it at `/v1/replays/{replay_id}`", body = ops::ReplayCreated,
+            links(("progress" = (operation_id = "replay_status", description = "The replay's progress",
+                parameters(("id" = "$response.body#/replay_id")))))),
+        (status = 400, description = "The body is not a JSON object of the members this route takes, or one is invalid; `detail` names it", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 2 MiB", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn create_replay(
     Shared(admin): Shared<Arc<Admin>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let r = JsonObject::parse(
-        &body,
-        &["since", "until", "source", "type", "destination", "dry_run"],
-    )?;
-    let since = r.time("since")?;
-    let until = r.time("until")?;
-    let (Some(since), Some(until)) = (since, until) else {
-        let missing = if since.is_none() { "since" } else { "until" };
-        return Err(Problem::Body(format!("{missing}: required (RFC 3339)")));
-    };
-    check_window(Some(since), Some(until)).map_err(|e| Problem::Body(format!("since: {e}")))?;
-    let dry_run = r.get::<bool>("dry_run")?.unwrap_or(false);
-    let source: Option<String> = r.get("source")?;
-    let destination: Option<String> = r.get("destination")?;
-    // A replay to one destination covers only the sources that forward to it.
-    let mut sources = None;
-    if let (Some(dest), Some(known)) = (&destination, &admin.destinations) {
-        let Some(forwarding) = known.get(dest) else {
-            return Err(Problem::Body(format!(
-                "destination: no [[destination]] is named `{dest}`"
-            )));
-        };
-        if let Some(src) = source
-            .as_deref()
-            .filter(|s| !forwarding.iter().any(|f| f == s))
-        {
-            return Err(Problem::Body(format!(
-                "destination: source `{src}` does not forward to `{dest}`"
-            )));
-        }
-        sources = Some(forwarding.clone());
-    }
-    let status = admin
-        .journal
-        .replay(ReplayFilter {
-            since_ms: bound_ms(since),
-            until_ms: bound_ms(until),
-            source,
-            sources,
-            event_type: r.get("type")?,
-            destination,
-            dry_run,
-        })
-        .await?;
-    let code = if dry_run {
+    let created = ops::create_replay(&admin, ReplayRequest::parse(&read(body)?)?).await?;
+    let code = if created.dry_run {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    let body = json!({
-        "replay_id": (!dry_run).then_some(status.id),
-        "matched": status.matched,
-        "dry_run": dry_run,
-    });
-    Ok((code, Json(body)).into_response())
+    Ok((code, json(created)).into_response())
 }
 
+/// A replay's progress.
+#[utoipa::path(get, path = "/v1/replays/{id}", tag = "replay",
+    params(("id" = u64, Path, description = "The replay's id (`replay_id`)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Its progress", body = ops::ReplayProgress),
+        (status = 400, description = "The id is malformed", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 404, description = "No such replay", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn replay_status(
     Shared(admin): Shared<Arc<Admin>>,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let id: u64 = raw
-        .parse()
-        .map_err(|_| Problem::param("id", format!("`{raw}` is not a replay id (a number)")))?;
-    let status = admin
-        .journal
-        .replay_status(id)
-        .await?
-        .ok_or_else(|| Problem::NotFound(format!("no replay {id}")))?;
-    Ok(Json(json!({
-        "id": status.id,
-        "matched": status.matched,
-        "done": status.done,
-        "failed": status.failed,
-        "destination": status.destination,
-        "created_at": rfc3339_ms(status.created_ms),
-        "complete": status.done + status.failed >= status.matched,
-    })))
+    let id = ops::replay_id(&path_id(raw)?)?;
+    Ok(json(ops::replay_status(&admin, id).await?))
 }
 
+/// Lists dead events, oldest first, with why they died.
+#[utoipa::path(get, path = "/v1/dlq", tag = "dlq", params(DlqQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The dead events", body = ops::DeadList,
+            links(("show" = (operation_id = "show_event", description = "The oldest dead event",
+                parameters(("id" = "$response.body#/events/0/id")))))),
+        (status = 400, description = "A query parameter is invalid, unknown or repeated; `detail` names it", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn list_dlq(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Value>, Problem> {
-    let p = Params::parse(&uri, &["source", "limit"])?;
-    let limit = p.limit()?;
-    let source = p.get("source").map(str::to_owned);
-    let journal = &admin.journal;
-    let mut events = Vec::new();
-    for (id, source) in journal.dead(source.as_deref(), limit).await? {
-        let (event, st) = tokio::try_join!(journal.get(id), journal.state(id))?;
-        events.push(json!({
-            "id": id,
-            "source": source,
-            "type": event.and_then(|e| e.event_type),
-            "dead_at": st.as_ref().and_then(|s| s.dead_at_ms).map(rfc3339_ms),
-            "last_error": st.as_ref().and_then(|s| s.last_error.clone()),
-            "attempts": st.as_ref().map_or(0, |s| s.attempts),
-        }));
-    }
-    Ok(Json(json!({ "events": events })))
+    let q = DlqQuery::parse(uri.query())?;
+    Ok(json(ops::list_dlq(&admin, q).await?))
 }
 
-/// `POST /v1/dlq/redrive`: every field narrows; none (`{}`) means every dead event.
-async fn redrive(Shared(admin): Shared<Arc<Admin>>, body: Bytes) -> Result<Json<Value>, Problem> {
-    let r = JsonObject::parse(&body, &["ids", "source", "type", "since", "until"])?;
-    let ids = r
-        .get::<Vec<String>>("ids")?
-        .map(|ids| {
-            ids.iter()
-                .map(|raw| {
-                    raw.parse::<EventId>()
-                        .map_err(|e| Problem::Body(format!("ids: `{raw}`: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()?;
-    let since = r.time("since")?;
-    let until = r.time("until")?;
-    check_window(since, until).map_err(|e| Problem::Body(format!("since: {e}")))?;
-    let n = admin
-        .journal
-        .redrive(RedriveFilter {
-            ids,
-            source: r.get("source")?,
-            event_type: r.get("type")?,
-            since_ms: since.map(bound_ms),
-            until_ms: until.map(bound_ms),
-            max_redrives: None,
-        })
-        .await?;
-    Ok(Json(json!({ "redriven": n })))
+/// Redrives dead events back to pending. Every member narrows; none (`{}`) redrives
+/// every dead event.
+#[utoipa::path(post, path = "/v1/dlq/redrive", tag = "dlq",
+    request_body(content = RedriveRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "How many went back to pending", body = ops::Redriven),
+        (status = 400, description = "The body is not a JSON object of the members this route takes, or one is invalid; `detail` names it", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 2 MiB", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+async fn redrive(
+    Shared(admin): Shared<Arc<Admin>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let r = RedriveRequest::parse(&read(body)?)?;
+    Ok(json(ops::redrive(&admin, r).await?))
 }
 
+/// The process's metrics in the Prometheus text format, with `hookbox_dlq_size` and
+/// `hookbox_backlog{source}` refreshed.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text", body = String,
+            content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn render_metrics(Shared(admin): Shared<Arc<Admin>>) -> Result<Response, Problem> {
-    let dead = admin.journal.dead_count().await?;
-    metrics::gauge!("hookbox_dlq_size").set(dead as f64);
-    for (source, backlog) in admin.journal.sources() {
-        metrics::gauge!("hookbox_backlog", "source" => source).set(backlog as f64);
-    }
-    let mut res = Response::new(Body::from(admin.metrics.render()));
+    let mut res = Response::new(Body::from(ops::metrics(&admin).await?));
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(res)
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The admin API's OpenAPI 3.1 document", body = Object),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+    ))]
+async fn openapi_document() -> Response {
+    let mut res = Response::new(Body::from(openapi::document()));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }
