@@ -53,22 +53,23 @@ use crate::{
 /// The most events one list request returns.
 const MAX_LIMIT: usize = 1000;
 
-/// What every handler shares.
-struct Admin {
+/// What every handler shares (the dashboard under `/ui` too).
+pub(crate) struct Admin {
     /// The journal the API reads and writes; shared with the webhook side.
-    journal: Arc<dyn Journal>,
+    pub(crate) journal: Arc<dyn Journal>,
     /// SHA-256 of the token. Comparing digests in constant time hides both the token's
     /// bytes and its length, and the token itself is not kept here.
     token_digest: [u8; 32],
     /// Renders the process's metrics for `/metrics`.
-    metrics: PrometheusHandle,
+    pub(crate) metrics: PrometheusHandle,
     /// Destination name -> the sources that forward to it, when the API serves a
     /// configured server: replays to a destination are checked against it.
-    destinations: Option<HashMap<String, Vec<String>>>,
+    pub(crate) destinations: Option<HashMap<String, Vec<String>>>,
 }
 
 impl Admin {
-    fn accepts(&self, presented: &str) -> bool {
+    /// True when `presented` is the admin token (compared in constant time).
+    pub(crate) fn accepts(&self, presented: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         digest.ct_eq(&self.token_digest).into()
     }
@@ -79,16 +80,22 @@ impl Admin {
 ///
 /// The gauges `/metrics` refreshes go to the global `metrics` recorder, so `metrics`
 /// should be that recorder's handle: [`metrics_handle`] installs one and returns it.
+///
+/// The operator dashboard is served under `/ui/` beside the API; its session cookie
+/// goes without `Secure` here (the listener is plain HTTP).
 pub fn router(journal: Arc<dyn Journal>, token: Secret, metrics: PrometheusHandle) -> Router {
-    routes(Admin {
-        journal,
-        token_digest: Sha256::digest(token.expose().as_bytes()).into(),
-        metrics,
-        destinations: None,
-    })
+    routes(
+        Admin {
+            journal,
+            token_digest: Sha256::digest(token.expose().as_bytes()).into(),
+            metrics,
+            destinations: None,
+        },
+        crate::ui::Options::default(),
+    )
 }
 
-fn routes(admin: Admin) -> Router {
+fn routes(admin: Admin, ui: crate::ui::Options) -> Router {
     let admin = Arc::new(admin);
     let guarded = Router::new()
         .route("/v1/events", get(list_events))
@@ -107,7 +114,8 @@ fn routes(admin: Admin) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .merge(guarded)
-        .with_state(admin)
+        .with_state(admin.clone())
+        .merge(crate::ui::router(admin, ui))
 }
 
 /// The process's Prometheus handle. The first call installs a Prometheus recorder as the
@@ -188,12 +196,16 @@ pub(crate) async fn start(
                 .push(src.name.clone());
         }
     }
-    let app = routes(Admin {
-        journal,
-        token_digest: Sha256::digest(token.expose().as_bytes()).into(),
-        metrics: metrics_handle(),
-        destinations: Some(destinations),
-    });
+    let ui = crate::ui::Options::of(config, resolve)?;
+    let app = routes(
+        Admin {
+            journal,
+            token_digest: Sha256::digest(token.expose().as_bytes()).into(),
+            metrics: metrics_handle(),
+            destinations: Some(destinations),
+        },
+        ui,
+    );
     Ok(Some(Running(tokio::spawn(serve(
         listener,
         app,
@@ -243,7 +255,7 @@ async fn authorize(Shared(admin): Shared<Arc<Admin>>, req: Request, next: Next) 
 /// Why a request was refused; each becomes a problem response and a count in
 /// `hookbox_admin_rejected_total{kind}`.
 #[derive(Debug)]
-enum Problem {
+pub(crate) enum Problem {
     Unauthorized {
         kind: &'static str,
         detail: &'static str,
@@ -468,7 +480,7 @@ impl JsonObject {
     }
 }
 
-async fn readyz(Shared(admin): Shared<Arc<Admin>>) -> Result<Json<Value>, Problem> {
+pub(crate) async fn readyz(Shared(admin): Shared<Arc<Admin>>) -> Result<Json<Value>, Problem> {
     let load = admin.journal.load();
     if !load.healthy {
         return Err(Problem::NotReady);
@@ -480,7 +492,10 @@ async fn readyz(Shared(admin): Shared<Arc<Admin>>) -> Result<Json<Value>, Proble
     })))
 }
 
-async fn list_events(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Value>, Problem> {
+pub(crate) async fn list_events(
+    Shared(admin): Shared<Arc<Admin>>,
+    uri: Uri,
+) -> Result<Json<Value>, Problem> {
     let p = Params::parse(
         &uri,
         &[
@@ -527,7 +542,7 @@ fn event_id(raw: &str) -> Result<EventId, Problem> {
         .map_err(|e| Problem::param("id", format!("`{raw}`: {e}")))
 }
 
-async fn show_event(
+pub(crate) async fn show_event(
     Shared(admin): Shared<Arc<Admin>>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, Problem> {
@@ -596,7 +611,7 @@ async fn show_event(
 }
 
 /// `POST /v1/replay`: 202 with the new replay's id, or 200 with the count of a dry run.
-async fn create_replay(
+pub(crate) async fn create_replay(
     Shared(admin): Shared<Arc<Admin>>,
     body: Bytes,
 ) -> Result<Response, Problem> {
@@ -657,7 +672,7 @@ async fn create_replay(
     Ok((code, Json(body)).into_response())
 }
 
-async fn replay_status(
+pub(crate) async fn replay_status(
     Shared(admin): Shared<Arc<Admin>>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, Problem> {
@@ -680,7 +695,10 @@ async fn replay_status(
     })))
 }
 
-async fn list_dlq(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Value>, Problem> {
+pub(crate) async fn list_dlq(
+    Shared(admin): Shared<Arc<Admin>>,
+    uri: Uri,
+) -> Result<Json<Value>, Problem> {
     let p = Params::parse(&uri, &["source", "limit"])?;
     let limit = p.limit()?;
     let source = p.get("source").map(str::to_owned);
@@ -701,7 +719,10 @@ async fn list_dlq(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Va
 }
 
 /// `POST /v1/dlq/redrive`: every field narrows; none (`{}`) means every dead event.
-async fn redrive(Shared(admin): Shared<Arc<Admin>>, body: Bytes) -> Result<Json<Value>, Problem> {
+pub(crate) async fn redrive(
+    Shared(admin): Shared<Arc<Admin>>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
     let r = JsonObject::parse(&body, &["ids", "source", "type", "since", "until"])?;
     let ids = r
         .get::<Vec<String>>("ids")?
