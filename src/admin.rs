@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State as Shared};
@@ -30,50 +30,20 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use http::{header, HeaderValue, StatusCode, Uri};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use serde::Serialize;
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::journal::bound_ms;
-use crate::layer::problem::problem;
 use crate::server::ServeError;
-use crate::{
-    Config, EventId, EventSummary, Journal, JournalError, Query, RedriveFilter, ReplayFilter,
-    Secret, State,
-};
+use crate::{Config, Journal, Secret};
 
-/// The most events one list request returns.
-const MAX_LIMIT: usize = 1000;
+pub(crate) mod ops;
 
-/// What every handler shares (the dashboard under `/ui` too).
-pub(crate) struct Admin {
-    /// The journal the API reads and writes; shared with the webhook side.
-    pub(crate) journal: Arc<dyn Journal>,
-    /// SHA-256 of the token. Comparing digests in constant time hides both the token's
-    /// bytes and its length, and the token itself is not kept here.
-    token_digest: [u8; 32],
-    /// Renders the process's metrics for `/metrics`.
-    pub(crate) metrics: PrometheusHandle,
-    /// Destination name -> the sources that forward to it, when the API serves a
-    /// configured server: replays to a destination are checked against it.
-    pub(crate) destinations: Option<HashMap<String, Vec<String>>>,
-}
-
-impl Admin {
-    /// True when `presented` is the admin token (compared in constant time).
-    pub(crate) fn accepts(&self, presented: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        digest.ct_eq(&self.token_digest).into()
-    }
-}
+use ops::{Admin, DlqQuery, EventsQuery, Problem, RedriveRequest, ReplayRequest};
 
 /// The admin router over `journal`, guarded by `token`, rendering `metrics` at
 /// `/metrics`.
@@ -85,12 +55,7 @@ impl Admin {
 /// goes without `Secure` here (the listener is plain HTTP).
 pub fn router(journal: Arc<dyn Journal>, token: Secret, metrics: PrometheusHandle) -> Router {
     routes(
-        Admin {
-            journal,
-            token_digest: Sha256::digest(token.expose().as_bytes()).into(),
-            metrics,
-            destinations: None,
-        },
+        Admin::new(journal, &token, metrics, None),
         crate::ui::Options::default(),
     )
 }
@@ -111,7 +76,7 @@ fn routes(admin: Admin, ui: crate::ui::Options) -> Router {
         // Unknown paths too: without the token, nothing about the API is revealed.
         .layer(middleware::from_fn_with_state(admin.clone(), authorize));
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(guarded)
         .with_state(admin.clone())
@@ -198,12 +163,7 @@ pub(crate) async fn start(
     }
     let ui = crate::ui::Options::of(config, resolve)?;
     let app = routes(
-        Admin {
-            journal,
-            token_digest: Sha256::digest(token.expose().as_bytes()).into(),
-            metrics: metrics_handle(),
-            destinations: Some(destinations),
-        },
+        Admin::new(journal, &token, metrics_handle(), Some(destinations)),
         ui,
     );
     Ok(Some(Running(tokio::spawn(serve(
@@ -252,513 +212,68 @@ async fn authorize(Shared(admin): Shared<Arc<Admin>>, req: Request, next: Next) 
     }
 }
 
-/// Why a request was refused; each becomes a problem response and a count in
-/// `hookbox_admin_rejected_total{kind}`.
-#[derive(Debug)]
-pub(crate) enum Problem {
-    Unauthorized {
-        kind: &'static str,
-        detail: &'static str,
-    },
-    Param {
-        name: String,
-        detail: String,
-    },
-    Body(String),
-    NotFound(String),
-    NotReady,
-    Journal(JournalError),
+/// A response struct as the JSON it answers. Going through [`Value`] keeps the keys in
+/// the order `json!` objects have them (sorted).
+fn json(body: impl Serialize) -> Json<Value> {
+    Json(serde_json::to_value(body).expect("admin responses serialize to JSON"))
 }
 
-impl Problem {
-    fn param(name: &str, detail: impl Into<String>) -> Self {
-        Problem::Param {
-            name: name.to_owned(),
-            detail: detail.into(),
-        }
-    }
+async fn healthz() -> Json<Value> {
+    json(ops::health())
 }
 
-impl From<JournalError> for Problem {
-    fn from(e: JournalError) -> Self {
-        Problem::Journal(e)
-    }
+async fn readyz(Shared(admin): Shared<Arc<Admin>>) -> Result<Json<Value>, Problem> {
+    Ok(json(ops::ready(&admin)?))
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let (status, kind, title, detail) = match self {
-            Problem::Unauthorized { kind, detail } => (
-                StatusCode::UNAUTHORIZED,
-                kind,
-                "A valid admin token is required",
-                detail.to_owned(),
-            ),
-            Problem::Param { name, detail } => (
-                StatusCode::BAD_REQUEST,
-                "invalid_parameter",
-                "A query parameter is invalid",
-                format!("{name}: {detail}"),
-            ),
-            Problem::Body(detail) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "The request body is invalid",
-                detail,
-            ),
-            Problem::NotFound(detail) => (StatusCode::NOT_FOUND, "not_found", "Not found", detail),
-            Problem::NotReady => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "The journal is not ready",
-                "the journal is recovering from a storage failure".to_owned(),
-            ),
-            Problem::Journal(e) if e.is_retryable() => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "journal_unavailable",
-                "The journal cannot answer now",
-                e.to_string(),
-            ),
-            Problem::Journal(e) => {
-                tracing::error!(error = %e, "admin request failed on a journal record");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "journal_error",
-                    "The journal could not answer",
-                    e.to_string(),
-                )
-            }
-        };
-        metrics::counter!("hookbox_admin_rejected_total", "kind" => kind).increment(1);
-        let mut res = problem(status, kind, title, &detail);
-        if status == StatusCode::UNAUTHORIZED {
-            let challenge = if kind == "invalid_token" {
-                r#"Bearer realm="hookbox-admin", error="invalid_token""#
-            } else {
-                r#"Bearer realm="hookbox-admin""#
-            };
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-        }
-        res
-    }
+async fn list_events(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Value>, Problem> {
+    let q = EventsQuery::parse(uri.query())?;
+    Ok(json(ops::list_events(&admin, q).await?))
 }
 
-/// A request's query parameters, each known to the route and given at most once. An
-/// empty value counts as absent.
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    fn parse(uri: &Uri, known: &[&str]) -> Result<Self, Problem> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        let pairs = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes());
-        for (k, v) in pairs {
-            if !known.contains(&k.as_ref()) {
-                return Err(Problem::param(
-                    &k,
-                    format!("unknown parameter; this route takes {}", known.join(", ")),
-                ));
-            }
-            if out.iter().any(|(seen, _)| *seen == k) {
-                return Err(Problem::param(&k, "given more than once"));
-            }
-            if !v.is_empty() {
-                out.push((k.into_owned(), v.into_owned()));
-            }
-        }
-        Ok(Params(out))
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn time(&self, name: &str) -> Result<Option<SystemTime>, Problem> {
-        self.get(name)
-            .map(|v| parse_time(v).map_err(|e| Problem::param(name, e)))
-            .transpose()
-    }
-
-    fn limit(&self) -> Result<usize, Problem> {
-        match self.get("limit") {
-            None => Ok(100),
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    Problem::param(
-                        "limit",
-                        format!("`{v}` is not a number from 1 to {MAX_LIMIT}"),
-                    )
-                }),
-        }
-    }
-}
-
-/// Parses an RFC 3339 time. A `+` offset that a query string turned into a space is
-/// read as the `+` it was.
-fn parse_time(v: &str) -> Result<SystemTime, String> {
-    OffsetDateTime::parse(v, &Rfc3339)
-        .or_else(|e| OffsetDateTime::parse(&v.replace(' ', "+"), &Rfc3339).map_err(|_| e))
-        .map(SystemTime::from)
-        .map_err(|e| format!("`{v}` is not an RFC 3339 time like 2024-05-01T12:00:00Z ({e})"))
-}
-
-/// Refuses an empty or reversed window.
-fn check_window(since: Option<SystemTime>, until: Option<SystemTime>) -> Result<(), String> {
-    match (since, until) {
-        (Some(s), Some(u)) if s >= u => Err("must be before `until`".to_owned()),
-        _ => Ok(()),
-    }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    OffsetDateTime::from(t)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "invalid time".to_owned())
-}
-
-fn rfc3339_ms(ms: u64) -> String {
-    rfc3339(UNIX_EPOCH + Duration::from_millis(ms))
-}
-
-fn summary_json(e: &EventSummary) -> Value {
-    json!({
-        "id": e.id,
-        "source": e.source,
-        "type": e.event_type,
-        "delivery_id": e.delivery_id,
-        "received_at": rfc3339(e.received_at),
-        "body_len": e.body_len,
-        "state": e.state.as_str(),
-        "attempts": e.attempts,
-    })
-}
-
-/// A JSON object body, read field by field so that every problem names its field.
-struct JsonObject(serde_json::Map<String, Value>);
-
-impl JsonObject {
-    fn parse(body: &Bytes, known: &[&str]) -> Result<Self, Problem> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| Problem::Body(format!("not JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            return Err(Problem::Body(format!(
-                "expected a JSON object with {}",
-                known.join(", ")
-            )));
-        };
-        if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(Problem::Body(format!(
-                "{k}: unknown field; this route takes {}",
-                known.join(", ")
-            )));
-        }
-        Ok(JsonObject(map))
-    }
-
-    /// The field as a `T`; absent and `null` are `None`.
-    fn get<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Problem> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => T::deserialize(v)
-                .map(Some)
-                .map_err(|e| Problem::Body(format!("{name}: {e}"))),
-        }
-    }
-
-    fn time(&self, name: &str) -> Result<Option<SystemTime>, Problem> {
-        self.get::<String>(name)?
-            .map(|v| parse_time(&v).map_err(|e| Problem::Body(format!("{name}: {e}"))))
-            .transpose()
-    }
-}
-
-pub(crate) async fn readyz(Shared(admin): Shared<Arc<Admin>>) -> Result<Json<Value>, Problem> {
-    let load = admin.journal.load();
-    if !load.healthy {
-        return Err(Problem::NotReady);
-    }
-    Ok(Json(json!({
-        "status": "ready",
-        "queued": load.queued,
-        "capacity": load.capacity,
-    })))
-}
-
-pub(crate) async fn list_events(
-    Shared(admin): Shared<Arc<Admin>>,
-    uri: Uri,
-) -> Result<Json<Value>, Problem> {
-    let p = Params::parse(
-        &uri,
-        &[
-            "source", "type", "state", "since", "until", "limit", "cursor",
-        ],
-    )?;
-    let state = p
-        .get("state")
-        .map(|s| {
-            State::parse(s).ok_or_else(|| {
-                Problem::param(
-                    "state",
-                    format!("`{s}` is not one of pending, retrying, done, dead"),
-                )
-            })
-        })
-        .transpose()?;
-    let before = p
-        .get("cursor")
-        .map(|c| {
-            c.parse::<EventId>()
-                .map_err(|e| Problem::param("cursor", format!("`{c}`: {e}")))
-        })
-        .transpose()?;
-    let q = Query {
-        since: p.time("since")?,
-        until: p.time("until")?,
-        source: p.get("source").map(str::to_owned),
-        event_type: p.get("type").map(str::to_owned),
-        state,
-        before,
-        limit: p.limit()?,
-    };
-    check_window(q.since, q.until).map_err(|e| Problem::param("since", e))?;
-    let page = admin.journal.query(&q).await?;
-    Ok(Json(json!({
-        "events": page.events.iter().map(summary_json).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
-}
-
-fn event_id(raw: &str) -> Result<EventId, Problem> {
-    raw.parse()
-        .map_err(|e| Problem::param("id", format!("`{raw}`: {e}")))
-}
-
-pub(crate) async fn show_event(
+async fn show_event(
     Shared(admin): Shared<Arc<Admin>>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let id = event_id(&raw)?;
-    let journal = &admin.journal;
-    let Some(event) = journal.get(id).await? else {
-        return Err(Problem::NotFound(format!("no event {id}")));
-    };
-    let (state, attempts) = tokio::try_join!(journal.state(id), journal.attempts(id))?;
-    let headers: Vec<[String; 2]> = event
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            [
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            ]
-        })
-        .collect();
-    let (body, encoding) = match std::str::from_utf8(&event.body) {
-        Ok(text) => (text.to_owned(), "utf8"),
-        Err(_) => (
-            base64::engine::general_purpose::STANDARD.encode(&event.body),
-            "base64",
-        ),
-    };
-    let state_name = state.as_ref().map(|st| st.state.as_str());
-    let delivery = state.map(|st| {
-        json!({
-            "attempts": st.attempts,
-            "next_at": st.next_at_ms.map(rfc3339_ms),
-            "last_error": st.last_error,
-            "redrives": st.redrives,
-            "dead_at": st.dead_at_ms.map(rfc3339_ms),
-            "order_key": (!st.order_key.is_empty()).then_some(st.order_key),
-        })
-    });
-    let attempts: Vec<Value> = attempts
-        .iter()
-        .map(|a| {
-            json!({
-                "n": a.n,
-                "started_at": rfc3339_ms(a.started_ms),
-                "duration_ms": a.duration_ms,
-                "outcome": a.outcome,
-                "error": a.error,
-                "replay": a.replay,
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "id": event.id,
-        "source": event.source,
-        "scheme": event.scheme,
-        "type": event.event_type,
-        "delivery_id": event.delivery_id,
-        "received_at": rfc3339(event.received_at),
-        "state": state_name,
-        "delivery": delivery,
-        "headers": headers,
-        "body_len": event.body.len(),
-        "body_encoding": encoding,
-        "body": body,
-        "attempts": attempts,
-    })))
+    let id = ops::event_id(&raw)?;
+    Ok(json(ops::show_event(&admin, id).await?))
 }
 
 /// `POST /v1/replay`: 202 with the new replay's id, or 200 with the count of a dry run.
-pub(crate) async fn create_replay(
+async fn create_replay(
     Shared(admin): Shared<Arc<Admin>>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let r = JsonObject::parse(
-        &body,
-        &["since", "until", "source", "type", "destination", "dry_run"],
-    )?;
-    let since = r.time("since")?;
-    let until = r.time("until")?;
-    let (Some(since), Some(until)) = (since, until) else {
-        let missing = if since.is_none() { "since" } else { "until" };
-        return Err(Problem::Body(format!("{missing}: required (RFC 3339)")));
-    };
-    check_window(Some(since), Some(until)).map_err(|e| Problem::Body(format!("since: {e}")))?;
-    let dry_run = r.get::<bool>("dry_run")?.unwrap_or(false);
-    let source: Option<String> = r.get("source")?;
-    let destination: Option<String> = r.get("destination")?;
-    // A replay to one destination covers only the sources that forward to it.
-    let mut sources = None;
-    if let (Some(dest), Some(known)) = (&destination, &admin.destinations) {
-        let Some(forwarding) = known.get(dest) else {
-            return Err(Problem::Body(format!(
-                "destination: no [[destination]] is named `{dest}`"
-            )));
-        };
-        if let Some(src) = source
-            .as_deref()
-            .filter(|s| !forwarding.iter().any(|f| f == s))
-        {
-            return Err(Problem::Body(format!(
-                "destination: source `{src}` does not forward to `{dest}`"
-            )));
-        }
-        sources = Some(forwarding.clone());
-    }
-    let status = admin
-        .journal
-        .replay(ReplayFilter {
-            since_ms: bound_ms(since),
-            until_ms: bound_ms(until),
-            source,
-            sources,
-            event_type: r.get("type")?,
-            destination,
-            dry_run,
-        })
-        .await?;
-    let code = if dry_run {
+    let created = ops::create_replay(&admin, ReplayRequest::parse(&body)?).await?;
+    let code = if created.dry_run {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    let body = json!({
-        "replay_id": (!dry_run).then_some(status.id),
-        "matched": status.matched,
-        "dry_run": dry_run,
-    });
-    Ok((code, Json(body)).into_response())
+    Ok((code, json(created)).into_response())
 }
 
-pub(crate) async fn replay_status(
+async fn replay_status(
     Shared(admin): Shared<Arc<Admin>>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let id: u64 = raw
-        .parse()
-        .map_err(|_| Problem::param("id", format!("`{raw}` is not a replay id (a number)")))?;
-    let status = admin
-        .journal
-        .replay_status(id)
-        .await?
-        .ok_or_else(|| Problem::NotFound(format!("no replay {id}")))?;
-    Ok(Json(json!({
-        "id": status.id,
-        "matched": status.matched,
-        "done": status.done,
-        "failed": status.failed,
-        "destination": status.destination,
-        "created_at": rfc3339_ms(status.created_ms),
-        "complete": status.done + status.failed >= status.matched,
-    })))
+    let id = ops::replay_id(&raw)?;
+    Ok(json(ops::replay_status(&admin, id).await?))
 }
 
-pub(crate) async fn list_dlq(
-    Shared(admin): Shared<Arc<Admin>>,
-    uri: Uri,
-) -> Result<Json<Value>, Problem> {
-    let p = Params::parse(&uri, &["source", "limit"])?;
-    let limit = p.limit()?;
-    let source = p.get("source").map(str::to_owned);
-    let journal = &admin.journal;
-    let mut events = Vec::new();
-    for (id, source) in journal.dead(source.as_deref(), limit).await? {
-        let (event, st) = tokio::try_join!(journal.get(id), journal.state(id))?;
-        events.push(json!({
-            "id": id,
-            "source": source,
-            "type": event.and_then(|e| e.event_type),
-            "dead_at": st.as_ref().and_then(|s| s.dead_at_ms).map(rfc3339_ms),
-            "last_error": st.as_ref().and_then(|s| s.last_error.clone()),
-            "attempts": st.as_ref().map_or(0, |s| s.attempts),
-        }));
-    }
-    Ok(Json(json!({ "events": events })))
+async fn list_dlq(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Value>, Problem> {
+    let q = DlqQuery::parse(uri.query())?;
+    Ok(json(ops::list_dlq(&admin, q).await?))
 }
 
 /// `POST /v1/dlq/redrive`: every field narrows; none (`{}`) means every dead event.
-pub(crate) async fn redrive(
-    Shared(admin): Shared<Arc<Admin>>,
-    body: Bytes,
-) -> Result<Json<Value>, Problem> {
-    let r = JsonObject::parse(&body, &["ids", "source", "type", "since", "until"])?;
-    let ids = r
-        .get::<Vec<String>>("ids")?
-        .map(|ids| {
-            ids.iter()
-                .map(|raw| {
-                    raw.parse::<EventId>()
-                        .map_err(|e| Problem::Body(format!("ids: `{raw}`: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()?;
-    let since = r.time("since")?;
-    let until = r.time("until")?;
-    check_window(since, until).map_err(|e| Problem::Body(format!("since: {e}")))?;
-    let n = admin
-        .journal
-        .redrive(RedriveFilter {
-            ids,
-            source: r.get("source")?,
-            event_type: r.get("type")?,
-            since_ms: since.map(bound_ms),
-            until_ms: until.map(bound_ms),
-            max_redrives: None,
-        })
-        .await?;
-    Ok(Json(json!({ "redriven": n })))
+async fn redrive(Shared(admin): Shared<Arc<Admin>>, body: Bytes) -> Result<Json<Value>, Problem> {
+    let r = RedriveRequest::parse(&body)?;
+    Ok(json(ops::redrive(&admin, r).await?))
 }
 
 async fn render_metrics(Shared(admin): Shared<Arc<Admin>>) -> Result<Response, Problem> {
-    let dead = admin.journal.dead_count().await?;
-    metrics::gauge!("hookbox_dlq_size").set(dead as f64);
-    for (source, backlog) in admin.journal.sources() {
-        metrics::gauge!("hookbox_backlog", "source" => source).set(backlog as f64);
-    }
-    let mut res = Response::new(Body::from(admin.metrics.render()));
+    let mut res = Response::new(Body::from(ops::metrics(&admin).await?));
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

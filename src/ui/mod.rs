@@ -36,7 +36,7 @@ use axum::Router;
 use http::{header, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::admin::Admin;
+use crate::admin::ops::Admin;
 use crate::{Config, ConfigError};
 
 mod guard;

@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use axum::extract::{Path, State as Shared};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Json;
 use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use maud::{html, Markup};
@@ -19,7 +18,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::templates::{self, event::PerDestination, respond};
 use super::{session, Ui};
-use crate::admin::{self, Problem};
+use crate::admin::ops::{self, Problem};
 use crate::EventId;
 
 fn o(v: &Option<String>) -> &str {
@@ -61,12 +60,6 @@ fn encode(p: &[(&str, &str)]) -> String {
         }
     }
     s.finish()
-}
-
-fn api_uri(path: &str, query: &str) -> Uri {
-    format!("{path}?{query}")
-        .parse()
-        .unwrap_or_else(|_| Uri::from_static("/"))
 }
 
 /// `http://HOST` of the request, for the `curl` lines.
@@ -116,12 +109,23 @@ async fn fail(p: Problem) -> Response {
     templates::error_page(status, title, &detail)
 }
 
-/// A JSON response's body (the admin functions that answer a `Response`).
-async fn json_of(res: Response) -> Value {
-    let body = axum::body::to_bytes(res.into_body(), 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    serde_json::from_slice(&body).unwrap_or(Value::Null)
+/// An admin operation's answer as the API's JSON, or its problem as an error page.
+async fn answer<T: serde::Serialize>(r: Result<T, Problem>) -> Result<Value, Response> {
+    match r {
+        Ok(v) => Ok(serde_json::to_value(v).unwrap_or(Value::Null)),
+        Err(p) => Err(fail(p).await),
+    }
+}
+
+/// A redrive of exactly `ids`.
+fn by_ids(ids: Vec<EventId>) -> ops::RedriveRequest {
+    ops::RedriveRequest {
+        ids: Some(ids),
+        source: None,
+        event_type: None,
+        since: None,
+        until: None,
+    }
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -337,10 +341,11 @@ async fn list(
     let q = f.api_query(cursor, limit).map_err(|e| {
         templates::error_page(StatusCode::BAD_REQUEST, "That time is not valid", &e)
     })?;
-    match admin::list_events(Shared(ui.admin.clone()), api_uri("/v1/events", &q)).await {
-        Ok(Json(v)) => Ok(v),
-        Err(p) => Err(fail(p).await),
-    }
+    let q = match ops::EventsQuery::parse(Some(&q)) {
+        Ok(q) => q,
+        Err(p) => return Err(fail(p).await),
+    };
+    answer(ops::list_events(&ui.admin, q).await).await
 }
 
 pub(crate) async fn events(Shared(ui): Shared<Arc<Ui>>, uri: Uri) -> Response {
@@ -398,10 +403,11 @@ pub(crate) async fn event_rows(Shared(ui): Shared<Arc<Ui>>, uri: Uri) -> Respons
 }
 
 async fn load_event(ui: &Arc<Ui>, id: &str) -> Result<(Value, Vec<u8>), Response> {
-    let v = match admin::show_event(Shared(ui.admin.clone()), Path(id.to_owned())).await {
-        Ok(Json(v)) => v,
+    let id = match ops::event_id(id) {
+        Ok(id) => id,
         Err(p) => return Err(fail(p).await),
     };
+    let v = answer(ops::show_event(&ui.admin, id).await).await?;
     let text = v["body"].as_str().unwrap_or("");
     let body = if v["body_encoding"] == "base64" {
         base64::engine::general_purpose::STANDARD
@@ -519,12 +525,11 @@ pub(crate) async fn raw(Shared(ui): Shared<Arc<Ui>>, Path(id): Path<String>) -> 
 }
 
 pub(crate) async fn redrive_event(Shared(ui): Shared<Arc<Ui>>, Path(id): Path<String>) -> Response {
-    if id.parse::<EventId>().is_err() {
+    let Ok(event) = id.parse::<EventId>() else {
         return templates::error_page(StatusCode::BAD_REQUEST, "Not an event id", &id);
-    }
-    let body = json!({ "ids": [id] }).to_string();
-    match admin::redrive(Shared(ui.admin.clone()), Bytes::from(body)).await {
-        Ok(Json(v)) if v["redriven"].as_u64() == Some(0) => templates::error_page(
+    };
+    match ops::redrive(&ui.admin, by_ids(vec![event])).await {
+        Ok(r) if r.redriven == 0 => templates::error_page(
             StatusCode::CONFLICT,
             "Nothing to redrive",
             "the event is not dead (any more): it may have been redriven already",
@@ -673,14 +678,11 @@ async fn dead_rows(
     ui: &Arc<Ui>,
     f: &DeadFilter,
 ) -> Result<(Vec<DeadRow>, Vec<(String, usize)>, bool), Response> {
-    let q = encode(&[
-        ("source", f.source.as_deref().unwrap_or("")),
-        ("limit", &DEAD_BOUND.to_string()),
-    ]);
-    let v = match admin::list_dlq(Shared(ui.admin.clone()), api_uri("/v1/dlq", &q)).await {
-        Ok(Json(v)) => v,
-        Err(p) => return Err(fail(p).await),
+    let q = ops::DlqQuery {
+        source: f.source.clone(),
+        limit: DEAD_BOUND,
     };
+    let v = answer(ops::list_dlq(&ui.admin, q).await).await?;
     let list = v["events"].as_array().cloned().unwrap_or_default();
     let truncated = list.len() >= DEAD_BOUND;
     let dests: Vec<String> = ui
@@ -812,11 +814,10 @@ pub(crate) async fn dlq_redrive(
                 ),
             );
         }
-        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        let body = json!({ "ids": ids }).to_string();
-        return match admin::redrive(Shared(ui.admin.clone()), Bytes::from(body)).await {
-            Ok(Json(v)) => {
-                let n = v["redriven"].as_u64().unwrap_or(0).to_string();
+        let ids: Vec<EventId> = rows.iter().filter_map(|r| r.id.parse().ok()).collect();
+        return match ops::redrive(&ui.admin, by_ids(ids)).await {
+            Ok(r) => {
+                let n = r.redriven.to_string();
                 Redirect::to(&format!("/ui/dlq?{}", encode(&[("redriven", &n)]))).into_response()
             }
             Err(p) => fail(p).await,
@@ -923,8 +924,9 @@ async fn history(ui: &Arc<Ui>) -> Vec<Value> {
     let last = last_replay(ui).await;
     let mut out = Vec::new();
     for id in (1..=last).rev().take(25) {
-        if let Ok(Json(v)) =
-            admin::replay_status(Shared(ui.admin.clone()), Path(id.to_string())).await
+        if let Ok(Some(v)) = ops::replay_status(&ui.admin, id)
+            .await
+            .map(|r| serde_json::to_value(r).ok())
         {
             out.push(v);
         }
@@ -973,13 +975,16 @@ async fn replay_preview(ui: &Arc<Ui>, f: &ReplayForm, headers: &HeaderMap) -> Re
         Ok(b) => b,
         Err(e) => return invalid(e).await,
     };
-    match admin::create_replay(Shared(ui.admin.clone()), Bytes::from(body.to_string())).await {
-        Ok(res) => {
-            let v = json_of(res).await;
+    let created = match ops::ReplayRequest::parse(body.to_string().as_bytes()) {
+        Ok(r) => ops::create_replay(&ui.admin, r).await,
+        Err(p) => Err(p),
+    };
+    match created {
+        Ok(r) => {
             let (cli, curl) = f.commands(&admin_url(headers));
             respond(
                 StatusCode::OK,
-                templates::replays::preview(f, v["matched"].as_u64().unwrap_or(0), &cli, &curl),
+                templates::replays::preview(f, r.matched, &cli, &curl),
             )
         }
         Err(p) => invalid(problem_detail(p).await.1).await,
@@ -1002,26 +1007,31 @@ pub(crate) async fn replay_post(
             return templates::error_page(StatusCode::BAD_REQUEST, "That time is not valid", &e)
         }
     };
-    match admin::create_replay(Shared(ui.admin.clone()), Bytes::from(body.to_string())).await {
-        Ok(res) => {
-            let v = json_of(res).await;
-            match v["replay_id"].as_u64() {
-                Some(id) => Redirect::to(&format!("/ui/replays/{id}")).into_response(),
-                None => templates::error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "No replay was created",
-                    "",
-                ),
-            }
-        }
+    let created = match ops::ReplayRequest::parse(body.to_string().as_bytes()) {
+        Ok(r) => ops::create_replay(&ui.admin, r).await,
+        Err(p) => Err(p),
+    };
+    match created {
+        Ok(r) => match r.replay_id {
+            Some(id) => Redirect::to(&format!("/ui/replays/{id}")).into_response(),
+            None => templates::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "No replay was created",
+                "",
+            ),
+        },
         Err(p) => fail(p).await,
     }
 }
 
 pub(crate) async fn replay(Shared(ui): Shared<Arc<Ui>>, Path(id): Path<String>) -> Response {
-    let v = match admin::replay_status(Shared(ui.admin.clone()), Path(id)).await {
-        Ok(Json(v)) => v,
-        Err(p) => return fail(p).await,
+    let progress = match ops::replay_id(&id) {
+        Ok(id) => ops::replay_status(&ui.admin, id).await,
+        Err(p) => Err(p),
+    };
+    let v = match answer(progress).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let created = v["created_at"]
         .as_str()

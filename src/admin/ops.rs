@@ -1,0 +1,921 @@
+//! The admin operations as typed functions: a parsed request in, a response struct or
+//! a [`Problem`] out. The JSON routes in `admin.rs` are thin wrappers over them; any
+//! other front end holding an [`Admin`] calls the same functions.
+//!
+//! Each request struct has a `parse` that reads it from what the JSON API receives (a
+//! query string or a body) and names the offending parameter or field in its problem.
+//! Each response struct serializes to exactly the JSON its route answers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use http::{header, HeaderValue, StatusCode};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::journal::bound_ms;
+use crate::layer::problem::problem;
+use crate::{
+    AttemptOutcome, EventId, EventSummary, Journal, JournalError, Query, RedriveFilter,
+    ReplayFilter, Secret, State,
+};
+
+/// The most events one list request returns.
+pub(crate) const MAX_LIMIT: usize = 1000;
+
+/// How many events a list request returns when it does not say.
+pub(crate) const DEFAULT_LIMIT: usize = 100;
+
+/// What every admin operation shares.
+pub(crate) struct Admin {
+    /// The journal the API reads and writes; shared with the webhook side.
+    pub(crate) journal: Arc<dyn Journal>,
+    /// SHA-256 of the token. Comparing digests in constant time hides both the token's
+    /// bytes and its length, and the token itself is not kept here.
+    token_digest: [u8; 32],
+    /// Renders the process's metrics for `/metrics`.
+    pub(crate) metrics: PrometheusHandle,
+    /// Destination name -> the sources that forward to it, when the API serves a
+    /// configured server: replays to a destination are checked against it.
+    pub(crate) destinations: Option<HashMap<String, Vec<String>>>,
+}
+
+impl Admin {
+    /// The context for `journal`, guarded by `token`.
+    pub(crate) fn new(
+        journal: Arc<dyn Journal>,
+        token: &Secret,
+        metrics: PrometheusHandle,
+        destinations: Option<HashMap<String, Vec<String>>>,
+    ) -> Self {
+        Admin {
+            journal,
+            token_digest: Sha256::digest(token.expose().as_bytes()).into(),
+            metrics,
+            destinations,
+        }
+    }
+
+    /// True when `presented` is the token.
+    pub(crate) fn accepts(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        digest.ct_eq(&self.token_digest).into()
+    }
+}
+
+/// Why a request was refused; each becomes a problem response and a count in
+/// `hookbox_admin_rejected_total{kind}`.
+#[derive(Debug)]
+pub(crate) enum Problem {
+    Unauthorized {
+        kind: &'static str,
+        detail: &'static str,
+    },
+    Param {
+        name: String,
+        detail: String,
+    },
+    Body(String),
+    NotFound(String),
+    NotReady,
+    Journal(JournalError),
+}
+
+impl Problem {
+    fn param(name: &str, detail: impl Into<String>) -> Self {
+        Problem::Param {
+            name: name.to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<JournalError> for Problem {
+    fn from(e: JournalError) -> Self {
+        Problem::Journal(e)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let (status, kind, title, detail) = match self {
+            Problem::Unauthorized { kind, detail } => (
+                StatusCode::UNAUTHORIZED,
+                kind,
+                "A valid admin token is required",
+                detail.to_owned(),
+            ),
+            Problem::Param { name, detail } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                "A query parameter is invalid",
+                format!("{name}: {detail}"),
+            ),
+            Problem::Body(detail) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "The request body is invalid",
+                detail,
+            ),
+            Problem::NotFound(detail) => (StatusCode::NOT_FOUND, "not_found", "Not found", detail),
+            Problem::NotReady => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "The journal is not ready",
+                "the journal is recovering from a storage failure".to_owned(),
+            ),
+            Problem::Journal(e) if e.is_retryable() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "journal_unavailable",
+                "The journal cannot answer now",
+                e.to_string(),
+            ),
+            Problem::Journal(e) => {
+                tracing::error!(error = %e, "admin request failed on a journal record");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "journal_error",
+                    "The journal could not answer",
+                    e.to_string(),
+                )
+            }
+        };
+        metrics::counter!("hookbox_admin_rejected_total", "kind" => kind).increment(1);
+        let mut res = problem(status, kind, title, &detail);
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = if kind == "invalid_token" {
+                r#"Bearer realm="hookbox-admin", error="invalid_token""#
+            } else {
+                r#"Bearer realm="hookbox-admin""#
+            };
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        res
+    }
+}
+
+// ---- requests ----
+
+/// `GET /v1/events`: which events, newest first.
+#[derive(Debug, Clone)]
+pub(crate) struct EventsQuery {
+    /// Only this source.
+    pub(crate) source: Option<String>,
+    /// Only this type (exact), or a prefix when it ends in `*`.
+    pub(crate) event_type: Option<String>,
+    /// Only events in this delivery state.
+    pub(crate) state: Option<State>,
+    /// Received at or after.
+    pub(crate) since: Option<SystemTime>,
+    /// Received before.
+    pub(crate) until: Option<SystemTime>,
+    /// At most this many (1..=[`MAX_LIMIT`]).
+    pub(crate) limit: usize,
+    /// Continue after this id (the previous page's `next_cursor`).
+    pub(crate) cursor: Option<EventId>,
+}
+
+impl Default for EventsQuery {
+    fn default() -> Self {
+        EventsQuery {
+            source: None,
+            event_type: None,
+            state: None,
+            since: None,
+            until: None,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+impl EventsQuery {
+    /// Reads `source`, `type`, `state`, `since`, `until`, `limit` and `cursor` from a
+    /// query string.
+    pub(crate) fn parse(query: Option<&str>) -> Result<Self, Problem> {
+        let p = Params::parse(
+            query,
+            &[
+                "source", "type", "state", "since", "until", "limit", "cursor",
+            ],
+        )?;
+        let state = p
+            .get("state")
+            .map(|s| {
+                State::parse(s).ok_or_else(|| {
+                    Problem::param(
+                        "state",
+                        format!("`{s}` is not one of pending, retrying, done, dead"),
+                    )
+                })
+            })
+            .transpose()?;
+        let cursor = p
+            .get("cursor")
+            .map(|c| {
+                c.parse::<EventId>()
+                    .map_err(|e| Problem::param("cursor", format!("`{c}`: {e}")))
+            })
+            .transpose()?;
+        Ok(EventsQuery {
+            since: p.time("since")?,
+            until: p.time("until")?,
+            source: p.get("source").map(str::to_owned),
+            event_type: p.get("type").map(str::to_owned),
+            state,
+            cursor,
+            limit: p.limit()?,
+        })
+    }
+}
+
+/// `GET /v1/dlq`: which dead events, oldest first.
+#[derive(Debug, Clone)]
+pub(crate) struct DlqQuery {
+    /// Only this source.
+    pub(crate) source: Option<String>,
+    /// At most this many (1..=[`MAX_LIMIT`]).
+    pub(crate) limit: usize,
+}
+
+impl Default for DlqQuery {
+    fn default() -> Self {
+        DlqQuery {
+            source: None,
+            limit: DEFAULT_LIMIT,
+        }
+    }
+}
+
+impl DlqQuery {
+    /// Reads `source` and `limit` from a query string.
+    pub(crate) fn parse(query: Option<&str>) -> Result<Self, Problem> {
+        let p = Params::parse(query, &["source", "limit"])?;
+        Ok(DlqQuery {
+            limit: p.limit()?,
+            source: p.get("source").map(str::to_owned),
+        })
+    }
+}
+
+/// `POST /v1/replay`: new deliveries of the events received in a window.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplayRequest {
+    /// Received at or after.
+    pub(crate) since: SystemTime,
+    /// Received before.
+    pub(crate) until: SystemTime,
+    /// Only this source.
+    pub(crate) source: Option<String>,
+    /// Only this type (or `prefix*`).
+    pub(crate) event_type: Option<String>,
+    /// Deliver to this destination only (and only the sources that forward to it).
+    pub(crate) destination: Option<String>,
+    /// Count the matching events without queuing anything.
+    pub(crate) dry_run: bool,
+}
+
+impl ReplayRequest {
+    /// Reads a JSON object with `since` and `until` (required), `source`, `type`,
+    /// `destination` and `dry_run`.
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, Problem> {
+        let r = JsonObject::parse(
+            body,
+            &["since", "until", "source", "type", "destination", "dry_run"],
+        )?;
+        let since = r.time("since")?;
+        let until = r.time("until")?;
+        let (Some(since), Some(until)) = (since, until) else {
+            let missing = if since.is_none() { "since" } else { "until" };
+            return Err(Problem::Body(format!("{missing}: required (RFC 3339)")));
+        };
+        Ok(ReplayRequest {
+            since,
+            until,
+            dry_run: r.get::<bool>("dry_run")?.unwrap_or(false),
+            source: r.get("source")?,
+            destination: r.get("destination")?,
+            event_type: r.get("type")?,
+        })
+    }
+}
+
+/// `POST /v1/dlq/redrive`: which dead events go back to pending. Every field narrows;
+/// none means every dead event.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RedriveRequest {
+    /// Exactly these events.
+    pub(crate) ids: Option<Vec<EventId>>,
+    /// Only this source.
+    pub(crate) source: Option<String>,
+    /// Only this type (or `prefix*`).
+    pub(crate) event_type: Option<String>,
+    /// Died at or after.
+    pub(crate) since: Option<SystemTime>,
+    /// Died before.
+    pub(crate) until: Option<SystemTime>,
+}
+
+impl RedriveRequest {
+    /// Reads a JSON object with `ids`, `source`, `type`, `since` and `until`, all
+    /// optional.
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, Problem> {
+        let r = JsonObject::parse(body, &["ids", "source", "type", "since", "until"])?;
+        let ids = r
+            .get::<Vec<String>>("ids")?
+            .map(|ids| {
+                ids.iter()
+                    .map(|raw| {
+                        raw.parse::<EventId>()
+                            .map_err(|e| Problem::Body(format!("ids: `{raw}`: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        Ok(RedriveRequest {
+            ids,
+            since: r.time("since")?,
+            until: r.time("until")?,
+            source: r.get("source")?,
+            event_type: r.get("type")?,
+        })
+    }
+}
+
+/// Reads an event id from a path segment.
+pub(crate) fn event_id(raw: &str) -> Result<EventId, Problem> {
+    raw.parse()
+        .map_err(|e| Problem::param("id", format!("`{raw}`: {e}")))
+}
+
+/// Reads a replay id from a path segment.
+pub(crate) fn replay_id(raw: &str) -> Result<u64, Problem> {
+    raw.parse()
+        .map_err(|_| Problem::param("id", format!("`{raw}` is not a replay id (a number)")))
+}
+
+// ---- responses ----
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    pub(crate) status: &'static str,
+}
+
+/// `GET /readyz`, while the journal is healthy.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Readiness {
+    /// Always `ready`.
+    pub(crate) status: &'static str,
+    /// Appends queued for the journal's writer.
+    pub(crate) queued: usize,
+    /// The writer queue's bound.
+    pub(crate) capacity: usize,
+}
+
+/// `GET /v1/events`: one page.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct EventPage {
+    /// The events, newest first.
+    pub(crate) events: Vec<EventRow>,
+    /// The `cursor` of the next page, when there may be one.
+    pub(crate) next_cursor: Option<EventId>,
+}
+
+/// One event of a listing: its metadata and delivery state, without headers or body.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct EventRow {
+    /// hookbox's id.
+    pub(crate) id: EventId,
+    /// The source it arrived on.
+    pub(crate) source: String,
+    /// The provider's event type, if stated.
+    #[serde(rename = "type")]
+    pub(crate) event_type: Option<String>,
+    /// The provider's delivery id, if stated.
+    pub(crate) delivery_id: Option<String>,
+    /// When hookbox received it.
+    #[serde(serialize_with = "ser_time")]
+    pub(crate) received_at: SystemTime,
+    /// The raw body's length.
+    pub(crate) body_len: u32,
+    /// Its delivery state.
+    pub(crate) state: State,
+    /// Attempts of its original delivery so far.
+    pub(crate) attempts: u32,
+}
+
+impl From<&EventSummary> for EventRow {
+    fn from(e: &EventSummary) -> Self {
+        EventRow {
+            id: e.id,
+            source: e.source.clone(),
+            event_type: e.event_type.clone(),
+            delivery_id: e.delivery_id.clone(),
+            received_at: e.received_at,
+            body_len: e.body_len,
+            state: e.state,
+            attempts: e.attempts,
+        }
+    }
+}
+
+/// `GET /v1/events/{id}`: one event in full.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct EventDetail {
+    /// hookbox's id.
+    pub(crate) id: EventId,
+    /// The source it arrived on.
+    pub(crate) source: String,
+    /// The scheme that verified it.
+    pub(crate) scheme: String,
+    /// The provider's event type, if stated.
+    #[serde(rename = "type")]
+    pub(crate) event_type: Option<String>,
+    /// The provider's delivery id, if stated.
+    pub(crate) delivery_id: Option<String>,
+    /// When hookbox received it.
+    #[serde(serialize_with = "ser_time")]
+    pub(crate) received_at: SystemTime,
+    /// Its delivery state, when one is journaled.
+    pub(crate) state: Option<State>,
+    /// The rest of its delivery state, likewise.
+    pub(crate) delivery: Option<DeliveryState>,
+    /// The headers kept, in order, as `[name, value]` (values decoded lossily).
+    pub(crate) headers: Vec<[String; 2]>,
+    /// The raw body's length in bytes.
+    pub(crate) body_len: usize,
+    /// How `body` is written.
+    pub(crate) body_encoding: BodyEncoding,
+    /// The body: as it is when it is UTF-8, else in base64.
+    pub(crate) body: String,
+    /// Every attempt, oldest first.
+    pub(crate) attempts: Vec<AttemptRecord>,
+}
+
+/// How [`EventDetail::body`] is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum BodyEncoding {
+    /// The body is UTF-8, written as it is.
+    Utf8,
+    /// The body is not UTF-8: standard base64 with padding.
+    Base64,
+}
+
+/// An event's delivery state.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DeliveryState {
+    /// Attempts so far, across redrives.
+    pub(crate) attempts: u32,
+    /// When the next attempt is due, while retrying.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub(crate) next_at: Option<SystemTime>,
+    /// The last failure's reason.
+    pub(crate) last_error: Option<String>,
+    /// How many times it was redriven out of the dead-letter queue.
+    pub(crate) redrives: u32,
+    /// When it died, while dead.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub(crate) dead_at: Option<SystemTime>,
+    /// The ordering key, when its source orders deliveries.
+    pub(crate) order_key: Option<String>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AttemptRecord {
+    /// 1-based attempt number of its delivery (the original's, or a replay's).
+    pub(crate) n: u32,
+    /// When it started.
+    #[serde(serialize_with = "ser_time")]
+    pub(crate) started_at: SystemTime,
+    /// How long it took.
+    pub(crate) duration_ms: u64,
+    /// How it ended.
+    pub(crate) outcome: AttemptOutcome,
+    /// The error text, for failures.
+    pub(crate) error: Option<String>,
+    /// The replay it belongs to, if any.
+    pub(crate) replay: Option<u64>,
+}
+
+/// `POST /v1/replay`: what was queued, or counted.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ReplayCreated {
+    /// The new replay's id; none for a dry run.
+    pub(crate) replay_id: Option<u64>,
+    /// Events matched.
+    pub(crate) matched: u64,
+    /// True when nothing was queued.
+    pub(crate) dry_run: bool,
+}
+
+/// `GET /v1/replays/{id}`: a replay's progress.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ReplayProgress {
+    /// The replay's id.
+    pub(crate) id: u64,
+    /// Events matched (and queued).
+    pub(crate) matched: u64,
+    /// Deliveries that succeeded.
+    pub(crate) done: u64,
+    /// Deliveries that gave up.
+    pub(crate) failed: u64,
+    /// Only this destination, if set.
+    pub(crate) destination: Option<String>,
+    /// When it was created.
+    #[serde(serialize_with = "ser_time")]
+    pub(crate) created_at: SystemTime,
+    /// True once `done + failed >= matched`.
+    pub(crate) complete: bool,
+}
+
+/// `GET /v1/dlq`: dead events, oldest first.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DeadList {
+    /// The events.
+    pub(crate) events: Vec<DeadEvent>,
+}
+
+/// One dead event.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DeadEvent {
+    /// hookbox's id.
+    pub(crate) id: EventId,
+    /// The source it arrived on.
+    pub(crate) source: String,
+    /// The provider's event type, if stated.
+    #[serde(rename = "type")]
+    pub(crate) event_type: Option<String>,
+    /// When it died.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub(crate) dead_at: Option<SystemTime>,
+    /// Why its last attempt failed.
+    pub(crate) last_error: Option<String>,
+    /// Attempts made, across redrives.
+    pub(crate) attempts: u32,
+}
+
+/// `POST /v1/dlq/redrive`: how many dead events went back to pending.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Redriven {
+    /// That many.
+    pub(crate) redriven: u64,
+}
+
+// ---- operations ----
+
+/// Liveness: answers while the process serves.
+pub(crate) fn health() -> Health {
+    Health { status: "ok" }
+}
+
+/// Readiness: the writer queue's load while the journal is healthy.
+pub(crate) fn ready(admin: &Admin) -> Result<Readiness, Problem> {
+    let load = admin.journal.load();
+    if !load.healthy {
+        return Err(Problem::NotReady);
+    }
+    Ok(Readiness {
+        status: "ready",
+        queued: load.queued,
+        capacity: load.capacity,
+    })
+}
+
+/// One page of events, newest first.
+pub(crate) async fn list_events(admin: &Admin, q: EventsQuery) -> Result<EventPage, Problem> {
+    check_window(q.since, q.until).map_err(|e| Problem::param("since", e))?;
+    let page = admin
+        .journal
+        .query(&Query {
+            since: q.since,
+            until: q.until,
+            source: q.source,
+            event_type: q.event_type,
+            state: q.state,
+            before: q.cursor,
+            limit: q.limit,
+        })
+        .await?;
+    Ok(EventPage {
+        events: page.events.iter().map(EventRow::from).collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
+/// One event with its headers, body, delivery state and attempts.
+pub(crate) async fn show_event(admin: &Admin, id: EventId) -> Result<EventDetail, Problem> {
+    let journal = &admin.journal;
+    let Some(event) = journal.get(id).await? else {
+        return Err(Problem::NotFound(format!("no event {id}")));
+    };
+    let (state, attempts) = tokio::try_join!(journal.state(id), journal.attempts(id))?;
+    let headers = event
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            [
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ]
+        })
+        .collect();
+    let (body, body_encoding) = match std::str::from_utf8(&event.body) {
+        Ok(text) => (text.to_owned(), BodyEncoding::Utf8),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&event.body),
+            BodyEncoding::Base64,
+        ),
+    };
+    Ok(EventDetail {
+        id: event.id,
+        source: event.source,
+        scheme: event.scheme,
+        event_type: event.event_type,
+        delivery_id: event.delivery_id,
+        received_at: event.received_at,
+        state: state.as_ref().map(|st| st.state),
+        delivery: state.map(|st| DeliveryState {
+            attempts: st.attempts,
+            next_at: st.next_at_ms.map(from_ms),
+            last_error: st.last_error,
+            redrives: st.redrives,
+            dead_at: st.dead_at_ms.map(from_ms),
+            order_key: (!st.order_key.is_empty()).then_some(st.order_key),
+        }),
+        headers,
+        body_len: event.body.len(),
+        body_encoding,
+        body,
+        attempts: attempts
+            .into_iter()
+            .map(|a| AttemptRecord {
+                n: a.n,
+                started_at: from_ms(a.started_ms),
+                duration_ms: a.duration_ms,
+                outcome: a.outcome,
+                error: a.error,
+                replay: a.replay,
+            })
+            .collect(),
+    })
+}
+
+/// Starts a replay of a window, or counts it (`dry_run`). A replay to one destination
+/// covers only the sources that forward to it.
+pub(crate) async fn create_replay(
+    admin: &Admin,
+    r: ReplayRequest,
+) -> Result<ReplayCreated, Problem> {
+    check_window(Some(r.since), Some(r.until)).map_err(|e| Problem::Body(format!("since: {e}")))?;
+    let mut sources = None;
+    if let (Some(dest), Some(known)) = (&r.destination, &admin.destinations) {
+        let Some(forwarding) = known.get(dest) else {
+            return Err(Problem::Body(format!(
+                "destination: no [[destination]] is named `{dest}`"
+            )));
+        };
+        if let Some(src) = r
+            .source
+            .as_deref()
+            .filter(|s| !forwarding.iter().any(|f| f == s))
+        {
+            return Err(Problem::Body(format!(
+                "destination: source `{src}` does not forward to `{dest}`"
+            )));
+        }
+        sources = Some(forwarding.clone());
+    }
+    let status = admin
+        .journal
+        .replay(ReplayFilter {
+            since_ms: bound_ms(r.since),
+            until_ms: bound_ms(r.until),
+            source: r.source,
+            sources,
+            event_type: r.event_type,
+            destination: r.destination,
+            dry_run: r.dry_run,
+        })
+        .await?;
+    Ok(ReplayCreated {
+        replay_id: (!r.dry_run).then_some(status.id),
+        matched: status.matched,
+        dry_run: r.dry_run,
+    })
+}
+
+/// A replay's progress.
+pub(crate) async fn replay_status(admin: &Admin, id: u64) -> Result<ReplayProgress, Problem> {
+    let status = admin
+        .journal
+        .replay_status(id)
+        .await?
+        .ok_or_else(|| Problem::NotFound(format!("no replay {id}")))?;
+    Ok(ReplayProgress {
+        id: status.id,
+        matched: status.matched,
+        done: status.done,
+        failed: status.failed,
+        complete: status.done + status.failed >= status.matched,
+        destination: status.destination,
+        created_at: from_ms(status.created_ms),
+    })
+}
+
+/// Dead events, oldest first, with why they died.
+pub(crate) async fn list_dlq(admin: &Admin, q: DlqQuery) -> Result<DeadList, Problem> {
+    let journal = &admin.journal;
+    let mut events = Vec::new();
+    for (id, source) in journal.dead(q.source.as_deref(), q.limit).await? {
+        let (event, st) = tokio::try_join!(journal.get(id), journal.state(id))?;
+        events.push(DeadEvent {
+            id,
+            source,
+            event_type: event.and_then(|e| e.event_type),
+            dead_at: st.as_ref().and_then(|s| s.dead_at_ms).map(from_ms),
+            last_error: st.as_ref().and_then(|s| s.last_error.clone()),
+            attempts: st.as_ref().map_or(0, |s| s.attempts),
+        });
+    }
+    Ok(DeadList { events })
+}
+
+/// Moves the dead events `r` selects back to pending.
+pub(crate) async fn redrive(admin: &Admin, r: RedriveRequest) -> Result<Redriven, Problem> {
+    check_window(r.since, r.until).map_err(|e| Problem::Body(format!("since: {e}")))?;
+    let redriven = admin
+        .journal
+        .redrive(RedriveFilter {
+            ids: r.ids,
+            source: r.source,
+            event_type: r.event_type,
+            since_ms: r.since.map(bound_ms),
+            until_ms: r.until.map(bound_ms),
+            max_redrives: None,
+        })
+        .await?;
+    Ok(Redriven { redriven })
+}
+
+/// The process's metrics as Prometheus text, with the dead-letter queue's size and
+/// every source's backlog refreshed first.
+pub(crate) async fn metrics(admin: &Admin) -> Result<String, Problem> {
+    let dead = admin.journal.dead_count().await?;
+    metrics::gauge!("hookbox_dlq_size").set(dead as f64);
+    for (source, backlog) in admin.journal.sources() {
+        metrics::gauge!("hookbox_backlog", "source" => source).set(backlog as f64);
+    }
+    Ok(admin.metrics.render())
+}
+
+// ---- reading requests ----
+
+/// A request's query parameters, each known to the route and given at most once. An
+/// empty value counts as absent.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: Option<&str>, known: &[&str]) -> Result<Self, Problem> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes());
+        for (k, v) in pairs {
+            if !known.contains(&k.as_ref()) {
+                return Err(Problem::param(
+                    &k,
+                    format!("unknown parameter; this route takes {}", known.join(", ")),
+                ));
+            }
+            if out.iter().any(|(seen, _)| *seen == k) {
+                return Err(Problem::param(&k, "given more than once"));
+            }
+            if !v.is_empty() {
+                out.push((k.into_owned(), v.into_owned()));
+            }
+        }
+        Ok(Params(out))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn time(&self, name: &str) -> Result<Option<SystemTime>, Problem> {
+        self.get(name)
+            .map(|v| parse_time(v).map_err(|e| Problem::param(name, e)))
+            .transpose()
+    }
+
+    fn limit(&self) -> Result<usize, Problem> {
+        match self.get("limit") {
+            None => Ok(DEFAULT_LIMIT),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    Problem::param(
+                        "limit",
+                        format!("`{v}` is not a number from 1 to {MAX_LIMIT}"),
+                    )
+                }),
+        }
+    }
+}
+
+/// A JSON object body, read field by field so that every problem names its field.
+struct JsonObject(serde_json::Map<String, Value>);
+
+impl JsonObject {
+    fn parse(body: &[u8], known: &[&str]) -> Result<Self, Problem> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| Problem::Body(format!("not JSON: {e}")))?;
+        let Value::Object(map) = value else {
+            return Err(Problem::Body(format!(
+                "expected a JSON object with {}",
+                known.join(", ")
+            )));
+        };
+        if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(Problem::Body(format!(
+                "{k}: unknown field; this route takes {}",
+                known.join(", ")
+            )));
+        }
+        Ok(JsonObject(map))
+    }
+
+    /// The field as a `T`; absent and `null` are `None`.
+    fn get<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Problem> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => T::deserialize(v)
+                .map(Some)
+                .map_err(|e| Problem::Body(format!("{name}: {e}"))),
+        }
+    }
+
+    fn time(&self, name: &str) -> Result<Option<SystemTime>, Problem> {
+        self.get::<String>(name)?
+            .map(|v| parse_time(&v).map_err(|e| Problem::Body(format!("{name}: {e}"))))
+            .transpose()
+    }
+}
+
+// ---- times ----
+
+/// Parses an RFC 3339 time. A `+` offset that a query string turned into a space is
+/// read as the `+` it was.
+fn parse_time(v: &str) -> Result<SystemTime, String> {
+    OffsetDateTime::parse(v, &Rfc3339)
+        .or_else(|e| OffsetDateTime::parse(&v.replace(' ', "+"), &Rfc3339).map_err(|_| e))
+        .map(SystemTime::from)
+        .map_err(|e| format!("`{v}` is not an RFC 3339 time like 2024-05-01T12:00:00Z ({e})"))
+}
+
+/// Refuses an empty or reversed window.
+fn check_window(since: Option<SystemTime>, until: Option<SystemTime>) -> Result<(), String> {
+    match (since, until) {
+        (Some(s), Some(u)) if s >= u => Err("must be before `until`".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// `t` in RFC 3339, as every admin response writes times.
+fn rfc3339(t: SystemTime) -> String {
+    OffsetDateTime::from(t)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "invalid time".to_owned())
+}
+
+fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+fn ser_opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => ser_time(t, s),
+        None => s.serialize_none(),
+    }
+}
