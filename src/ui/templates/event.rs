@@ -231,7 +231,7 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
             @if attempts.is_empty() {
                 p.muted { "No attempt yet." @if st == "pending" { " The event is waiting for its first delivery." } }
             } @else {
-                form method="get" action=(base) {
+                form method="get" action={(base) "#diff"} {
                     input type="hidden" name="view" value=(match p.view { View::Pretty => "pretty", View::Raw => "raw", View::Hex => "hex" });
                     table.grid {
                         thead { tr { th { "A" } th { "B" } th { "Attempt" } th { "Started" } th.num { "Duration" } th { "Outcome" } th { "Error" } } }

@@ -83,7 +83,9 @@ pub(crate) fn page(
 fn bar(r: &Value) -> Markup {
     let matched = r["matched"].as_u64().unwrap_or(0);
     let finished = r["done"].as_u64().unwrap_or(0) + r["failed"].as_u64().unwrap_or(0);
-    let pct = (finished * 100).checked_div(matched).map_or(100, |p| p.min(100));
+    let pct = (finished * 100)
+        .checked_div(matched)
+        .map_or(100, |p| p.min(100));
     html! {
         progress value=(pct) max="100" aria-label="progress" { (pct) "%" }
         " " span.muted { (pct) "%" }
