@@ -487,7 +487,9 @@ pub(crate) async fn event(
         _ => None,
     };
     let notice = match get(&q, "done").as_deref() {
-        Some("redrive") => Some("Redriven: the event is pending again and is being delivered."),
+        Some("redrive") => {
+            Some("Redriven: the event went back to pending for a new round of attempts.")
+        }
         _ => None,
     };
     let destinations = per_destination(&ui, &v).await;

@@ -359,7 +359,7 @@ async fn an_xss_corpus_in_events_is_rendered_as_text() {
         );
     }
     // Failures keep the downstream's hostile response in their error text.
-    let failing = serde_json::json!({ "type": XSS[0], "note": "fail", "x": XSS[1] }).to_string();
+    let failing = serde_json::json!({ "type": XSS[0], "note": "hostile", "x": XSS[1] }).to_string();
     let dead = d.post(&failing, &[]).await;
     d.wait_state(&dead, "dead").await;
     // A refused request with hostile headers and body.
@@ -672,6 +672,20 @@ async fn redrive_and_replay_work_through_plain_form_posts() {
     assert!(replayed.contains(&a) && replayed.contains(&b));
     let (_, html) = d.get(&cookie, "/ui/replays").await;
     assert!(html.contains(&location), "the history lists it");
+
+    // Replaying one event from its page: a preview of its millisecond, then the same
+    // confirmation as any replay.
+    let res = d
+        .form(
+            &cookie,
+            &format!("/ui/events/{a}/replay"),
+            &[("action", "preview")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Replay 1 event?"), "{html}");
+    assert!(html.contains("--source shop --type invoice.paid"), "{html}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,7 +151,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
         .unwrap();
     let text = diff.text().await.unwrap();
     assert!(
-        text.contains("attempt 1 failed") && text.contains("attempt 2 failed"),
+        text.contains(r#""attempt":1"#) && text.contains(r#""attempt":2"#),
         "{text}"
     );
     c.find(Locator::Id("diff")).await.unwrap();

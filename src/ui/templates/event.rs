@@ -194,7 +194,7 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
                     dt { "Redrives" } dd { (delivery["redrives"].as_u64().unwrap_or(0)) }
                     @if let Some(t) = delivery["next_at"].as_str() { dt { "Next attempt" } dd { (time(t)) } }
                     @if let Some(t) = delivery["dead_at"].as_str() { dt { "Dead since" } dd { (time(t)) } }
-                    @if let Some(err) = delivery["last_error"].as_str() { dt { "Last error" } dd.mono.wrap { (err) } }
+                    @if let Some(err) = delivery["last_error"].as_str() { dt { "Last failure" } dd.mono.wrap { (err) } }
                 }
                 @if !p.destinations.is_empty() {
                     h3 { "Per destination" }
@@ -294,7 +294,10 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
             }
             @match p.view {
                 View::Pretty => {
-                    @if let Some(pretty) = &pretty { pre.body { code { (pretty) } } }
+                    @if let Some(pretty) = &pretty {
+                        p.muted.small { "Indented, keys sorted. Raw shows the bytes as received." }
+                        pre.body { code { (pretty) } }
+                    }
                     @else { p.muted { "Not JSON; shown as text." } pre.body { code { (body_text) } } }
                 }
                 View::Raw => { pre.body { code { (body_text) } } }

@@ -144,7 +144,9 @@ pub(crate) fn progress(r: &Value, rate: f64, left_secs: Option<u64>) -> Markup {
                 div.stat { span.label { "Matched" } span.value data-stat="matched" { (r["matched"]) } }
                 div.stat { span.label { "Done" } span.value data-stat="done" { (r["done"]) } }
                 div.stat { span.label { "Failed" } span.value data-stat="failed" { (r["failed"]) } }
-                div.stat { span.label { "Rate" } span.value { (format!("{rate:.1}")) " /s" } }
+                div.stat { span.label { "Rate" } span.value {
+                    @if complete { "—" } @else { (format!("{rate:.1}")) " /s" }
+                } }
                 div.stat { span.label { "Time left" } span.value {
                     @if complete { "—" } @else if let Some(s) = left_secs { (human(s)) } @else { "estimating" }
                 } }

@@ -17,8 +17,9 @@ pub(crate) const TOKEN: &str = "ui-test-token-6d1f0a";
 /// The `shop` source's signing secret.
 pub(crate) const SHOP_SECRET: &str = "whsec_cHJvdmlkZXItc2VjcmV0LWZvci10ZXN0cw==";
 
-/// The downstream's answer to events whose body contains `fail` while failing: a 500
-/// whose body is hostile markup, so that the error text the journal keeps is too.
+/// The downstream's answer to events whose body contains `hostile` while failing: a
+/// 500 whose body is hostile markup, so that the error text the journal keeps is too.
+/// Other events whose body contains `fail` get a 503 with a JSON error.
 pub(crate) const HOSTILE_RESPONSE: &str =
     "<script>alert('downstream')</script><img src=x onerror=alert(1)>\"'><b onmouseover=alert(2)>";
 
@@ -30,7 +31,7 @@ pub(crate) struct Dashboard {
     pub(crate) admin: String,
     /// Where events are forwarded.
     pub(crate) downstream: Downstream,
-    /// While true, events whose body contains `fail` are answered 500.
+    /// While true, events whose body contains `fail` or `hostile` are refused.
     pub(crate) failing: Arc<AtomicBool>,
     _dir: tempfile::TempDir,
 }
@@ -46,8 +47,13 @@ pub(crate) async fn start(admin_extra: &str) -> Dashboard {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("?")
             .to_owned();
-        if f.load(Ordering::SeqCst) && String::from_utf8_lossy(&r.body).contains("fail") {
+        let body = String::from_utf8_lossy(&r.body);
+        if f.load(Ordering::SeqCst) && body.contains("hostile") {
             Reply::status(500).body(format!("attempt {attempt} failed {HOSTILE_RESPONSE}"))
+        } else if f.load(Ordering::SeqCst) && body.contains("fail") {
+            Reply::status(503).body(format!(
+                r#"{{"error":"inventory service unavailable","attempt":{attempt}}}"#
+            ))
         } else {
             Reply::ok()
         }
