@@ -5,8 +5,9 @@
 //! fetched from anywhere else, and every page and action works with scripts off (the
 //! script only adds the live tail, local and relative times, and "select all").
 //!
-//! The pages call the admin API's own functions (`crate::admin`), so a listing, a
-//! redrive or a replay does in the dashboard exactly what it does over the API.
+//! The pages call the admin API's own operations (`admin::ops`) and render their typed
+//! answers, so a listing, a redrive or a replay does in the dashboard exactly what it
+//! does over the API.
 //!
 //! | Route | Page |
 //! |---|---|

@@ -109,14 +109,6 @@ async fn fail(p: Problem) -> Response {
     templates::error_page(status, title, &detail)
 }
 
-/// An admin operation's answer as the API's JSON, or its problem as an error page.
-async fn answer<T: serde::Serialize>(r: Result<T, Problem>) -> Result<Value, Response> {
-    match r {
-        Ok(v) => Ok(serde_json::to_value(v).unwrap_or(Value::Null)),
-        Err(p) => Err(fail(p).await),
-    }
-}
-
 /// A redrive of exactly `ids`.
 fn by_ids(ids: Vec<EventId>) -> ops::RedriveRequest {
     ops::RedriveRequest {
@@ -337,7 +329,7 @@ async fn list(
     f: &EventFilter,
     cursor: Option<&str>,
     limit: usize,
-) -> Result<Value, Response> {
+) -> Result<ops::EventPage, Response> {
     let q = f.api_query(cursor, limit).map_err(|e| {
         templates::error_page(StatusCode::BAD_REQUEST, "That time is not valid", &e)
     })?;
@@ -345,7 +337,10 @@ async fn list(
         Ok(q) => q,
         Err(p) => return Err(fail(p).await),
     };
-    answer(ops::list_events(&ui.admin, q).await).await
+    match ops::list_events(&ui.admin, q).await {
+        Ok(page) => Ok(page),
+        Err(p) => Err(fail(p).await),
+    }
 }
 
 pub(crate) async fn events(Shared(ui): Shared<Arc<Ui>>, uri: Uri) -> Response {
@@ -370,14 +365,14 @@ pub(crate) async fn events(Shared(ui): Shared<Arc<Ui>>, uri: Uri) -> Response {
             templates::events::page(&f, &sources, &[], None, Some(&notice)),
         );
     }
-    let v = match list(&ui, &f, f.cursor.as_deref(), 50).await {
-        Ok(v) => v,
+    let page = match list(&ui, &f, f.cursor.as_deref(), 50).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let events = v["events"].as_array().cloned().unwrap_or_default();
+    let next = page.next_cursor.map(|c| c.to_string());
     respond(
         StatusCode::OK,
-        templates::events::page(&f, &sources, &events, v["next_cursor"].as_str(), None),
+        templates::events::page(&f, &sources, &page.events, next.as_deref(), None),
     )
 }
 
@@ -385,48 +380,48 @@ pub(crate) async fn events(Shared(ui): Shared<Arc<Ui>>, uri: Uri) -> Response {
 pub(crate) async fn event_rows(Shared(ui): Shared<Arc<Ui>>, uri: Uri) -> Response {
     let p = query(&uri);
     let f = EventFilter::of(&p);
-    let after = get(&p, "after").unwrap_or_default();
-    let v = match list(&ui, &f, None, 100).await {
-        Ok(v) => v,
+    let after = get(&p, "after").and_then(|a| a.parse::<EventId>().ok());
+    let page = match list(&ui, &f, None, 100).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let newer: Vec<Value> = v["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|e| e["id"].as_str().is_some_and(|id| *id > *after.as_str()))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let newer: Vec<ops::EventRow> = page
+        .events
+        .into_iter()
+        .filter(|e| after.is_none_or(|a| e.id > a))
+        .collect();
     respond(StatusCode::OK, templates::events::rows(&newer))
 }
 
-async fn load_event(ui: &Arc<Ui>, id: &str) -> Result<(Value, Vec<u8>), Response> {
+async fn load_event(ui: &Arc<Ui>, id: &str) -> Result<(ops::EventDetail, Vec<u8>), Response> {
     let id = match ops::event_id(id) {
         Ok(id) => id,
         Err(p) => return Err(fail(p).await),
     };
-    let v = answer(ops::show_event(&ui.admin, id).await).await?;
-    let text = v["body"].as_str().unwrap_or("");
-    let body = if v["body_encoding"] == "base64" {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .unwrap_or_default()
-    } else {
-        text.as_bytes().to_vec()
+    let v = match ops::show_event(&ui.admin, id).await {
+        Ok(v) => v,
+        Err(p) => return Err(fail(p).await),
+    };
+    let body = match v.body_encoding {
+        ops::BodyEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(&v.body)
+            .unwrap_or_default(),
+        ops::BodyEncoding::Utf8 => v.body.as_bytes().to_vec(),
     };
     Ok((v, body))
 }
 
-async fn per_destination(ui: &Ui, v: &Value) -> Vec<PerDestination> {
-    let source = v["source"].as_str().unwrap_or("");
-    let Some(src) = ui.opts.sources.iter().find(|s| s.name == source) else {
+async fn per_destination(ui: &Ui, v: &ops::EventDetail) -> Vec<PerDestination> {
+    let Some(src) = ui.opts.sources.iter().find(|s| s.name == v.source) else {
         return Vec::new();
     };
-    let st = v["state"].as_str().unwrap_or("");
-    let last_error = v["delivery"]["last_error"].as_str().unwrap_or("");
-    let id: Option<EventId> = v["id"].as_str().and_then(|i| i.parse().ok());
+    let st = v.state.map_or("", |s| s.as_str());
+    let last_error = v
+        .delivery
+        .as_ref()
+        .and_then(|d| d.last_error.as_deref())
+        .unwrap_or("");
+    let id = Some(v.id);
     let mut out = Vec::new();
     for d in &src.destinations {
         let memoised = match (id, src.destinations.len() > 1) {
@@ -513,7 +508,7 @@ pub(crate) async fn raw(Shared(ui): Shared<Arc<Ui>>, Path(id): Path<String>) -> 
         Ok(x) => x,
         Err(r) => return r,
     };
-    let id = v["id"].as_str().unwrap_or("event").to_owned();
+    let id = v.id;
     let mut res = body.into_response();
     let h = res.headers_mut();
     h.insert(
@@ -550,19 +545,17 @@ pub(crate) async fn replay_event(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let Some(at) = v["received_at"]
-        .as_str()
-        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-    else {
-        return templates::error_page(StatusCode::INTERNAL_SERVER_ERROR, "No receive time", "");
-    };
-    let ms = (at.unix_timestamp_nanos() / 1_000_000) as u64;
+    let ms = v
+        .received_at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
     let since = UNIX_EPOCH + Duration::from_millis(ms);
     let form = ReplayForm {
         since: rfc3339(since),
         until: rfc3339(since + Duration::from_millis(1)),
-        source: v["source"].as_str().map(str::to_owned),
-        event_type: v["type"].as_str().map(str::to_owned),
+        source: Some(v.source),
+        event_type: v.event_type,
         destination: None,
     };
     replay_preview(&ui, &form, &headers).await
@@ -631,8 +624,8 @@ pub(crate) struct DeadRow {
     pub(crate) id: String,
     pub(crate) source: String,
     pub(crate) event_type: Option<String>,
-    pub(crate) dead_at: Option<String>,
-    pub(crate) attempts: u64,
+    pub(crate) dead_at: Option<SystemTime>,
+    pub(crate) attempts: u32,
     pub(crate) last_error: Option<String>,
 }
 
@@ -684,8 +677,10 @@ async fn dead_rows(
         source: f.source.clone(),
         limit: DEAD_BOUND,
     };
-    let v = answer(ops::list_dlq(&ui.admin, q).await).await?;
-    let list = v["events"].as_array().cloned().unwrap_or_default();
+    let list = match ops::list_dlq(&ui.admin, q).await {
+        Ok(l) => l.events,
+        Err(p) => return Err(fail(p).await),
+    };
     let truncated = list.len() >= DEAD_BOUND;
     let dests: Vec<String> = ui
         .opts
@@ -694,14 +689,14 @@ async fn dead_rows(
         .map(|d| d.name.clone())
         .collect();
     let rows: Vec<DeadRow> = list
-        .iter()
+        .into_iter()
         .map(|e| DeadRow {
-            id: e["id"].as_str().unwrap_or("").to_owned(),
-            source: e["source"].as_str().unwrap_or("").to_owned(),
-            event_type: e["type"].as_str().map(str::to_owned),
-            dead_at: e["dead_at"].as_str().map(str::to_owned),
-            attempts: e["attempts"].as_u64().unwrap_or(0),
-            last_error: e["last_error"].as_str().map(str::to_owned),
+            id: e.id.to_string(),
+            source: e.source,
+            event_type: e.event_type,
+            dead_at: e.dead_at,
+            attempts: e.attempts,
+            last_error: e.last_error,
         })
         .filter(|r| {
             f.event_type
@@ -922,15 +917,12 @@ async fn last_replay(ui: &Ui) -> u64 {
     lo
 }
 
-async fn history(ui: &Arc<Ui>) -> Vec<Value> {
+async fn history(ui: &Arc<Ui>) -> Vec<ops::ReplayProgress> {
     let last = last_replay(ui).await;
     let mut out = Vec::new();
     for id in (1..=last).rev().take(25) {
-        if let Ok(Some(v)) = ops::replay_status(&ui.admin, id)
-            .await
-            .map(|r| serde_json::to_value(r).ok())
-        {
-            out.push(v);
+        if let Ok(r) = ops::replay_status(&ui.admin, id).await {
+            out.push(r);
         }
     }
     out
@@ -1031,22 +1023,16 @@ pub(crate) async fn replay(Shared(ui): Shared<Arc<Ui>>, Path(id): Path<String>) 
         Ok(id) => ops::replay_status(&ui.admin, id).await,
         Err(p) => Err(p),
     };
-    let v = match answer(progress).await {
+    let v = match progress {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(p) => return fail(p).await,
     };
-    let created = v["created_at"]
-        .as_str()
-        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-        .map(SystemTime::from)
-        .unwrap_or_else(SystemTime::now);
     let elapsed = SystemTime::now()
-        .duration_since(created)
+        .duration_since(v.created_at)
         .unwrap_or_default()
         .as_secs_f64()
         .max(0.001);
-    let matched = v["matched"].as_u64().unwrap_or(0);
-    let finished = v["done"].as_u64().unwrap_or(0) + v["failed"].as_u64().unwrap_or(0);
+    let (matched, finished) = (v.matched, v.done + v.failed);
     let rate = finished as f64 / elapsed;
     let left = (rate > 0.0).then(|| (matched.saturating_sub(finished) as f64 / rate).ceil() as u64);
     respond(StatusCode::OK, templates::replays::progress(&v, rate, left))
@@ -1138,23 +1124,17 @@ pub(crate) async fn overview(Shared(ui): Shared<Arc<Ui>>) -> Response {
         };
         let mut per_minute = vec![0u64; 60];
         let (mut received, mut at_least) = (0, false);
-        if let Ok(v) = list(&ui, &f, None, 1000).await {
-            let events = v["events"].as_array().cloned().unwrap_or_default();
-            at_least = !v["next_cursor"].is_null();
-            received = events.len() as u64;
-            for e in &events {
-                if let Some(t) = e["received_at"]
-                    .as_str()
-                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-                {
-                    let ago = now
-                        .duration_since(SystemTime::from(t))
-                        .unwrap_or_default()
-                        .as_secs()
-                        / 60;
-                    if ago < 60 {
-                        per_minute[59 - ago as usize] += 1;
-                    }
+        if let Ok(page) = list(&ui, &f, None, 1000).await {
+            at_least = page.next_cursor.is_some();
+            received = page.events.len() as u64;
+            for e in &page.events {
+                let ago = now
+                    .duration_since(e.received_at)
+                    .unwrap_or_default()
+                    .as_secs()
+                    / 60;
+                if ago < 60 {
+                    per_minute[59 - ago as usize] += 1;
                 }
             }
         }
@@ -1164,16 +1144,11 @@ pub(crate) async fn overview(Shared(ui): Shared<Arc<Ui>>) -> Response {
             ..EventFilter::default()
         };
         let oldest = match list(&ui, &pending, None, 1000).await {
-            Ok(v) => v["events"]
-                .as_array()
-                .and_then(|a| a.last())
-                .and_then(|e| e["received_at"].as_str())
-                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-                .map(|t| {
-                    now.duration_since(SystemTime::from(t))
-                        .unwrap_or_default()
-                        .as_secs()
-                }),
+            Ok(page) => page.events.last().map(|e| {
+                now.duration_since(e.received_at)
+                    .unwrap_or_default()
+                    .as_secs()
+            }),
             Err(_) => None,
         };
         sources.push(templates::overview::SourceRow {
@@ -1244,10 +1219,6 @@ pub(crate) async fn rejected(Shared(ui): Shared<Arc<Ui>>, uri: Uri) -> Response 
     let rows: Vec<_> = crate::layer::rejections::recent()
         .into_iter()
         .filter(|r| source.as_deref().is_none_or(|s| r.source == s))
-        .map(|r| {
-            let at = rfc3339(r.at);
-            (r, at)
-        })
         .collect();
     respond(
         StatusCode::OK,

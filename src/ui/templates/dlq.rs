@@ -75,7 +75,7 @@ pub(crate) fn page(
                                     td.mono { a href={"/ui/events/" (r.id)} { (r.id) } }
                                     td { (r.source) }
                                     td.mono { (r.event_type.as_deref().unwrap_or("—")) }
-                                    td { @if let Some(t) = &r.dead_at { (time(t)) } }
+                                    td { @if let Some(t) = r.dead_at { (time(t)) } }
                                     td.num { (r.attempts) }
                                     td.mono.wrap { (r.last_error.as_deref().unwrap_or("")) }
                                 }

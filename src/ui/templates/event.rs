@@ -4,8 +4,11 @@
 use maud::{html, Markup};
 use serde_json::Value;
 
+use crate::admin::ops::{AttemptRecord, EventDetail};
+use crate::AttemptOutcome;
+
 use super::events::{bytes, enc};
-use super::{equivalents, layout, state, time, Nav};
+use super::{equivalents, layout, rfc3339, state, time, Nav};
 
 /// Where the event stands with one destination.
 #[derive(Debug)]
@@ -102,33 +105,43 @@ pub(crate) fn word_diff(a: &str, b: &str) -> Vec<(String, i8)> {
     out
 }
 
-fn attempt_label(a: &Value) -> String {
-    match a["replay"].as_u64() {
-        Some(r) => format!("#{} (replay {r})", a["n"]),
-        None => format!("#{}", a["n"]),
+fn attempt_label(a: &AttemptRecord) -> String {
+    match a.replay {
+        Some(r) => format!("#{} (replay {r})", a.n),
+        None => format!("#{}", a.n),
     }
 }
 
-fn diff_table(a: &Value, b: &Value) -> Markup {
-    let fields = [
-        ("Started", "started_at"),
-        ("Duration (ms)", "duration_ms"),
-        ("Outcome", "outcome"),
-        ("Replay", "replay"),
-    ];
-    let text = |v: &Value| match v {
-        Value::Null => "—".to_owned(),
-        Value::String(s) => s.clone(),
-        v => v.to_string(),
+/// An outcome's name.
+fn outcome(o: AttemptOutcome) -> &'static str {
+    match o {
+        AttemptOutcome::Done => "done",
+        AttemptOutcome::Retry => "retry",
+        AttemptOutcome::Fail => "fail",
+        AttemptOutcome::Timeout => "timeout",
+        AttemptOutcome::Crashed => "crashed",
+    }
+}
+
+fn diff_table(a: &AttemptRecord, b: &AttemptRecord) -> Markup {
+    let fields = |x: &AttemptRecord| {
+        [
+            ("Started", rfc3339(x.started_at)),
+            ("Duration (ms)", x.duration_ms.to_string()),
+            ("Outcome", outcome(x.outcome).to_owned()),
+            (
+                "Replay",
+                x.replay.map_or_else(|| "—".to_owned(), |r| r.to_string()),
+            ),
+        ]
     };
-    let ea = a["error"].as_str().unwrap_or("");
-    let eb = b["error"].as_str().unwrap_or("");
+    let ea = a.error.as_deref().unwrap_or("");
+    let eb = b.error.as_deref().unwrap_or("");
     html! {
         table.grid.diff {
             thead { tr { th { "" } th { "Attempt " (attempt_label(a)) } th { "Attempt " (attempt_label(b)) } } }
             tbody {
-                @for (label, key) in fields {
-                    @let (va, vb) = (text(&a[key]), text(&b[key]));
+                @for ((label, va), (_, vb)) in fields(a).into_iter().zip(fields(b)) {
                     tr.changed[va != vb] { th { (label) } td.mono { (va) } td.mono { (vb) } }
                 }
                 tr.changed[ea != eb] {
@@ -143,7 +156,7 @@ fn diff_table(a: &Value, b: &Value) -> Markup {
 
 /// Everything the page shows.
 pub(crate) struct EventPage<'a> {
-    pub(crate) event: &'a Value,
+    pub(crate) event: &'a EventDetail,
     pub(crate) body: &'a [u8],
     pub(crate) destinations: &'a [PerDestination],
     pub(crate) view: View,
@@ -155,10 +168,10 @@ pub(crate) struct EventPage<'a> {
 /// The page.
 pub(crate) fn page(p: &EventPage<'_>) -> Markup {
     let e = p.event;
-    let id = e["id"].as_str().unwrap_or("");
-    let st = e["state"].as_str().unwrap_or("unknown");
-    let attempts = e["attempts"].as_array().cloned().unwrap_or_default();
-    let headers = e["headers"].as_array().cloned().unwrap_or_default();
+    let id = e.id.to_string();
+    let st = e.state.map_or("unknown", |s| s.as_str());
+    let attempts = &e.attempts;
+    let headers = &e.headers;
     let base = format!("/ui/events/{id}");
     let view_link = |v: &str| {
         let mut q = format!("{base}?view={v}");
@@ -171,16 +184,17 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
     let pretty = serde_json::from_slice::<Value>(p.body)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok());
-    let delivery = &e["delivery"];
+    let delivery = e.delivery.as_ref();
+    let next_at = delivery.and_then(|d| d.next_at);
     let body = html! {
         nav.crumbs { a href="/ui/events" { "Events" } " / " span.mono { (id) } }
         div.head {
             h1.mono { (id) " " (state(st)) }
             p.muted {
-                a.plain href={"/ui/events?source=" (enc(e["source"].as_str().unwrap_or("")))} { (e["source"].as_str().unwrap_or("")) }
-                " · " span.mono { (e["type"].as_str().unwrap_or("no type")) }
-                " · received " (time(e["received_at"].as_str().unwrap_or("")))
-                " · " (bytes(e["body_len"].as_u64().unwrap_or(0)))
+                a.plain href={"/ui/events?source=" (enc(&e.source))} { (e.source) }
+                " · " span.mono { (e.event_type.as_deref().unwrap_or("no type")) }
+                " · received " (time(e.received_at))
+                " · " (bytes(e.body_len as u64))
             }
         }
         @if let Some(n) = p.notice { p.alert.good role="status" { (n) } }
@@ -188,13 +202,13 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
             section.card {
                 h2 { "Delivery" }
                 dl.kv {
-                    dt { "Scheme" } dd.mono { (e["scheme"].as_str().unwrap_or("")) }
-                    dt { "Provider delivery id" } dd.mono { (e["delivery_id"].as_str().unwrap_or("—")) }
-                    dt { "Attempts" } dd { (delivery["attempts"].as_u64().unwrap_or(0)) }
-                    dt { "Redrives" } dd { (delivery["redrives"].as_u64().unwrap_or(0)) }
-                    @if let Some(t) = delivery["next_at"].as_str() { dt { "Next attempt" } dd { (time(t)) } }
-                    @if let Some(t) = delivery["dead_at"].as_str() { dt { "Dead since" } dd { (time(t)) } }
-                    @if let Some(err) = delivery["last_error"].as_str() { dt { "Last failure" } dd.mono.wrap { (err) } }
+                    dt { "Scheme" } dd.mono { (e.scheme) }
+                    dt { "Provider delivery id" } dd.mono { (e.delivery_id.as_deref().unwrap_or("—")) }
+                    dt { "Attempts" } dd { (delivery.map_or(0, |d| d.attempts)) }
+                    dt { "Redrives" } dd { (delivery.map_or(0, |d| d.redrives)) }
+                    @if let Some(t) = next_at { dt { "Next attempt" } dd { (time(t)) } }
+                    @if let Some(t) = delivery.and_then(|d| d.dead_at) { dt { "Dead since" } dd { (time(t)) } }
+                    @if let Some(err) = delivery.and_then(|d| d.last_error.as_deref()) { dt { "Last failure" } dd.mono.wrap { (err) } }
                 }
                 @if !p.destinations.is_empty() {
                     h3 { "Per destination" }
@@ -241,13 +255,13 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
                                     td { input type="radio" name="a" value=(i) checked[p.diff.map_or(i + 2 == attempts.len(), |d| d.0 == i)] aria-label={"compare attempt " (attempt_label(a)) " as A"}; }
                                     td { input type="radio" name="b" value=(i) checked[p.diff.map_or(i + 1 == attempts.len(), |d| d.1 == i)] aria-label={"compare attempt " (attempt_label(a)) " as B"}; }
                                     td.mono { (attempt_label(a)) }
-                                    td { (time(a["started_at"].as_str().unwrap_or(""))) }
-                                    td.num { (a["duration_ms"].as_u64().unwrap_or(0)) " ms" }
-                                    td { (state(a["outcome"].as_str().unwrap_or(""))) }
-                                    td.mono.wrap { (a["error"].as_str().unwrap_or("")) }
+                                    td { (time(a.started_at)) }
+                                    td.num { (a.duration_ms) " ms" }
+                                    td { (state(outcome(a.outcome))) }
+                                    td.mono.wrap { (a.error.as_deref().unwrap_or("")) }
                                 }
                             }
-                            @if let Some(t) = delivery["next_at"].as_str() {
+                            @if let Some(t) = next_at {
                                 tr.next { td {} td {} td.mono { "next" } td { (time(t)) } td {} td { span.badge { "scheduled" } } td {} }
                             }
                         }
@@ -268,9 +282,7 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
             h2 { "Headers" }
             table.grid.compact {
                 tbody {
-                    @for h in &headers {
-                        @let name = h[0].as_str().unwrap_or("");
-                        @let value = h[1].as_str().unwrap_or("");
+                    @for [name, value] in headers {
                         tr {
                             th.mono { (name) }
                             @if is_secret_header(name) {
@@ -305,7 +317,7 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
             }
         }
     };
-    layout(id, Nav::Events, None, body)
+    layout(&id, Nav::Events, None, body)
 }
 
 #[cfg(test)]

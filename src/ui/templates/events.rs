@@ -1,9 +1,9 @@
 //! The events list: filters in the URL, cursor paging, a live tail.
 
 use maud::{html, Markup};
-use serde_json::Value;
 
 use super::{empty, layout, state, time, Nav};
+use crate::admin::ops::EventRow;
 use crate::ui::pages::EventFilter;
 
 const RANGES: [(&str, &str); 5] = [
@@ -15,19 +15,18 @@ const RANGES: [(&str, &str); 5] = [
 ];
 
 /// The table's rows (also the live tail's fragment).
-pub(crate) fn rows(events: &[Value]) -> Markup {
+pub(crate) fn rows(events: &[EventRow]) -> Markup {
     html! {
         @for e in events {
-            @let id = e["id"].as_str().unwrap_or("");
-            tr data-id=(id) {
-                td.mono { a href={"/ui/events/" (id)} { (id) } }
-                td { (time(e["received_at"].as_str().unwrap_or(""))) }
-                td { a.plain href={"/ui/events?source=" (enc(e["source"].as_str().unwrap_or("")))} { (e["source"].as_str().unwrap_or("")) } }
-                td.mono { (e["type"].as_str().unwrap_or("—")) }
-                td { (state(e["state"].as_str().unwrap_or(""))) }
-                td.num { (e["attempts"].as_u64().unwrap_or(0)) }
-                td.num { (bytes(e["body_len"].as_u64().unwrap_or(0))) }
-                td.mono.muted.clip { (e["delivery_id"].as_str().unwrap_or("")) }
+            tr data-id=(e.id) {
+                td.mono { a href={"/ui/events/" (e.id)} { (e.id) } }
+                td { (time(e.received_at)) }
+                td { a.plain href={"/ui/events?source=" (enc(&e.source))} { (e.source) } }
+                td.mono { (e.event_type.as_deref().unwrap_or("—")) }
+                td { (state(e.state.as_str())) }
+                td.num { (e.attempts) }
+                td.num { (bytes(u64::from(e.body_len))) }
+                td.mono.muted.clip { (e.delivery_id.as_deref().unwrap_or("")) }
             }
         }
     }
@@ -53,7 +52,7 @@ pub(crate) fn enc(v: &str) -> String {
 pub(crate) fn page(
     f: &EventFilter,
     sources: &[String],
-    events: &[Value],
+    events: &[EventRow],
     next_cursor: Option<&str>,
     notice: Option<&str>,
 ) -> Markup {

@@ -3,7 +3,11 @@
 
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
+use std::time::SystemTime;
+
 use maud::{html, Markup, DOCTYPE};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 pub(crate) mod dlq;
 pub(crate) mod event;
@@ -124,9 +128,15 @@ pub(crate) fn login(next: &str, failed: bool) -> Markup {
 }
 
 /// A time as `<time>`: UTC on the server, local or relative in the browser.
-pub(crate) fn time(rfc3339: &str) -> Markup {
-    let short = short_time(rfc3339);
-    html! { time datetime=(rfc3339) title=(rfc3339) { (short) } }
+pub(crate) fn time(t: SystemTime) -> Markup {
+    let full = rfc3339(t);
+    let short = short_time(&full);
+    html! { time datetime=(full) title=(full) { (short) } }
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    OffsetDateTime::from(t).format(&Rfc3339).unwrap_or_default()
 }
 
 /// `2026-12-01T21:46:53.123456Z` -> `2026-12-01 21:46:53Z`.

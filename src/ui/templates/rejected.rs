@@ -7,11 +7,7 @@ use super::{empty, layout, time, Nav};
 use crate::layer::rejections::{Rejection, BODY_PREFIX, CAPACITY};
 
 /// The page: `rows` newest first, `source` the filter in force.
-pub(crate) fn page(
-    rows: &[(Rejection, String)],
-    sources: &[String],
-    source: Option<&str>,
-) -> Markup {
+pub(crate) fn page(rows: &[Rejection], sources: &[String], source: Option<&str>) -> Markup {
     let body = html! {
         div.head {
             h1 { "Rejected requests" }
@@ -32,9 +28,9 @@ pub(crate) fn page(
                 table.grid {
                     thead { tr { th { "When" } th { "Source" } th { "Status" } th { "Kind" } th { "Why" } th { "Request" } } }
                     tbody {
-                        @for (r, at) in rows {
+                        @for r in rows {
                             tr {
-                                td { (time(at)) }
+                                td { (time(r.at)) }
                                 td { (r.source) }
                                 td.num { span.badge.bad[r.status.is_client_error()].warn[r.status.is_server_error()] { (r.status.as_u16()) } }
                                 td.mono { (r.kind) }

@@ -1,9 +1,9 @@
 //! Replays: the form, the dry-run count to confirm, progress, history.
 
 use maud::{html, Markup};
-use serde_json::Value;
 
 use super::{empty, equivalents, layout, time, Nav};
+use crate::admin::ops::ReplayProgress;
 use crate::ui::pages::ReplayForm;
 
 fn form_fields(f: &ReplayForm, sources: &[String], destinations: &[String]) -> Markup {
@@ -31,7 +31,7 @@ pub(crate) fn page(
     f: &ReplayForm,
     sources: &[String],
     destinations: &[String],
-    history: &[Value],
+    history: &[ReplayProgress],
     error: Option<&str>,
 ) -> Markup {
     let body = html! {
@@ -63,12 +63,11 @@ pub(crate) fn page(
                     thead { tr { th { "Replay" } th { "Created" } th { "Destination" } th.num { "Matched" } th.num { "Done" } th.num { "Failed" } th { "Progress" } } }
                     tbody {
                         @for r in history {
-                            @let id = r["id"].as_u64().unwrap_or(0);
                             tr {
-                                td { a href={"/ui/replays/" (id)} { "#" (id) } }
-                                td { (time(r["created_at"].as_str().unwrap_or(""))) }
-                                td.mono { (r["destination"].as_str().unwrap_or("all")) }
-                                td.num { (r["matched"]) } td.num { (r["done"]) } td.num { (r["failed"]) }
+                                td { a href={"/ui/replays/" (r.id)} { "#" (r.id) } }
+                                td { (time(r.created_at)) }
+                                td.mono { (r.destination.as_deref().unwrap_or("all")) }
+                                td.num { (r.matched) } td.num { (r.done) } td.num { (r.failed) }
                                 td { (bar(r)) }
                             }
                         }
@@ -80,11 +79,10 @@ pub(crate) fn page(
     layout("Replays", Nav::Replays, None, body)
 }
 
-fn bar(r: &Value) -> Markup {
-    let matched = r["matched"].as_u64().unwrap_or(0);
-    let finished = r["done"].as_u64().unwrap_or(0) + r["failed"].as_u64().unwrap_or(0);
+fn bar(r: &ReplayProgress) -> Markup {
+    let finished = r.done + r.failed;
     let pct = (finished * 100)
-        .checked_div(matched)
+        .checked_div(r.matched)
         .map_or(100, |p| p.min(100));
     html! {
         progress value=(pct) max="100" aria-label="progress" { (pct) "%" }
@@ -128,22 +126,21 @@ pub(crate) fn preview(f: &ReplayForm, matched: u64, cli: &str, curl: &str) -> Ma
 }
 
 /// One replay's progress; reloads itself every 2 s until complete.
-pub(crate) fn progress(r: &Value, rate: f64, left_secs: Option<u64>) -> Markup {
-    let id = r["id"].as_u64().unwrap_or(0);
-    let complete = r["complete"].as_bool().unwrap_or(false);
+pub(crate) fn progress(r: &ReplayProgress, rate: f64, left_secs: Option<u64>) -> Markup {
+    let (id, complete) = (r.id, r.complete);
     let body = html! {
         nav.crumbs { a href="/ui/replays" { "Replays" } " / #" (id) }
         div.head {
             h1 { "Replay #" (id) " "
                 @if complete { span.badge.ok { "complete" } } @else { span.badge.warn { "running" } }
             }
-            p.muted { "Created " (time(r["created_at"].as_str().unwrap_or(""))) " · to " (r["destination"].as_str().unwrap_or("every destination")) }
+            p.muted { "Created " (time(r.created_at)) " · to " (r.destination.as_deref().unwrap_or("every destination")) }
         }
         section.card {
             div.stats {
-                div.stat { span.label { "Matched" } span.value data-stat="matched" { (r["matched"]) } }
-                div.stat { span.label { "Done" } span.value data-stat="done" { (r["done"]) } }
-                div.stat { span.label { "Failed" } span.value data-stat="failed" { (r["failed"]) } }
+                div.stat { span.label { "Matched" } span.value data-stat="matched" { (r.matched) } }
+                div.stat { span.label { "Done" } span.value data-stat="done" { (r.done) } }
+                div.stat { span.label { "Failed" } span.value data-stat="failed" { (r.failed) } }
                 div.stat { span.label { "Rate" } span.value {
                     @if complete { "—" } @else { (format!("{rate:.1}")) " /s" }
                 } }
