@@ -14,7 +14,7 @@ use super::{session, templates, Ui};
 /// The Content-Security-Policy of every dashboard response: scripts, styles and
 /// requests only from the dashboard itself, no inline script, no framing.
 pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+     img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
 /// Adds the security headers to every `/ui` response.
