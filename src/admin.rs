@@ -13,10 +13,13 @@
 //! | `GET /v1/dlq` | dead events, oldest first: `source`, `limit` |
 //! | `POST /v1/dlq/redrive` | `{"ids"?,"source"?,"type"?,"since"?,"until"?}` -> `{"redriven": n}`; `since`/`until` bound when the event died; **`{}` redrives every dead event** |
 //! | `GET /metrics` | Prometheus text, with `hookbox_dlq_size` and `hookbox_backlog{source}` fresh |
+//! | `GET /v1/openapi.json` | this API's OpenAPI 3.1 document, generated from the handlers and their types ([`openapi`]); the repository keeps a copy in `docs/openapi.json` |
 //!
-//! Every route but the two health checks wants `Authorization: Bearer <token>`; the
-//! token is compared in constant time. Rejections are `application/problem+json`
-//! (401 with `WWW-Authenticate: Bearer`, 400 naming the parameter, 404) and count in
+//! Every route but the two health checks wants `Authorization: Bearer <token>`, the
+//! document too: it hides nothing (the repository publishes it), but one rule is easier
+//! to keep than a list of exceptions. The token is compared in constant time.
+//! Rejections are `application/problem+json` (401 with `WWW-Authenticate: Bearer`, 400
+//! naming the parameter, 404, 405 with `Allow`) and count in
 //! `hookbox_admin_rejected_total{kind}`.
 
 use std::collections::HashMap;
@@ -25,12 +28,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State as Shared};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, Request, State as Shared};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::{header, HeaderValue, StatusCode, Uri};
+use http::{header, HeaderValue, Method, StatusCode, Uri};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use serde_json::Value;
@@ -41,9 +45,13 @@ use tokio::task::JoinHandle;
 use crate::server::ServeError;
 use crate::{Config, Journal, Secret};
 
+mod openapi;
 pub(crate) mod ops;
 
-use ops::{Admin, DlqQuery, EventsQuery, Problem, RedriveRequest, ReplayRequest};
+use crate::EventId;
+use ops::{
+    Admin, DlqQuery, EventsQuery, Problem, ProblemBody, ProblemKind, RedriveRequest, ReplayRequest,
+};
 
 /// The admin router over `journal`, guarded by `token`, rendering `metrics` at
 /// `/metrics`.
@@ -60,9 +68,12 @@ pub fn router(journal: Arc<dyn Journal>, token: Secret, metrics: PrometheusHandl
     )
 }
 
+/// The largest request body the admin API reads (axum's default, stated).
+const MAX_BODY: usize = 2 << 20;
+
 fn routes(admin: Admin, ui: crate::ui::Options) -> Router {
     let admin = Arc::new(admin);
-    let guarded = Router::new()
+    let guarded: Router = Router::new()
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(show_event))
         .route("/v1/replay", post(create_replay))
@@ -70,17 +81,40 @@ fn routes(admin: Admin, ui: crate::ui::Options) -> Router {
         .route("/v1/dlq", get(list_dlq))
         .route("/v1/dlq/redrive", post(redrive))
         .route("/metrics", get(render_metrics))
+        .route("/v1/openapi.json", get(openapi_document))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .fallback(|uri: Uri| async move {
             Problem::NotFound(format!("no admin route at {}", uri.path()))
         })
-        // Unknown paths too: without the token, nothing about the API is revealed.
-        .layer(middleware::from_fn_with_state(admin.clone(), authorize));
+        .with_state(admin.clone());
+    // Around the whole router, before routing, so that unknown paths want the token too
+    // and a refusal carries nothing a route adds (such as `Allow`): without the token,
+    // nothing about the API is revealed.
+    let guarded = tower::Layer::layer(
+        &middleware::from_fn_with_state(admin.clone(), authorize),
+        guarded,
+    );
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(guarded)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(admin.clone())
+        // The dashboard signs in with its own form and cookie, so it sits outside the
+        // token guard; its pages want a session or the token themselves.
         .merge(crate::ui::router(admin, ui))
+        .fallback_service(guarded)
+}
+
+/// A 405 problem; axum adds the `Allow` header.
+async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+    Problem::MethodNotAllowed(method.to_string(), uri.path().to_owned())
+}
+
+/// The admin API's OpenAPI 3.1 document as JSON, as `GET /v1/openapi.json` serves it
+/// and `docs/openapi.json` keeps it (pretty, with a trailing newline).
+pub fn openapi() -> &'static str {
+    openapi::document()
 }
 
 /// The process's Prometheus handle. The first call installs a Prometheus recorder as the
@@ -199,17 +233,37 @@ async fn authorize(Shared(admin): Shared<Arc<Admin>>, req: Request, next: Next) 
         });
     match presented {
         None => Problem::Unauthorized {
-            kind: "missing_token",
+            kind: ProblemKind::MissingToken,
             detail: "send `Authorization: Bearer <token>` (the [admin] token)",
         }
         .into_response(),
         Some(t) if !admin.accepts(t) => Problem::Unauthorized {
-            kind: "invalid_token",
+            kind: ProblemKind::InvalidToken,
             detail: "the bearer token is not the [admin] token",
         }
         .into_response(),
         Some(_) => next.run(req).await,
     }
+}
+
+/// The `{id}` of a path, or a problem naming it (a percent-encoding that does not
+/// decode to UTF-8).
+fn path_id(raw: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    raw.map(|Path(id)| id)
+        .map_err(|e| Problem::param("id", e.body_text()))
+}
+
+/// The body, or a problem: 413 over [`MAX_BODY`], 400 when it could not be read.
+fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::TooLarge(format!(
+                "the body is over {MAX_BODY} bytes, the admin API's limit"
+            ))
+        } else {
+            Problem::Body(e.body_text())
+        }
+    })
 }
 
 /// A response struct as the JSON it answers. Going through [`Value`] keeps the keys in
@@ -218,33 +272,99 @@ fn json(body: impl Serialize) -> Json<Value> {
     Json(serde_json::to_value(body).expect("admin responses serialize to JSON"))
 }
 
+/// Liveness: answers while the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process serves", body = ops::Health)))]
 async fn healthz() -> Json<Value> {
     json(ops::health())
 }
 
+/// Readiness: 200 while the journal is healthy. A load balancer checks this.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "The journal is healthy", body = ops::Readiness),
+        (status = 503, description = "The journal is recovering from a storage failure", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn readyz(Shared(admin): Shared<Arc<Admin>>) -> Result<Json<Value>, Problem> {
     Ok(json(ops::ready(&admin)?))
 }
 
+/// Lists events, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page; follow `next_cursor` for the next", body = ops::EventPage,
+            links(("show" = (operation_id = "show_event", description = "The page's first event",
+                parameters(("id" = "$response.body#/events/0/id")))))),
+        (status = 400, description = "A query parameter is invalid, unknown or repeated; `detail` names it", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn list_events(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Value>, Problem> {
     let q = EventsQuery::parse(uri.query())?;
     Ok(json(ops::list_events(&admin, q).await?))
 }
 
+/// Shows one event: headers, body, delivery state and every attempt.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events",
+    params(("id" = EventId, Path, description = "The event's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The event", body = ops::EventDetail),
+        (status = 400, description = "The id is malformed", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 404, description = "No such event", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn show_event(
     Shared(admin): Shared<Arc<Admin>>,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let id = ops::event_id(&raw)?;
+    let id = ops::event_id(&path_id(raw)?)?;
     Ok(json(ops::show_event(&admin, id).await?))
 }
 
-/// `POST /v1/replay`: 202 with the new replay's id, or 200 with the count of a dry run.
+/// Replays a window: new deliveries of its events, their history left alone. 202 with
+/// the new replay's id, or 200 with the count of a dry run.
+#[utoipa::path(post, path = "/v1/replay", tag = "replay",
+    request_body(content = ReplayRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A dry run: how many events match (`replay_id` is null)", body = ops::ReplayCreated),
+        (status = 202, description = "The replay is queued; follow it at `/v1/replays/{replay_id}`", body = ops::ReplayCreated,
+            links(("progress" = (operation_id = "replay_status", description = "The replay's progress",
+                parameters(("id" = "$response.body#/replay_id")))))),
+        (status = 400, description = "The body is not a JSON object of the members this route takes, or one is invalid; `detail` names it", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 2 MiB", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn create_replay(
     Shared(admin): Shared<Arc<Admin>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let created = ops::create_replay(&admin, ReplayRequest::parse(&body)?).await?;
+    let created = ops::create_replay(&admin, ReplayRequest::parse(&read(body)?)?).await?;
     let code = if created.dry_run {
         StatusCode::OK
     } else {
@@ -253,25 +373,96 @@ async fn create_replay(
     Ok((code, json(created)).into_response())
 }
 
+/// A replay's progress.
+#[utoipa::path(get, path = "/v1/replays/{id}", tag = "replay",
+    params(("id" = u64, Path, description = "The replay's id (`replay_id`)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Its progress", body = ops::ReplayProgress),
+        (status = 400, description = "The id is malformed", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 404, description = "No such replay", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn replay_status(
     Shared(admin): Shared<Arc<Admin>>,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let id = ops::replay_id(&raw)?;
+    let id = ops::replay_id(&path_id(raw)?)?;
     Ok(json(ops::replay_status(&admin, id).await?))
 }
 
+/// Lists dead events, oldest first, with why they died.
+#[utoipa::path(get, path = "/v1/dlq", tag = "dlq", params(DlqQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The dead events", body = ops::DeadList,
+            links(("show" = (operation_id = "show_event", description = "The oldest dead event",
+                parameters(("id" = "$response.body#/events/0/id")))))),
+        (status = 400, description = "A query parameter is invalid, unknown or repeated; `detail` names it", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn list_dlq(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Value>, Problem> {
     let q = DlqQuery::parse(uri.query())?;
     Ok(json(ops::list_dlq(&admin, q).await?))
 }
 
-/// `POST /v1/dlq/redrive`: every field narrows; none (`{}`) means every dead event.
-async fn redrive(Shared(admin): Shared<Arc<Admin>>, body: Bytes) -> Result<Json<Value>, Problem> {
-    let r = RedriveRequest::parse(&body)?;
+/// Redrives dead events back to pending. Every member narrows; none (`{}`) redrives
+/// every dead event.
+#[utoipa::path(post, path = "/v1/dlq/redrive", tag = "dlq",
+    request_body(content = RedriveRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "How many went back to pending", body = ops::Redriven),
+        (status = 400, description = "The body is not a JSON object of the members this route takes, or one is invalid; `detail` names it", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 2 MiB", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+async fn redrive(
+    Shared(admin): Shared<Arc<Admin>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let r = RedriveRequest::parse(&read(body)?)?;
     Ok(json(ops::redrive(&admin, r).await?))
 }
 
+/// The process's metrics in the Prometheus text format, with `hookbox_dlq_size` and
+/// `hookbox_backlog{source}` refreshed.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text", body = String,
+            content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
 async fn render_metrics(Shared(admin): Shared<Arc<Admin>>) -> Result<Response, Problem> {
     let mut res = Response::new(Body::from(ops::metrics(&admin).await?));
     res.headers_mut().insert(
@@ -279,4 +470,22 @@ async fn render_metrics(Shared(admin): Shared<Arc<Admin>>) -> Result<Response, P
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(res)
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The admin API's OpenAPI 3.1 document", body = Object),
+        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
+            content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+    ))]
+async fn openapi_document() -> Response {
+    let mut res = Response::new(Body::from(openapi::document()));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }

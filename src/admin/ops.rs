@@ -20,9 +20,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::journal::bound_ms;
-use crate::layer::problem::problem;
+use crate::layer::problem::PROBLEM_JSON;
 use crate::{
     AttemptOutcome, EventId, EventSummary, Journal, JournalError, Query, RedriveFilter,
     ReplayFilter, Secret, State,
@@ -76,7 +77,7 @@ impl Admin {
 #[derive(Debug)]
 pub(crate) enum Problem {
     Unauthorized {
-        kind: &'static str,
+        kind: ProblemKind,
         detail: &'static str,
     },
     Param {
@@ -84,17 +85,156 @@ pub(crate) enum Problem {
         detail: String,
     },
     Body(String),
+    /// The body is over the limit.
+    TooLarge(String),
     NotFound(String),
+    /// The path exists, the method does not: (method, path).
+    MethodNotAllowed(String, String),
     NotReady,
     Journal(JournalError),
 }
 
+/// What kind of problem a rejection is: the last part of its `type`, and its `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ProblemKind {
+    /// No bearer token was sent (401).
+    MissingToken,
+    /// The bearer token is not the admin token (401).
+    InvalidToken,
+    /// A query or path parameter is invalid (400); `detail` starts with its name.
+    InvalidParameter,
+    /// The request body is invalid (400); `detail` starts with the field's name.
+    InvalidBody,
+    /// The request body is over the admin API's limit (413).
+    BodyTooLarge,
+    /// No such event, replay or route (404).
+    NotFound,
+    /// The route does not take this method (405); `Allow` lists the ones it takes.
+    MethodNotAllowed,
+    /// The journal is recovering from a storage failure (503).
+    NotReady,
+    /// The journal cannot answer now; try again (503).
+    JournalUnavailable,
+    /// The journal failed to read or write a record (500).
+    JournalError,
+}
+
+impl ProblemKind {
+    /// The snake_case name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::MissingToken => "missing_token",
+            ProblemKind::InvalidToken => "invalid_token",
+            ProblemKind::InvalidParameter => "invalid_parameter",
+            ProblemKind::InvalidBody => "invalid_body",
+            ProblemKind::BodyTooLarge => "body_too_large",
+            ProblemKind::NotFound => "not_found",
+            ProblemKind::MethodNotAllowed => "method_not_allowed",
+            ProblemKind::NotReady => "not_ready",
+            ProblemKind::JournalUnavailable => "journal_unavailable",
+            ProblemKind::JournalError => "journal_error",
+        }
+    }
+}
+
+/// An `application/problem+json` body (RFC 9457), as every admin rejection answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct ProblemBody {
+    /// `urn:hookbox:problem:` and the kind.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^urn:hookbox:problem:[a-z_]+$")]
+    pub(crate) problem_type: String,
+    /// A short summary, the same for every problem of its kind.
+    pub(crate) title: &'static str,
+    /// The response's HTTP status.
+    #[schema(minimum = 400, maximum = 599)]
+    pub(crate) status: u16,
+    /// What exactly was wrong.
+    pub(crate) detail: String,
+    /// The kind, as a member of its own.
+    pub(crate) kind: ProblemKind,
+}
+
 impl Problem {
-    fn param(name: &str, detail: impl Into<String>) -> Self {
+    /// A 400 naming the query or path parameter `name`.
+    pub(crate) fn param(name: &str, detail: impl Into<String>) -> Self {
         Problem::Param {
             name: name.to_owned(),
             detail: detail.into(),
         }
+    }
+
+    /// The status and the body this problem answers.
+    pub(crate) fn parts(self) -> (StatusCode, ProblemBody) {
+        let (status, kind, title, detail) = match self {
+            Problem::Unauthorized { kind, detail } => (
+                StatusCode::UNAUTHORIZED,
+                kind,
+                "A valid admin token is required",
+                detail.to_owned(),
+            ),
+            Problem::Param { name, detail } => (
+                StatusCode::BAD_REQUEST,
+                ProblemKind::InvalidParameter,
+                "A query parameter is invalid",
+                format!("{name}: {detail}"),
+            ),
+            Problem::Body(detail) => (
+                StatusCode::BAD_REQUEST,
+                ProblemKind::InvalidBody,
+                "The request body is invalid",
+                detail,
+            ),
+            Problem::TooLarge(detail) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ProblemKind::BodyTooLarge,
+                "The request body is too large",
+                detail,
+            ),
+            Problem::NotFound(detail) => (
+                StatusCode::NOT_FOUND,
+                ProblemKind::NotFound,
+                "Not found",
+                detail,
+            ),
+            Problem::MethodNotAllowed(method, path) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ProblemKind::MethodNotAllowed,
+                "The method is not allowed here",
+                format!("{path} does not take {method}; `Allow` lists the methods it takes"),
+            ),
+            Problem::NotReady => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ProblemKind::NotReady,
+                "The journal is not ready",
+                "the journal is recovering from a storage failure".to_owned(),
+            ),
+            Problem::Journal(e) if e.is_retryable() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ProblemKind::JournalUnavailable,
+                "The journal cannot answer now",
+                e.to_string(),
+            ),
+            Problem::Journal(e) => {
+                tracing::error!(error = %e, "admin request failed on a journal record");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ProblemKind::JournalError,
+                    "The journal could not answer",
+                    e.to_string(),
+                )
+            }
+        };
+        let body = ProblemBody {
+            problem_type: format!("urn:hookbox:problem:{}", kind.as_str()),
+            title,
+            status: status.as_u16(),
+            detail,
+            kind,
+        };
+        (status, body)
     }
 }
 
@@ -106,52 +246,16 @@ impl From<JournalError> for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let (status, kind, title, detail) = match self {
-            Problem::Unauthorized { kind, detail } => (
-                StatusCode::UNAUTHORIZED,
-                kind,
-                "A valid admin token is required",
-                detail.to_owned(),
-            ),
-            Problem::Param { name, detail } => (
-                StatusCode::BAD_REQUEST,
-                "invalid_parameter",
-                "A query parameter is invalid",
-                format!("{name}: {detail}"),
-            ),
-            Problem::Body(detail) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "The request body is invalid",
-                detail,
-            ),
-            Problem::NotFound(detail) => (StatusCode::NOT_FOUND, "not_found", "Not found", detail),
-            Problem::NotReady => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "The journal is not ready",
-                "the journal is recovering from a storage failure".to_owned(),
-            ),
-            Problem::Journal(e) if e.is_retryable() => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "journal_unavailable",
-                "The journal cannot answer now",
-                e.to_string(),
-            ),
-            Problem::Journal(e) => {
-                tracing::error!(error = %e, "admin request failed on a journal record");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "journal_error",
-                    "The journal could not answer",
-                    e.to_string(),
-                )
-            }
-        };
-        metrics::counter!("hookbox_admin_rejected_total", "kind" => kind).increment(1);
-        let mut res = problem(status, kind, title, &detail);
+        let (status, body) = self.parts();
+        let kind = body.kind;
+        metrics::counter!("hookbox_admin_rejected_total", "kind" => kind.as_str()).increment(1);
+        // Through a `Value`, so the members come in the order they always have (sorted).
+        let json = serde_json::to_value(&body).expect("a problem serializes to JSON");
+        let mut res = (status, json.to_string()).into_response();
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if status == StatusCode::UNAUTHORIZED {
-            let challenge = if kind == "invalid_token" {
+            let challenge = if kind == ProblemKind::InvalidToken {
                 r#"Bearer realm="hookbox-admin", error="invalid_token""#
             } else {
                 r#"Bearer realm="hookbox-admin""#
@@ -167,22 +271,29 @@ impl IntoResponse for Problem {
 
 // ---- requests ----
 
-/// `GET /v1/events`: which events, newest first.
-#[derive(Debug, Clone)]
+/// `GET /v1/events`: which events, newest first. An empty parameter counts as absent;
+/// an unknown or repeated one is refused.
+#[derive(Debug, Clone, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
-    /// Only this source.
+    /// Only events that arrived on this source.
     pub(crate) source: Option<String>,
-    /// Only this type (exact), or a prefix when it ends in `*`.
+    /// Only events of this type (exact), or of a prefix when it ends in `*`
+    /// (`invoice.*`).
+    #[param(rename = "type")]
     pub(crate) event_type: Option<String>,
     /// Only events in this delivery state.
     pub(crate) state: Option<State>,
-    /// Received at or after.
+    /// Only events received at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub(crate) since: Option<SystemTime>,
-    /// Received before.
+    /// Only events received before this time (RFC 3339); after `since`.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub(crate) until: Option<SystemTime>,
-    /// At most this many (1..=[`MAX_LIMIT`]).
+    /// At most this many events (1 to 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, default = 100)]
     pub(crate) limit: usize,
-    /// Continue after this id (the previous page's `next_cursor`).
+    /// Continue after this event: the previous page's `next_cursor`.
     pub(crate) cursor: Option<EventId>,
 }
 
@@ -240,12 +351,15 @@ impl EventsQuery {
     }
 }
 
-/// `GET /v1/dlq`: which dead events, oldest first.
-#[derive(Debug, Clone)]
+/// `GET /v1/dlq`: which dead events, oldest first. An empty parameter counts as
+/// absent; an unknown or repeated one is refused.
+#[derive(Debug, Clone, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DlqQuery {
-    /// Only this source.
+    /// Only events that arrived on this source.
     pub(crate) source: Option<String>,
-    /// At most this many (1..=[`MAX_LIMIT`]).
+    /// At most this many events (1 to 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, default = 100)]
     pub(crate) limit: usize,
 }
 
@@ -269,20 +383,27 @@ impl DlqQuery {
     }
 }
 
-/// `POST /v1/replay`: new deliveries of the events received in a window.
-#[derive(Debug, Clone)]
+/// `POST /v1/replay`: new deliveries of the events received in a window, leaving their
+/// history alone. A `null` member counts as absent.
+#[derive(Debug, Clone, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ReplayRequest {
-    /// Received at or after.
+    /// Events received at or after this time (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
     pub(crate) since: SystemTime,
-    /// Received before.
+    /// Events received before this time (RFC 3339); after `since`.
+    #[schema(value_type = String, format = DateTime)]
     pub(crate) until: SystemTime,
-    /// Only this source.
+    /// Only events that arrived on this source.
     pub(crate) source: Option<String>,
-    /// Only this type (or `prefix*`).
+    /// Only events of this type, or of a prefix when it ends in `*`.
+    #[serde(rename = "type")]
     pub(crate) event_type: Option<String>,
-    /// Deliver to this destination only (and only the sources that forward to it).
+    /// Deliver to this destination only (a configured `[[destination]]`), and only the
+    /// events of the sources that forward to it.
     pub(crate) destination: Option<String>,
     /// Count the matching events without queuing anything.
+    #[schema(value_type = Option<bool>, default = false)]
     pub(crate) dry_run: bool,
 }
 
@@ -311,19 +432,23 @@ impl ReplayRequest {
     }
 }
 
-/// `POST /v1/dlq/redrive`: which dead events go back to pending. Every field narrows;
-/// none means every dead event.
-#[derive(Debug, Clone, Default)]
+/// `POST /v1/dlq/redrive`: which dead events go back to pending. Every member narrows;
+/// none (`{}`) means every dead event. A `null` member counts as absent.
+#[derive(Debug, Clone, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RedriveRequest {
-    /// Exactly these events.
+    /// Only these events.
     pub(crate) ids: Option<Vec<EventId>>,
-    /// Only this source.
+    /// Only events that arrived on this source.
     pub(crate) source: Option<String>,
-    /// Only this type (or `prefix*`).
+    /// Only events of this type, or of a prefix when it ends in `*`.
+    #[serde(rename = "type")]
     pub(crate) event_type: Option<String>,
-    /// Died at or after.
+    /// Only events that died at or after this time (RFC 3339).
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub(crate) since: Option<SystemTime>,
-    /// Died before.
+    /// Only events that died before this time (RFC 3339); after `since`.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub(crate) until: Option<SystemTime>,
 }
 
@@ -368,16 +493,18 @@ pub(crate) fn replay_id(raw: &str) -> Result<u64, Problem> {
 // ---- responses ----
 
 /// `GET /healthz`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct Health {
     /// Always `ok`.
+    #[schema(value_type = String, pattern = "^ok$")]
     pub(crate) status: &'static str,
 }
 
 /// `GET /readyz`, while the journal is healthy.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct Readiness {
     /// Always `ready`.
+    #[schema(value_type = String, pattern = "^ready$")]
     pub(crate) status: &'static str,
     /// Appends queued for the journal's writer.
     pub(crate) queued: usize,
@@ -386,16 +513,17 @@ pub(crate) struct Readiness {
 }
 
 /// `GET /v1/events`: one page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct EventPage {
     /// The events, newest first.
     pub(crate) events: Vec<EventRow>,
     /// The `cursor` of the next page, when there may be one.
+    #[schema(required = true)]
     pub(crate) next_cursor: Option<EventId>,
 }
 
 /// One event of a listing: its metadata and delivery state, without headers or body.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct EventRow {
     /// hookbox's id.
     pub(crate) id: EventId,
@@ -403,11 +531,14 @@ pub(crate) struct EventRow {
     pub(crate) source: String,
     /// The provider's event type, if stated.
     #[serde(rename = "type")]
+    #[schema(required = true)]
     pub(crate) event_type: Option<String>,
     /// The provider's delivery id, if stated.
+    #[schema(required = true)]
     pub(crate) delivery_id: Option<String>,
     /// When hookbox received it.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub(crate) received_at: SystemTime,
     /// The raw body's length.
     pub(crate) body_len: u32,
@@ -433,7 +564,7 @@ impl From<&EventSummary> for EventRow {
 }
 
 /// `GET /v1/events/{id}`: one event in full.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct EventDetail {
     /// hookbox's id.
     pub(crate) id: EventId,
@@ -443,15 +574,20 @@ pub(crate) struct EventDetail {
     pub(crate) scheme: String,
     /// The provider's event type, if stated.
     #[serde(rename = "type")]
+    #[schema(required = true)]
     pub(crate) event_type: Option<String>,
     /// The provider's delivery id, if stated.
+    #[schema(required = true)]
     pub(crate) delivery_id: Option<String>,
     /// When hookbox received it.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub(crate) received_at: SystemTime,
     /// Its delivery state, when one is journaled.
+    #[schema(required = true)]
     pub(crate) state: Option<State>,
     /// The rest of its delivery state, likewise.
+    #[schema(required = true)]
     pub(crate) delivery: Option<DeliveryState>,
     /// The headers kept, in order, as `[name, value]` (values decoded lossily).
     pub(crate) headers: Vec<[String; 2]>,
@@ -466,7 +602,7 @@ pub(crate) struct EventDetail {
 }
 
 /// How [`EventDetail::body`] is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum BodyEncoding {
     /// The body is UTF-8, written as it is.
@@ -476,46 +612,54 @@ pub(crate) enum BodyEncoding {
 }
 
 /// An event's delivery state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct DeliveryState {
     /// Attempts so far, across redrives.
     pub(crate) attempts: u32,
     /// When the next attempt is due, while retrying.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(required = true, value_type = Option<String>, format = DateTime)]
     pub(crate) next_at: Option<SystemTime>,
     /// The last failure's reason.
+    #[schema(required = true)]
     pub(crate) last_error: Option<String>,
     /// How many times it was redriven out of the dead-letter queue.
     pub(crate) redrives: u32,
     /// When it died, while dead.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(required = true, value_type = Option<String>, format = DateTime)]
     pub(crate) dead_at: Option<SystemTime>,
     /// The ordering key, when its source orders deliveries.
+    #[schema(required = true)]
     pub(crate) order_key: Option<String>,
 }
 
 /// One delivery attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct AttemptRecord {
     /// 1-based attempt number of its delivery (the original's, or a replay's).
     pub(crate) n: u32,
     /// When it started.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub(crate) started_at: SystemTime,
     /// How long it took.
     pub(crate) duration_ms: u64,
     /// How it ended.
     pub(crate) outcome: AttemptOutcome,
     /// The error text, for failures.
+    #[schema(required = true)]
     pub(crate) error: Option<String>,
     /// The replay it belongs to, if any.
+    #[schema(required = true)]
     pub(crate) replay: Option<u64>,
 }
 
 /// `POST /v1/replay`: what was queued, or counted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct ReplayCreated {
     /// The new replay's id; none for a dry run.
+    #[schema(required = true)]
     pub(crate) replay_id: Option<u64>,
     /// Events matched.
     pub(crate) matched: u64,
@@ -524,7 +668,7 @@ pub(crate) struct ReplayCreated {
 }
 
 /// `GET /v1/replays/{id}`: a replay's progress.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct ReplayProgress {
     /// The replay's id.
     pub(crate) id: u64,
@@ -535,23 +679,25 @@ pub(crate) struct ReplayProgress {
     /// Deliveries that gave up.
     pub(crate) failed: u64,
     /// Only this destination, if set.
+    #[schema(required = true)]
     pub(crate) destination: Option<String>,
     /// When it was created.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub(crate) created_at: SystemTime,
     /// True once `done + failed >= matched`.
     pub(crate) complete: bool,
 }
 
 /// `GET /v1/dlq`: dead events, oldest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct DeadList {
     /// The events.
     pub(crate) events: Vec<DeadEvent>,
 }
 
 /// One dead event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct DeadEvent {
     /// hookbox's id.
     pub(crate) id: EventId,
@@ -559,18 +705,21 @@ pub(crate) struct DeadEvent {
     pub(crate) source: String,
     /// The provider's event type, if stated.
     #[serde(rename = "type")]
+    #[schema(required = true)]
     pub(crate) event_type: Option<String>,
     /// When it died.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(required = true, value_type = Option<String>, format = DateTime)]
     pub(crate) dead_at: Option<SystemTime>,
     /// Why its last attempt failed.
+    #[schema(required = true)]
     pub(crate) last_error: Option<String>,
     /// Attempts made, across redrives.
     pub(crate) attempts: u32,
 }
 
 /// `POST /v1/dlq/redrive`: how many dead events went back to pending.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct Redriven {
     /// That many.
     pub(crate) redriven: u64,

@@ -1356,3 +1356,65 @@ async fn readyz_answers_503_while_the_journal_recovers_from_a_failed_disk() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A method a route does not take is a 405 problem with `Allow`, for the health checks
+/// too; without the token it is the same 401 as anywhere, with no `Allow` to tell that
+/// the path exists.
+#[tokio::test]
+async fn a_wrong_method_is_a_405_problem_and_without_the_token_a_plain_401() {
+    let api = api().await;
+    for (method, path, allow) in [
+        ("DELETE", "/v1/events", "GET,HEAD"),
+        ("TRACE", "/v1/replays/1", "GET,HEAD"),
+        ("GET", "/v1/replay", "POST"),
+        ("PUT", "/v1/dlq/redrive", "POST"),
+        ("POST", "/metrics", "GET,HEAD"),
+        ("POST", "/healthz", "GET,HEAD"),
+        ("DELETE", "/readyz", "GET,HEAD"),
+    ] {
+        let req = || client().request(method.parse().unwrap(), format!("{}{path}", api.url));
+        let res = req().bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(
+            res.headers().get("allow").map(|v| v.to_str().unwrap()),
+            Some(allow),
+            "{method} {path}"
+        );
+        let r = send(req().bearer_auth(TOKEN)).await;
+        assert_problem(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(detail.contains(path) && detail.contains(method), "{detail}");
+
+        if !path.ends_with("z") {
+            let res = req().send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+            assert!(res.headers().get("allow").is_none(), "{method} {path}");
+        }
+    }
+}
+
+/// What axum's extractors refuse is a problem too: a path id that does not decode to
+/// UTF-8 (400 naming `id`), a body over the limit (413).
+#[tokio::test]
+async fn undecodable_ids_and_oversized_bodies_are_problems() {
+    let api = api().await;
+    for path in ["/v1/events/%FF", "/v1/replays/%C3%28"] {
+        let r = api.get(path).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_parameter");
+        assert!(
+            r.body["detail"].as_str().unwrap().starts_with("id: "),
+            "{r:?}"
+        );
+    }
+    let window = r#"{"since":"2024-01-01T00:00:00Z","until":"2024-01-02T00:00:00Z","source":"#;
+    let big = format!("{window}\"{}\"}}", "a".repeat(2 << 20));
+    for path in ["/v1/replay", "/v1/dlq/redrive"] {
+        let r = api.post(path, &big).await;
+        assert_problem(&r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    }
+    // At the limit, the body is read.
+    let at = format!("{window}\"{}\"}}", "a".repeat((2 << 20) - window.len() - 3));
+    assert_eq!(at.len(), 2 << 20);
+    let r = api.post("/v1/dlq/redrive", &at).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.body, json!({"redriven": 0}));
+}

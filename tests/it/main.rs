@@ -11,6 +11,7 @@ mod forward;
 mod fuzz_corpus;
 mod ingest;
 mod journal;
+mod openapi;
 mod pg_faults;
 mod retention;
 mod roundtrip;
