@@ -19,6 +19,36 @@ pub(crate) struct Browser {
     _profile: tempfile::TempDir,
 }
 
+impl Drop for Browser {
+    /// A test that panics never closes its session, and a killed chromedriver leaves
+    /// its browser running: the browser's processes are found by their profile
+    /// directory, which is this session's alone, and killed.
+    fn drop(&mut self) {
+        let marker = format!("--user-data-dir={}", self._profile.path().display());
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            if cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == marker.as_bytes())
+            {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+    }
+}
+
 /// The chromedriver process, killed when dropped (also when connecting fails).
 struct Driver(Child);
 
