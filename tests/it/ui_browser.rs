@@ -267,6 +267,44 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
     assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
 
     b.close().await;
+
+    // The dark theme, as a browser whose system prefers it sees the dashboard.
+    let dark = chromium::start_with(
+        "ui_browser (dark)",
+        &[
+            "--force-dark-mode",
+            "--blink-settings=preferredColorScheme=0",
+        ],
+    )
+    .await
+    .expect("the same Chromium starts again");
+    let c = &dark.client;
+    c.goto(&d.url(&format!("/ui/login?next=/ui/events/{dead}")))
+        .await
+        .unwrap();
+    let form = c
+        .form(Locator::Css("form[action='/ui/login']"))
+        .await
+        .unwrap();
+    form.set_by_name("token", TOKEN).await.unwrap();
+    form.submit().await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("table.grid"))
+        .await
+        .unwrap();
+    let bg = c
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .css_value("background-color")
+        .await
+        .unwrap();
+    assert!(
+        bg.contains("15, 18, 22"),
+        "the dark palette follows the system: {bg}"
+    );
+    dark.shot("14-event-dark").await;
+    dark.close().await;
     eprintln!(
         "ui_browser: the whole flow took {:.1} s; screenshots in {}",
         started.elapsed().as_secs_f64(),

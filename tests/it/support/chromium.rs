@@ -72,6 +72,11 @@ pub(crate) fn screenshot_dir() -> PathBuf {
 /// A fresh headless Chromium, or `None` (with a line saying why) when it is not
 /// installed and not required.
 pub(crate) async fn start(test: &str) -> Option<Browser> {
+    start_with(test, &[]).await
+}
+
+/// [`start`] with more Chromium arguments (`--force-dark-mode`, say).
+pub(crate) async fn start_with(test: &str, extra: &[&str]) -> Option<Browser> {
     let chromium = std::env::var("HOOKBOX_CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_owned());
     let driver = std::env::var("HOOKBOX_CHROMEDRIVER").unwrap_or_else(|_| CHROMEDRIVER.to_owned());
     if !Path::new(&chromium).exists() || !Path::new(&driver).exists() {
@@ -95,7 +100,7 @@ pub(crate) async fn start(test: &str) -> Option<Browser> {
             .expect("chromedriver starts"),
     );
     let profile = tempfile::tempdir().unwrap();
-    let client = connect(port, &chromium, profile.path()).await;
+    let client = connect(port, &chromium, profile.path(), extra).await;
     client.set_window_size(1360, 1000).await.unwrap();
     Some(Browser {
         client,
@@ -104,25 +109,30 @@ pub(crate) async fn start(test: &str) -> Option<Browser> {
     })
 }
 
-async fn connect(port: u16, chromium: &str, profile: &Path) -> Client {
+async fn connect(port: u16, chromium: &str, profile: &Path, extra: &[&str]) -> Client {
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--disable-dev-shm-usage",
+        "--window-size=1360,1000",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_owned(),
         serde_json::json!({
             "binary": chromium,
-            "args": [
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-                "--disable-dev-shm-usage",
-                "--window-size=1360,1000",
-                format!("--user-data-dir={}", profile.display()),
-            ],
+            "args": args,
         }),
     );
     let url = format!("http://127.0.0.1:{port}");
