@@ -58,14 +58,20 @@ use ops::{
 ///
 /// The gauges `/metrics` refreshes go to the global `metrics` recorder, so `metrics`
 /// should be that recorder's handle: [`metrics_handle`] installs one and returns it.
+///
+/// The operator dashboard is served under `/ui/` beside the API; its session cookie
+/// goes without `Secure` here (the listener is plain HTTP).
 pub fn router(journal: Arc<dyn Journal>, token: Secret, metrics: PrometheusHandle) -> Router {
-    routes(Admin::new(journal, &token, metrics, None))
+    routes(
+        Admin::new(journal, &token, metrics, None),
+        crate::ui::Options::default(),
+    )
 }
 
 /// The largest request body the admin API reads (axum's default, stated).
 const MAX_BODY: usize = 2 << 20;
 
-fn routes(admin: Admin) -> Router {
+fn routes(admin: Admin, ui: crate::ui::Options) -> Router {
     let admin = Arc::new(admin);
     let guarded: Router = Router::new()
         .route("/v1/events", get(list_events))
@@ -93,7 +99,10 @@ fn routes(admin: Admin) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(admin)
+        .with_state(admin.clone())
+        // The dashboard signs in with its own form and cookie, so it sits outside the
+        // token guard; its pages want a session or the token themselves.
+        .merge(crate::ui::router(admin, ui))
         .fallback_service(guarded)
 }
 
@@ -186,12 +195,11 @@ pub(crate) async fn start(
                 .push(src.name.clone());
         }
     }
-    let app = routes(Admin::new(
-        journal,
-        &token,
-        metrics_handle(),
-        Some(destinations),
-    ));
+    let ui = crate::ui::Options::of(config, resolve)?;
+    let app = routes(
+        Admin::new(journal, &token, metrics_handle(), Some(destinations)),
+        ui,
+    );
     Ok(Some(Running(tokio::spawn(serve(
         listener,
         app,

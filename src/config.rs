@@ -208,6 +208,10 @@ pub struct AdminConfig {
     /// The bearer token every admin request must carry (except the health checks):
     /// inline, `env:NAME` or `file:PATH`. Required.
     pub token: String,
+    /// Marks the dashboard's session cookie `Secure`: set it when a TLS-terminating
+    /// proxy serves the admin listener over HTTPS (default: false).
+    #[serde(default)]
+    pub secure_cookies: bool,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -215,6 +219,7 @@ impl std::fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("listen", &self.listen)
             .field("token", &"[redacted]")
+            .field("secure_cookies", &self.secure_cookies)
             .finish()
     }
 }

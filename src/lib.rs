@@ -71,6 +71,7 @@ mod journal;
 mod layer;
 mod retry;
 pub mod server;
+mod ui;
 mod verify;
 
 /// The actix version hookbox's handler actors are written against.

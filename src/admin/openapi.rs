@@ -169,7 +169,7 @@ mod tests {
         assert_eq!(variants::<State>(), ["pending", "retrying", "done", "dead"]);
         assert_eq!(
             variants::<AttemptOutcome>(),
-            ["done", "retry", "fail", "timeout", "crashed"]
+            ["done", "retry", "fail", "timeout", "crashed", "filtered"]
         );
         for s in variants::<State>() {
             assert!(State::parse(s).is_some_and(|st| st.as_str() == *s));

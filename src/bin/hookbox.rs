@@ -476,6 +476,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Usage> {
                     .map_err(|e| Usage(format!("admin.listen {}: {e}", a.listen)))?;
                 let addr = l.local_addr().map_err(|e| Usage(e.to_string()))?;
                 banner.push_str(&format!("hookbox admin on http://{addr}\n"));
+                banner.push_str(&format!("hookbox dashboard on http://{addr}/ui/\n"));
                 Some(l)
             }
             None => None,

@@ -12,6 +12,7 @@
 
 pub(crate) mod ack;
 pub(crate) mod problem;
+pub(crate) mod rejections;
 pub(crate) mod shed;
 pub(crate) mod verify;
 

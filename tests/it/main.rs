@@ -18,4 +18,6 @@ mod retention;
 mod roundtrip;
 mod runtime;
 mod serve;
+mod ui;
+mod ui_browser;
 mod verify_layer;

@@ -116,6 +116,7 @@ fn shed(
     detail: String,
     secs: u64,
 ) -> Response<Body> {
+    crate::layer::rejections::record(source, reason, status, &detail, None, None);
     metrics::counter!("hookbox_shed_total", "source" => source.to_owned(), "reason" => reason)
         .increment(1);
     tracing::debug!(source, reason, "request shed");

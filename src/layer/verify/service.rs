@@ -44,6 +44,20 @@ fn reject(
     title: &str,
     detail: &str,
 ) -> Response<Body> {
+    reject_seen(source, kind, status, title, detail, None, None)
+}
+
+/// [`reject`], recording the request's header names and body prefix for the dashboard.
+fn reject_seen(
+    source: &str,
+    kind: &'static str,
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+    headers: Option<&http::HeaderMap>,
+    body: Option<&[u8]>,
+) -> Response<Body> {
+    crate::layer::rejections::record(source, kind, status, detail, headers, body);
     metrics::counter!("hookbox_rejected_total", "source" => source.to_owned(), "kind" => kind)
         .increment(1);
     tracing::info!(
@@ -56,13 +70,20 @@ fn reject(
     problem(status, kind, title, detail)
 }
 
-fn refuse(source: &str, e: &VerifyError) -> Response<Body> {
-    reject(
+fn refuse(
+    source: &str,
+    e: &VerifyError,
+    headers: &http::HeaderMap,
+    body: Option<&[u8]>,
+) -> Response<Body> {
+    reject_seen(
         source,
         e.kind().as_str(),
         status_of(e.kind()),
         e.kind().title(),
         e.detail(),
+        Some(headers),
+        body,
     )
 }
 
@@ -156,7 +177,7 @@ where
                     Ok(r) => reply(r),
                     Err(e) => {
                         drain(body);
-                        closing(refuse(source, &e))
+                        closing(refuse(source, &e, &parts.headers, None))
                     }
                 });
             }
@@ -189,7 +210,7 @@ where
                 .with_method(&parts.method)
                 .with_query(query);
             if let Err(e) = config.verifier.verify(&inbound) {
-                return Ok(refuse(source, &e));
+                return Ok(refuse(source, &e, &parts.headers, Some(&bytes)));
             }
             if let Some(r) = config.verifier.handshake(&inbound) {
                 tracing::info!(source, "provider handshake answered");

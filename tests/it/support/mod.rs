@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub(crate) mod chromium;
+pub(crate) mod dashboard;
 pub(crate) mod downstream;
 pub(crate) mod events;
 pub(crate) mod faults;

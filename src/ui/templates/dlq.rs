@@ -1,0 +1,163 @@
+//! Dead letters: filters, failures grouped, selection and filter redrive with a bound
+//! preview.
+
+use maud::{html, Markup};
+
+use super::{empty, equivalents, layout, time, Nav};
+use crate::ui::pages::{DeadFilter, DeadRow};
+
+/// The list page.
+pub(crate) fn page(
+    f: &DeadFilter,
+    sources: &[String],
+    groups: &[(String, usize)],
+    rows: &[DeadRow],
+    truncated: bool,
+    notice: Option<&str>,
+) -> Markup {
+    let body = html! {
+        div.head {
+            h1 { "Dead letters" }
+            p.muted { "Events that gave up. Redrive sends them again from attempt 1; their history stays." }
+        }
+        @if let Some(n) = notice { p.alert.good role="status" { (n) } }
+        form.filters method="get" action="/ui/dlq" {
+            label { span { "Source" }
+                select name="source" {
+                    option value="" { "Any" }
+                    @for s in sources { option value=(s) selected[f.source.as_deref() == Some(s.as_str())] { (s) } }
+                }
+            }
+            label { span { "Type" } input type="text" name="type" value=(f.event_type.as_deref().unwrap_or("")) placeholder="invoice.* or exact"; }
+            label.grow { span { "Error contains" } input type="search" name="error" value=(f.error.as_deref().unwrap_or("")); }
+            @if let Some(g) = &f.group { input type="hidden" name="group" value=(g); }
+            div.actions {
+                button.primary type="submit" { "Apply" }
+                a.button href="/ui/dlq" { "Reset" }
+            }
+        }
+        @if !groups.is_empty() {
+            section.card {
+                h2 { "Failures by destination, status and error" }
+                table.grid.compact {
+                    thead { tr { th { "Failure" } th.num { "Events" } th {} } }
+                    tbody {
+                        @for (g, n) in groups {
+                            tr.selected[f.group.as_deref() == Some(g.as_str())] {
+                                td.mono.wrap { (g) }
+                                td.num { (n) }
+                                td { a href={"/ui/dlq?" (f.with_group(g))} { "Show" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if rows.is_empty() {
+            (empty("The dead-letter queue is empty", html! {
+                @if f.is_empty() { "Nothing has given up. Events land here after their last retry, or at once on a permanent status." }
+                @else { "No dead event matches these filters. " a href="/ui/dlq" { "Show all" } }
+            }))
+        } @else {
+            @if truncated { p.alert.warn { "Showing the oldest " (rows.len()) " dead events; narrow the filters to see the rest." } }
+            form method="post" action="/ui/dlq/redrive" {
+                input type="hidden" name="action" value="preview";
+                div.tablewrap {
+                    table.grid {
+                        thead { tr {
+                            th { input type="checkbox" data-select-all aria-label="Select all" hidden; }
+                            th { "Event" } th { "Source" } th { "Type" } th { "Dead since" } th.num { "Attempts" } th { "Last error" }
+                        } }
+                        tbody {
+                            @for r in rows {
+                                tr {
+                                    td { input type="checkbox" name="id" value=(r.id) aria-label={"select " (r.id)}; }
+                                    td.mono { a href={"/ui/events/" (r.id)} { (r.id) } }
+                                    td { (r.source) }
+                                    td.mono { (r.event_type.as_deref().unwrap_or("—")) }
+                                    td { @if let Some(t) = r.dead_at { (time(t)) } }
+                                    td.num { (r.attempts) }
+                                    td.mono.wrap { (r.last_error.as_deref().unwrap_or("")) }
+                                }
+                            }
+                        }
+                    }
+                }
+                div.pager {
+                    button.primary type="submit" { "Redrive selected…" }
+                }
+            }
+            form.inline method="post" action="/ui/dlq/redrive" {
+                input type="hidden" name="action" value="preview";
+                input type="hidden" name="scope" value="filter";
+                (f.hidden())
+                button type="submit" { "Redrive everything matching these filters…" }
+            }
+        }
+    };
+    layout("Dead letters", Nav::Dlq, None, body)
+}
+
+/// The preview of a bulk redrive, with the form that confirms exactly this set.
+pub(crate) fn preview(
+    rows: &[DeadRow],
+    f: &DeadFilter,
+    scope_filter: bool,
+    digest: &str,
+    cli: &str,
+    curl: &str,
+) -> Markup {
+    let body = html! {
+        nav.crumbs { a href="/ui/dlq" { "Dead letters" } " / redrive" }
+        div.head { h1 { "Redrive " (rows.len()) " dead event" @if rows.len() != 1 { "s" } "?" } }
+        @if rows.is_empty() {
+            (empty("Nothing to redrive", html! { "No dead event is selected or matches. " a href="/ui/dlq" { "Back" } }))
+        } @else {
+            section.card {
+                p { "Exactly these events go back to pending and are delivered again. If the set changes before you confirm (an event is redriven or dies meanwhile), nothing is done and you are asked again." }
+                table.grid.compact {
+                    thead { tr { th { "Event" } th { "Source" } th { "Last error" } } }
+                    tbody {
+                        @for r in rows.iter().take(20) {
+                            tr { td.mono { (r.id) } td { (r.source) } td.mono.wrap { (r.last_error.as_deref().unwrap_or("")) } }
+                        }
+                        @if rows.len() > 20 { tr { td colspan="3" { "… and " (rows.len() - 20) " more" } } }
+                    }
+                }
+                form method="post" action="/ui/dlq/redrive" {
+                    input type="hidden" name="action" value="confirm";
+                    input type="hidden" name="expect" value=(rows.len());
+                    input type="hidden" name="digest" value=(digest);
+                    @if scope_filter {
+                        input type="hidden" name="scope" value="filter";
+                        (f.hidden())
+                    } @else {
+                        @for r in rows { input type="hidden" name="id" value=(r.id); }
+                    }
+                    div.actions {
+                        button.primary type="submit" { "Redrive " (rows.len()) }
+                        a.button href={"/ui/dlq?" (f.query_string())} { "Cancel" }
+                    }
+                }
+                (equivalents(cli, curl))
+            }
+        }
+    };
+    layout("Redrive", Nav::Dlq, None, body)
+}
+
+/// `hookbox dlq redrive` and `curl` for a set of ids.
+pub(crate) fn commands(ids: &[String], admin_url: &str) -> (String, String) {
+    let cli = format!(
+        "hookbox dlq redrive {}",
+        ids.iter()
+            .map(|i| format!("--id {i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let json = serde_json::json!({ "ids": ids }).to_string();
+    let curl = format!(
+        "curl -X POST -H \"Authorization: Bearer $HOOKBOX_ADMIN_TOKEN\" -H 'content-type: application/json' -d '{json}' {admin_url}/v1/dlq/redrive"
+    );
+    (cli, curl)
+}
