@@ -1143,22 +1143,31 @@ pub(crate) async fn overview(Shared(ui): Shared<Arc<Ui>>) -> Response {
             state: Some("pending".to_owned()),
             ..EventFilter::default()
         };
-        let oldest = match list(&ui, &pending, None, 1000).await {
-            Ok(page) => page.events.last().map(|e| {
-                now.duration_since(e.received_at)
-                    .unwrap_or_default()
-                    .as_secs()
-            }),
-            Err(_) => None,
+        // Newest first: with more than a page pending, the oldest is at least as old
+        // as the last one listed.
+        let (oldest, oldest_at_least) = match list(&ui, &pending, None, 1000).await {
+            Ok(page) => (
+                page.events.last().map(|e| {
+                    now.duration_since(e.received_at)
+                        .unwrap_or_default()
+                        .as_secs()
+                }),
+                page.next_cursor.is_some(),
+            ),
+            Err(_) => (None, false),
         };
+        let (refused, shed) = crate::layer::rejections::last_hour(&name);
         sources.push(templates::overview::SourceRow {
             received_hour: received,
             at_least,
             per_minute,
-            rejected: sum(&m, "hookbox_rejected_total", ("source", &name), None) as u64,
-            shed: sum(&m, "hookbox_shed_total", ("source", &name), None) as u64,
+            rejected: refused.iter().sum(),
+            rejected_per_minute: refused.to_vec(),
+            shed: shed.iter().sum(),
+            shed_per_minute: shed.to_vec(),
             backlog: backlogs.get(&name).copied().unwrap_or(0),
             oldest_pending_secs: oldest,
+            oldest_at_least,
             dead: dead_by_source.get(&name).copied().unwrap_or(0),
             name,
         });

@@ -731,6 +731,16 @@ async fn refused_requests_are_listed_with_why_and_never_a_secret() {
         "only a prefix of the body"
     );
     assert!(!html.contains(dashboard::SHOP_SECRET), "no secret");
+    // The overview counts them in the last hour, with the link to the list behind it.
+    let (_, html) = d.get(&cookie, "/ui/").await;
+    assert!(
+        html.contains(r#"<a class="bad" href="/ui/rejected?source=shop">2</a>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains("requests refused per minute for shop"),
+        "{html}"
+    );
     let (_, html) = d.get(&cookie, "/ui/sources").await;
     assert!(
         !html.contains(dashboard::SHOP_SECRET),

@@ -16,10 +16,16 @@ pub(crate) struct SourceRow {
     pub(crate) at_least: bool,
     /// Events received per minute over the last hour, oldest first.
     pub(crate) per_minute: Vec<u64>,
+    /// Requests refused in the last hour (by this process), and per minute.
     pub(crate) rejected: u64,
+    pub(crate) rejected_per_minute: Vec<u64>,
+    /// Requests shed (429/503) in the last hour (by this process), and per minute.
     pub(crate) shed: u64,
+    pub(crate) shed_per_minute: Vec<u64>,
     pub(crate) backlog: u64,
     pub(crate) oldest_pending_secs: Option<u64>,
+    /// True when more events are pending than were looked at: the oldest is older.
+    pub(crate) oldest_at_least: bool,
     pub(crate) dead: u64,
 }
 
@@ -49,7 +55,7 @@ pub(crate) fn page(sources: &[SourceRow], dests: &[DestinationRow], h: &Health) 
     let body = html! {
         div.head {
             h1 { "Overview" }
-            p.muted { "Counts since this process started, and the journal as it is now." }
+            p.muted { "The last hour, and the journal as it is now. Rejected and shed requests are those this process answered; deliveries count since it started." }
         }
         div.stats.top {
             div.stat { span.label { "Journal" } span.value {
@@ -69,7 +75,7 @@ pub(crate) fn page(sources: &[SourceRow], dests: &[DestinationRow], h: &Health) 
             } @else {
                 table.grid {
                     thead { tr {
-                        th { "Source" } th { "Last hour" } th.num { "Received" } th.num { "Rejected" } th.num { "Shed" }
+                        th { "Source" } th colspan="2" { "Received, last hour" } th colspan="2" { "Rejected" } th colspan="2" { "Shed" }
                         th.num { "Backlog" } th.num { "Oldest pending" } th.num { "Dead" }
                     } }
                     tbody {
@@ -79,10 +85,12 @@ pub(crate) fn page(sources: &[SourceRow], dests: &[DestinationRow], h: &Health) 
                                 td { a href={"/ui/events?source=" (q)} { (s.name) } }
                                 td { (sparkline(&s.per_minute, &format!("events per minute for {}", s.name))) }
                                 td.num { a href={"/ui/events?range=1h&source=" (q)} { @if s.at_least { "≥" } (s.received_hour) } }
-                                td.num { a href={"/ui/rejected?source=" (q)} { (s.rejected) } }
+                                td { (sparkline(&s.rejected_per_minute, &format!("requests refused per minute for {}", s.name))) }
+                                td.num { a.bad[s.rejected > 0] href={"/ui/rejected?source=" (q)} { (s.rejected) } }
+                                td { (sparkline(&s.shed_per_minute, &format!("requests shed per minute for {}", s.name))) }
                                 td.num { a href={"/ui/rejected?source=" (q)} { (s.shed) } }
                                 td.num { a href={"/ui/events?state=pending&source=" (q)} { (s.backlog) } }
-                                td.num { @if let Some(a) = s.oldest_pending_secs { a href={"/ui/events?state=pending&source=" (q)} { (human(a)) } } @else { "—" } }
+                                td.num { @if let Some(a) = s.oldest_pending_secs { a href={"/ui/events?state=pending&source=" (q)} { @if s.oldest_at_least { "≥ " } (human(a)) } } @else { "—" } }
                                 td.num { a.bad[s.dead > 0] href={"/ui/dlq?source=" (q)} { (s.dead) } }
                             }
                         }
