@@ -49,6 +49,7 @@ mod openapi;
 pub(crate) mod ops;
 
 use crate::EventId;
+use openapi::{JournalFailure, Unauthorized};
 use ops::{
     Admin, DlqQuery, EventsQuery, Problem, ProblemBody, ProblemKind, RedriveRequest, ReplayRequest,
 };
@@ -299,13 +300,8 @@ async fn readyz(Shared(admin): Shared<Arc<Admin>>) -> Result<Json<Value>, Proble
                 parameters(("id" = "$response.body#/events/0/id")))))),
         (status = 400, description = "A query parameter is invalid, unknown or repeated; `detail` names it", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
-            content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
-        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
-            content_type = "application/problem+json"),
-        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
-            content_type = "application/problem+json"),
+        Unauthorized,
+        JournalFailure,
     ))]
 async fn list_events(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Value>, Problem> {
     let q = EventsQuery::parse(uri.query())?;
@@ -320,15 +316,10 @@ async fn list_events(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json
         (status = 200, description = "The event", body = ops::EventDetail),
         (status = 400, description = "The id is malformed", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
-            content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        Unauthorized,
         (status = 404, description = "No such event", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
-            content_type = "application/problem+json"),
-        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
-            content_type = "application/problem+json"),
+        JournalFailure,
     ))]
 async fn show_event(
     Shared(admin): Shared<Arc<Admin>>,
@@ -352,13 +343,8 @@ async fn show_event(
             content_type = "application/problem+json"),
         (status = 413, description = "The body is over 2 MiB", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
-            content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
-        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
-            content_type = "application/problem+json"),
-        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
-            content_type = "application/problem+json"),
+        Unauthorized,
+        JournalFailure,
     ))]
 async fn create_replay(
     Shared(admin): Shared<Arc<Admin>>,
@@ -381,15 +367,10 @@ async fn create_replay(
         (status = 200, description = "Its progress", body = ops::ReplayProgress),
         (status = 400, description = "The id is malformed", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
-            content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        Unauthorized,
         (status = 404, description = "No such replay", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
-            content_type = "application/problem+json"),
-        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
-            content_type = "application/problem+json"),
+        JournalFailure,
     ))]
 async fn replay_status(
     Shared(admin): Shared<Arc<Admin>>,
@@ -408,13 +389,8 @@ async fn replay_status(
                 parameters(("id" = "$response.body#/events/0/id")))))),
         (status = 400, description = "A query parameter is invalid, unknown or repeated; `detail` names it", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
-            content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
-        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
-            content_type = "application/problem+json"),
-        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
-            content_type = "application/problem+json"),
+        Unauthorized,
+        JournalFailure,
     ))]
 async fn list_dlq(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Value>, Problem> {
     let q = DlqQuery::parse(uri.query())?;
@@ -432,13 +408,8 @@ async fn list_dlq(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Result<Json<Va
             content_type = "application/problem+json"),
         (status = 413, description = "The body is over 2 MiB", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
-            content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
-        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
-            content_type = "application/problem+json"),
-        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
-            content_type = "application/problem+json"),
+        Unauthorized,
+        JournalFailure,
     ))]
 async fn redrive(
     Shared(admin): Shared<Arc<Admin>>,
@@ -455,13 +426,8 @@ async fn redrive(
     responses(
         (status = 200, description = "Prometheus text", body = String,
             content_type = "text/plain; version=0.0.4; charset=utf-8"),
-        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
-            content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
-        (status = 500, description = "The journal failed to read or write a record", body = ProblemBody,
-            content_type = "application/problem+json"),
-        (status = 503, description = "The journal cannot answer now", body = ProblemBody,
-            content_type = "application/problem+json"),
+        Unauthorized,
+        JournalFailure,
     ))]
 async fn render_metrics(Shared(admin): Shared<Arc<Admin>>) -> Result<Response, Problem> {
     let mut res = Response::new(Body::from(ops::metrics(&admin).await?));
@@ -477,9 +443,7 @@ async fn render_metrics(Shared(admin): Shared<Arc<Admin>>) -> Result<Response, P
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The admin API's OpenAPI 3.1 document", body = Object),
-        (status = 401, description = "No bearer token, or not the admin token", body = ProblemBody,
-            content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token"))),
+        Unauthorized,
     ))]
 async fn openapi_document() -> Response {
     let mut res = Response::new(Body::from(openapi::document()));

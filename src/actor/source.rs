@@ -70,7 +70,7 @@ struct SourceMetrics {
 impl SourceMetrics {
     fn new(source: &str) -> Self {
         let attempts = OUTCOMES.map(|o| {
-            metrics::counter!("hookbox_attempts_total", "source" => source.to_owned(), "outcome" => outcome_name(o))
+            metrics::counter!("hookbox_attempts_total", "source" => source.to_owned(), "outcome" => o.as_str())
         });
         SourceMetrics {
             attempts,
@@ -447,17 +447,6 @@ impl std::fmt::Display for Failure {
             Failure::NoRoute(Some(t)) => write!(f, "no handler route matches event type `{t}`"),
             Failure::NoRoute(None) => f.write_str("no handler route matches events without a type"),
         }
-    }
-}
-
-fn outcome_name(o: AttemptOutcome) -> &'static str {
-    match o {
-        AttemptOutcome::Done => "done",
-        AttemptOutcome::Retry => "retry",
-        AttemptOutcome::Fail => "fail",
-        AttemptOutcome::Timeout => "timeout",
-        AttemptOutcome::Crashed => "crashed",
-        AttemptOutcome::Filtered => "filtered",
     }
 }
 

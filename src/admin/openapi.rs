@@ -160,6 +160,58 @@ impl PartialSchema for EventId {
 
 impl ToSchema for EventId {}
 
+/// A problem+json response with `description`.
+fn problem_response(description: &str) -> utoipa::openapi::ResponseBuilder {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new().description(description).content(
+        "application/problem+json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(ProblemBody::name())))
+            .build(),
+    )
+}
+
+/// The answer of every guarded route without the admin token: 401 with
+/// `WWW-Authenticate`.
+pub(crate) struct Unauthorized;
+
+impl utoipa::IntoResponses for Unauthorized {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        use utoipa::openapi::{HeaderBuilder, ObjectBuilder};
+        let header = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                "`Bearer realm=\"hookbox-admin\"`, with `error=\"invalid_token\"` for a wrong token",
+            ))
+            .build();
+        let response = problem_response("No bearer token, or not the admin token")
+            .header("WWW-Authenticate", header)
+            .build();
+        [("401".to_owned(), RefOr::T(response))].into()
+    }
+}
+
+/// The answers of every route that reads or writes the journal when it cannot: 500 and
+/// 503.
+pub(crate) struct JournalFailure;
+
+impl utoipa::IntoResponses for JournalFailure {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        [
+            ("500", "The journal failed to read or write a record"),
+            ("503", "The journal cannot answer now"),
+        ]
+        .into_iter()
+        .map(|(status, description)| {
+            (
+                status.to_owned(),
+                RefOr::T(problem_response(description).build()),
+            )
+        })
+        .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

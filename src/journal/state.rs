@@ -96,6 +96,21 @@ pub enum AttemptOutcome {
     Filtered,
 }
 
+impl AttemptOutcome {
+    /// Its name, as serialized (`done`, `retry`, `fail`, `timeout`, `crashed`,
+    /// `filtered`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Done => "done",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Fail => "fail",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::Crashed => "crashed",
+            AttemptOutcome::Filtered => "filtered",
+        }
+    }
+}
+
 /// One delivery attempt, journaled when it ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {

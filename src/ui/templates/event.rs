@@ -5,7 +5,6 @@ use maud::{html, Markup};
 use serde_json::Value;
 
 use crate::admin::ops::{AttemptRecord, EventDetail};
-use crate::AttemptOutcome;
 
 use super::events::{bytes, enc};
 use super::{equivalents, layout, rfc3339, state, time, Nav};
@@ -112,24 +111,12 @@ fn attempt_label(a: &AttemptRecord) -> String {
     }
 }
 
-/// An outcome's name.
-fn outcome(o: AttemptOutcome) -> &'static str {
-    match o {
-        AttemptOutcome::Done => "done",
-        AttemptOutcome::Retry => "retry",
-        AttemptOutcome::Fail => "fail",
-        AttemptOutcome::Timeout => "timeout",
-        AttemptOutcome::Crashed => "crashed",
-        AttemptOutcome::Filtered => "filtered",
-    }
-}
-
 fn diff_table(a: &AttemptRecord, b: &AttemptRecord) -> Markup {
     let fields = |x: &AttemptRecord| {
         [
             ("Started", rfc3339(x.started_at)),
             ("Duration (ms)", x.duration_ms.to_string()),
-            ("Outcome", outcome(x.outcome).to_owned()),
+            ("Outcome", x.outcome.as_str().to_owned()),
             (
                 "Replay",
                 x.replay.map_or_else(|| "—".to_owned(), |r| r.to_string()),
@@ -258,7 +245,7 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
                                     td.mono { (attempt_label(a)) }
                                     td { (time(a.started_at)) }
                                     td.num { (a.duration_ms) " ms" }
-                                    td { (state(outcome(a.outcome))) }
+                                    td { (state(a.outcome.as_str())) }
                                     td.mono.wrap { (a.error.as_deref().unwrap_or("")) }
                                 }
                             }
