@@ -65,10 +65,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
 
     // Signing in: any page sends the browser to the form first.
     c.goto(&d.url("/ui/events")).await.unwrap();
-    c.wait()
-        .for_element(Locator::Css("input[name=token]"))
-        .await
-        .unwrap();
+    wait_for(&c, "input[name=token]").await;
     b.shot("01-login").await;
     let form = c
         .form(Locator::Css("form[action='/ui/login']"))
@@ -76,10 +73,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
         .unwrap();
     form.set_by_name("token", TOKEN).await.unwrap();
     form.submit().await.unwrap();
-    c.wait()
-        .for_element(Locator::Css("table.grid"))
-        .await
-        .unwrap();
+    wait_for(&c, "table.grid").await;
     assert!(c
         .current_url()
         .await
@@ -99,10 +93,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    c.wait()
-        .for_element(Locator::Css("table.grid"))
-        .await
-        .unwrap();
+    wait_for(&c, "table.grid").await;
     let rows = c
         .find_all(Locator::Css("table.grid tbody tr"))
         .await
@@ -127,28 +118,15 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
     );
 
     // The dead event: its two attempts, compared.
-    c.find(Locator::Css(&format!("a[href='/ui/events/{dead}']")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Css("input[name=a]"))
-        .await
-        .unwrap();
+    click(&c, Locator::Css(&format!("a[href='/ui/events/{dead}']"))).await;
+    wait_for(&c, "input[name=a]").await;
     b.shot("03-event-dead").await;
-    c.find(Locator::XPath("//button[contains(., 'Compare A and B')]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let diff = c
-        .wait()
-        .for_element(Locator::Css("table.diff"))
-        .await
-        .unwrap();
+    click(
+        &c,
+        Locator::XPath("//button[contains(., 'Compare A and B')]"),
+    )
+    .await;
+    let diff = wait_for(&c, "table.diff").await;
     let text = diff.text().await.unwrap();
     assert!(
         text.contains(r#""attempt":1"#) && text.contains(r#""attempt":2"#),
@@ -160,46 +138,28 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
     // Dead letters: the two failures grouped; redrive one from the list, delivered.
     d.failing.store(false, Ordering::SeqCst);
     c.goto(&d.url("/ui/dlq")).await.unwrap();
-    c.wait()
-        .for_element(Locator::Css("input[name=id]"))
-        .await
-        .unwrap();
+    wait_for(&c, "input[name=id]").await;
     b.shot("05-dead-letters").await;
-    c.find(Locator::Css(&format!("input[name=id][value='{dead2}']")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::XPath("//button[contains(., 'Redrive selected')]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Css("input[name=digest]"))
-        .await
-        .unwrap();
+    click(
+        &c,
+        Locator::Css(&format!("input[name=id][value='{dead2}']")),
+    )
+    .await;
+    click(
+        &c,
+        Locator::XPath("//button[contains(., 'Redrive selected')]"),
+    )
+    .await;
+    wait_for(&c, "input[name=digest]").await;
     b.shot("06-redrive-preview").await;
-    c.find(Locator::XPath("//button[starts-with(., 'Redrive 1')]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::XPath("//button[starts-with(., 'Redrive 1')]")).await;
     b.wait_text("Redriven 1 event", Duration::from_secs(5), None)
         .await;
     d.wait_state(&dead2, "done").await;
 
     // The other one, from its own page.
     c.goto(&d.url(&format!("/ui/events/{dead}"))).await.unwrap();
-    c.find(Locator::XPath("//button[.='Redrive']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::XPath("//button[.='Redrive']")).await;
     b.wait_text("Redriven", Duration::from_secs(5), None).await;
     b.wait_text(
         "delivered",
@@ -211,10 +171,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
 
     // A replay of the last hour: count, confirm, watch it complete.
     c.goto(&d.url("/ui/replays")).await.unwrap();
-    c.wait()
-        .for_element(Locator::Css("input[name=since]"))
-        .await
-        .unwrap();
+    wait_for(&c, "input[name=since]").await;
     let form = c
         .form(Locator::Css("form[action='/ui/replays']"))
         .await
@@ -225,12 +182,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
         .await
         .unwrap();
     b.shot("08-replay-confirm").await;
-    c.find(Locator::XPath("//button[.='Start the replay']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::XPath("//button[.='Start the replay']")).await;
     b.wait_text("complete", Duration::from_secs(20), None).await;
     b.shot("09-replay-complete").await;
     c.goto(&d.url("/ui/replays")).await.unwrap();
@@ -243,27 +195,16 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
         ("/ui/sources", "13-sources"),
     ] {
         c.goto(&d.url(path)).await.unwrap();
-        c.wait().for_element(Locator::Css("main h1")).await.unwrap();
+        wait_for(&c, "main h1").await;
         b.shot(name).await;
     }
 
     // Signing out: the session is gone.
     c.goto(&d.url("/ui/")).await.unwrap();
-    c.find(Locator::XPath("//button[.='Log out']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Css("input[name=token]"))
-        .await
-        .unwrap();
+    click(&c, Locator::XPath("//button[.='Log out']")).await;
+    wait_for(&c, "input[name=token]").await;
     c.goto(&d.url("/ui/events")).await.unwrap();
-    c.wait()
-        .for_element(Locator::Css("input[name=token]"))
-        .await
-        .unwrap();
+    wait_for(&c, "input[name=token]").await;
     assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
 
     b.close().await;
@@ -288,10 +229,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
         .unwrap();
     form.set_by_name("token", TOKEN).await.unwrap();
     form.submit().await.unwrap();
-    c.wait()
-        .for_element(Locator::Css("table.grid"))
-        .await
-        .unwrap();
+    wait_for(&c, "table.grid").await;
     let bg = c
         .find(Locator::Css("body"))
         .await
@@ -318,4 +256,14 @@ async fn query_of(c: &fantoccini::Client) -> String {
     form_urlencoded::parse(u.query().unwrap_or("").as_bytes())
         .map(|(k, v)| format!("{k}={v}&"))
         .collect()
+}
+
+/// Clicks the element `at` finds.
+async fn click(c: &fantoccini::Client, at: Locator<'_>) {
+    c.find(at).await.unwrap().click().await.unwrap();
+}
+
+/// Waits for the element `css` finds.
+async fn wait_for(c: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
+    c.wait().for_element(Locator::Css(css)).await.unwrap()
 }
