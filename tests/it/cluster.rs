@@ -228,6 +228,48 @@ async fn provider(
     acked
 }
 
+/// Three nodes and three providers posting over them until stopped.
+struct Traffic {
+    nodes: Vec<Server>,
+    /// The nodes the providers post to, in turn.
+    urls: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    providers: Vec<tokio::task::JoinHandle<HashSet<String>>>,
+}
+
+impl Traffic {
+    fn start(config: &dyn Fn(&str) -> std::path::PathBuf, env: &[(&str, &str)]) -> Traffic {
+        let nodes: Vec<Server> = ["a", "b", "c"]
+            .iter()
+            .map(|n| Server::start_with(&config(n), env))
+            .collect();
+        let urls = Arc::new(Mutex::new(
+            nodes.iter().map(|s| s.base.clone()).collect::<Vec<_>>(),
+        ));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let providers = ["p1", "p2", "p3"]
+            .into_iter()
+            .map(|p| tokio::spawn(provider(urls.clone(), p, stop.clone())))
+            .collect();
+        Traffic {
+            nodes,
+            urls,
+            stop,
+            providers,
+        }
+    }
+
+    /// Stops the providers; every event id acknowledged to them.
+    async fn stop(&mut self) -> HashSet<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut acked = HashSet::new();
+        for p in self.providers.drain(..) {
+            acked.extend(p.await.unwrap());
+        }
+        acked
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_lose_nothing_when_nodes_are_killed_mid_stream() {
     let Some(db) = TestDb::create("three_nodes").await else {
@@ -238,37 +280,22 @@ async fn three_nodes_lose_nothing_when_nodes_are_killed_mid_stream() {
     let app = Downstream::start(|_, _| Reply::ok().delay(Duration::from_millis(30))).await;
     let env = [("HOOKBOX_TEST_JOURNAL", db.url.as_str())];
     let config = |node: &str| cluster_config(dir.path(), &app.url("/in"), node);
-    let mut nodes: Vec<Server> = ["a", "b", "c"]
-        .iter()
-        .map(|n| Server::start_with(&config(n), &env))
-        .collect();
-    let urls = Arc::new(Mutex::new(
-        nodes.iter().map(|s| s.base.clone()).collect::<Vec<_>>(),
-    ));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let providers: Vec<_> = ["p1", "p2", "p3"]
-        .into_iter()
-        .map(|p| tokio::spawn(provider(urls.clone(), p, stop.clone())))
-        .collect();
+    let mut c = Traffic::start(&config, &env);
     for round in 0..2 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         // SIGKILL node a mid-stream: no shutdown, its claims stay until reaped.
-        nodes[0].kill();
-        urls.lock().unwrap()[0] = nodes[1].base.clone();
+        c.nodes[0].kill();
+        c.urls.lock().unwrap()[0] = c.nodes[1].base.clone();
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        nodes[0] = Server::start_with(&config("a"), &env);
-        urls.lock().unwrap()[0] = nodes[0].base.clone();
+        c.nodes[0] = Server::start_with(&config("a"), &env);
+        c.urls.lock().unwrap()[0] = c.nodes[0].base.clone();
         eprintln!("round {round}: node a killed and restarted");
     }
     // Node c dies for good: its claims come back only when the others reap it.
-    nodes[2].kill();
-    urls.lock().unwrap()[2] = nodes[0].base.clone();
+    c.nodes[2].kill();
+    c.urls.lock().unwrap()[2] = c.nodes[0].base.clone();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acked = HashSet::new();
-    for p in providers {
-        acked.extend(p.await.unwrap());
-    }
+    let acked = c.stop().await;
     assert!(acked.len() > 50, "only {} events acknowledged", acked.len());
     nothing_lost(&db, &app, &acked).await;
 }
@@ -322,18 +349,7 @@ async fn three_nodes_lose_nothing_when_postgres_crashes_mid_stream() {
     let app = Downstream::start(|_, _| Reply::ok().delay(Duration::from_millis(30))).await;
     let env = [("HOOKBOX_TEST_JOURNAL", db.url.as_str())];
     let config = |node: &str| cluster_config(dir.path(), &app.url("/in"), node);
-    let nodes: Vec<Server> = ["a", "b", "c"]
-        .iter()
-        .map(|n| Server::start_with(&config(n), &env))
-        .collect();
-    let urls = Arc::new(Mutex::new(
-        nodes.iter().map(|s| s.base.clone()).collect::<Vec<_>>(),
-    ));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let providers: Vec<_> = ["p1", "p2", "p3"]
-        .into_iter()
-        .map(|p| tokio::spawn(provider(urls.clone(), p, stop.clone())))
-        .collect();
+    let mut c = Traffic::start(&config, &env);
     let cluster = std::fs::read_dir("/etc/postgresql")
         .expect("a Debian PostgreSQL cluster")
         .next()
@@ -352,14 +368,10 @@ async fn three_nodes_lose_nothing_when_postgres_crashes_mid_stream() {
         eprintln!("round {round}: PostgreSQL crashed and restarted");
     }
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acked = HashSet::new();
-    for p in providers {
-        acked.extend(p.await.unwrap());
-    }
+    let acked = c.stop().await;
     assert!(acked.len() > 50, "only {} events acknowledged", acked.len());
     nothing_lost(&db, &app, &acked).await;
-    drop(nodes);
+    drop(c);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

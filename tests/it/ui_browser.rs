@@ -65,7 +65,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
 
     // Signing in: any page sends the browser to the form first.
     c.goto(&d.url("/ui/events")).await.unwrap();
-    wait_for(&c, "input[name=token]").await;
+    wait_for(c, "input[name=token]").await;
     b.shot("01-login").await;
     let form = c
         .form(Locator::Css("form[action='/ui/login']"))
@@ -73,7 +73,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
         .unwrap();
     form.set_by_name("token", TOKEN).await.unwrap();
     form.submit().await.unwrap();
-    wait_for(&c, "table.grid").await;
+    wait_for(c, "table.grid").await;
     assert!(c
         .current_url()
         .await
@@ -93,7 +93,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    wait_for(&c, "table.grid").await;
+    wait_for(c, "table.grid").await;
     let rows = c
         .find_all(Locator::Css("table.grid tbody tr"))
         .await
@@ -118,15 +118,15 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
     );
 
     // The dead event: its two attempts, compared.
-    click(&c, Locator::Css(&format!("a[href='/ui/events/{dead}']"))).await;
-    wait_for(&c, "input[name=a]").await;
+    click(c, Locator::Css(&format!("a[href='/ui/events/{dead}']"))).await;
+    wait_for(c, "input[name=a]").await;
     b.shot("03-event-dead").await;
     click(
-        &c,
+        c,
         Locator::XPath("//button[contains(., 'Compare A and B')]"),
     )
     .await;
-    let diff = wait_for(&c, "table.diff").await;
+    let diff = wait_for(c, "table.diff").await;
     let text = diff.text().await.unwrap();
     assert!(
         text.contains(r#""attempt":1"#) && text.contains(r#""attempt":2"#),
@@ -138,28 +138,24 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
     // Dead letters: the two failures grouped; redrive one from the list, delivered.
     d.failing.store(false, Ordering::SeqCst);
     c.goto(&d.url("/ui/dlq")).await.unwrap();
-    wait_for(&c, "input[name=id]").await;
+    wait_for(c, "input[name=id]").await;
     b.shot("05-dead-letters").await;
+    click(c, Locator::Css(&format!("input[name=id][value='{dead2}']"))).await;
     click(
-        &c,
-        Locator::Css(&format!("input[name=id][value='{dead2}']")),
-    )
-    .await;
-    click(
-        &c,
+        c,
         Locator::XPath("//button[contains(., 'Redrive selected')]"),
     )
     .await;
-    wait_for(&c, "input[name=digest]").await;
+    wait_for(c, "input[name=digest]").await;
     b.shot("06-redrive-preview").await;
-    click(&c, Locator::XPath("//button[starts-with(., 'Redrive 1')]")).await;
+    click(c, Locator::XPath("//button[starts-with(., 'Redrive 1')]")).await;
     b.wait_text("Redriven 1 event", Duration::from_secs(5), None)
         .await;
     d.wait_state(&dead2, "done").await;
 
     // The other one, from its own page.
     c.goto(&d.url(&format!("/ui/events/{dead}"))).await.unwrap();
-    click(&c, Locator::XPath("//button[.='Redrive']")).await;
+    click(c, Locator::XPath("//button[.='Redrive']")).await;
     b.wait_text("Redriven", Duration::from_secs(5), None).await;
     b.wait_text(
         "delivered",
@@ -171,7 +167,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
 
     // A replay of the last hour: count, confirm, watch it complete.
     c.goto(&d.url("/ui/replays")).await.unwrap();
-    wait_for(&c, "input[name=since]").await;
+    wait_for(c, "input[name=since]").await;
     let form = c
         .form(Locator::Css("form[action='/ui/replays']"))
         .await
@@ -182,7 +178,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
         .await
         .unwrap();
     b.shot("08-replay-confirm").await;
-    click(&c, Locator::XPath("//button[.='Start the replay']")).await;
+    click(c, Locator::XPath("//button[.='Start the replay']")).await;
     b.wait_text("complete", Duration::from_secs(20), None).await;
     b.shot("09-replay-complete").await;
     c.goto(&d.url("/ui/replays")).await.unwrap();
@@ -195,16 +191,16 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
         ("/ui/sources", "13-sources"),
     ] {
         c.goto(&d.url(path)).await.unwrap();
-        wait_for(&c, "main h1").await;
+        wait_for(c, "main h1").await;
         b.shot(name).await;
     }
 
     // Signing out: the session is gone.
     c.goto(&d.url("/ui/")).await.unwrap();
-    click(&c, Locator::XPath("//button[.='Log out']")).await;
-    wait_for(&c, "input[name=token]").await;
+    click(c, Locator::XPath("//button[.='Log out']")).await;
+    wait_for(c, "input[name=token]").await;
     c.goto(&d.url("/ui/events")).await.unwrap();
-    wait_for(&c, "input[name=token]").await;
+    wait_for(c, "input[name=token]").await;
     assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
 
     b.close().await;
@@ -229,7 +225,7 @@ async fn an_operator_signs_in_finds_a_failure_redrives_it_and_replays_a_window()
         .unwrap();
     form.set_by_name("token", TOKEN).await.unwrap();
     form.submit().await.unwrap();
-    wait_for(&c, "table.grid").await;
+    wait_for(c, "table.grid").await;
     let bg = c
         .find(Locator::Css("body"))
         .await
