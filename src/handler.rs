@@ -132,18 +132,32 @@ impl Delivery {
         self.claim.replay
     }
 
+    /// The destination this delivery goes to: each destination of an event is a
+    /// delivery of its own, with its own attempts and retries (empty: the source's only
+    /// delivery).
+    pub fn destination(&self) -> &str {
+        &self.claim.destination
+    }
+
     /// A stable key for an external call made in step `step`, to pass as the remote
     /// side's idempotency key (`evt_…:step`, with the replay for replays). It covers the
     /// one window memoisation cannot: a crash after the effect and before its result
     /// was journaled.
     pub fn idempotency_key(&self, step: &str) -> String {
+        let dest = &*self.claim.destination;
+        let step = if dest.is_empty() {
+            step.to_owned()
+        } else {
+            format!("{dest}:{step}")
+        };
         match self.claim.replay {
             None => format!("{}:{step}", self.event.id),
             Some(r) => format!("{}:replay-{r}:{step}", self.event.id),
         }
     }
 
-    /// Runs `f` once per event (once per replay, for replays) and journals its result:
+    /// Runs `f` once per event and destination (once per replay, for replays) and
+    /// journals its result:
     /// when a later attempt, a restart after a crash, or a retry of the handler reaches
     /// this step again, the stored result is returned and `f` is not called.
     ///
@@ -155,9 +169,13 @@ impl Delivery {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let key = match self.claim.replay {
-            None => name.to_owned(),
-            Some(r) => format!("replay-{r}/{name}"),
+        // Scoped to the replay and the destination: each delivery memoises its own.
+        let dest = &*self.claim.destination;
+        let key = match (self.claim.replay, dest.is_empty()) {
+            (None, true) => name.to_owned(),
+            (None, false) => format!("to-{dest}/{name}"),
+            (Some(r), true) => format!("replay-{r}/{name}"),
+            (Some(r), false) => format!("replay-{r}/to-{dest}/{name}"),
         };
         let id = self.event.id;
         let decode = |stored: &[u8]| {

@@ -13,7 +13,7 @@ use tower::ServiceBuilder;
 use crate::layer::ack::{Accepted, AckLayer};
 use crate::layer::shed::ShedLayer;
 use crate::layer::verify::VerifyLayer;
-use crate::{Journal, Verifier};
+use crate::{Filter, Journal, Verifier};
 
 /// One ready webhook endpoint: shed, verify, journal, `202`. Mount it with
 /// `Router::route_service`.
@@ -26,6 +26,7 @@ pub type Endpoint = BoxCloneSyncService<Request<Body>, Response<Body>, Infallibl
 /// - `dedup_window`: 7 days.
 /// - `max_backlog`: none (no 429).
 /// - `order_by`: none (deliveries of a source are not ordered).
+/// - `destinations`: none (each event has one delivery).
 #[derive(Debug, Clone)]
 pub struct Source {
     name: Arc<str>,
@@ -34,6 +35,7 @@ pub struct Source {
     dedup_window: Option<Duration>,
     max_backlog: Option<u64>,
     order_by: Option<Arc<str>>,
+    destinations: Vec<(String, Filter)>,
 }
 
 impl Source {
@@ -46,6 +48,7 @@ impl Source {
             dedup_window: Some(crate::layer::ack::DEFAULT_DEDUP_WINDOW),
             max_backlog: None,
             order_by: None,
+            destinations: Vec::new(),
         }
     }
 
@@ -72,6 +75,14 @@ impl Source {
     /// one is retrying or dead.
     pub fn order_by(mut self, pointer: impl Into<Arc<str>>) -> Self {
         self.order_by = Some(pointer.into());
+        self
+    }
+
+    /// Delivers each event to those of `destinations` whose filter takes it, each
+    /// destination a delivery of its own: its own attempts, retry schedule, dead state
+    /// and redrive (see [`AckLayer::destinations`]).
+    pub fn destinations(mut self, destinations: Vec<(String, Filter)>) -> Self {
+        self.destinations = destinations;
         self
     }
 
@@ -150,7 +161,8 @@ impl Hookbox {
             .layer(
                 AckLayer::new(self.journal.clone())
                     .dedup_window(s.dedup_window)
-                    .order_by(s.order_by.clone()),
+                    .order_by(s.order_by.clone())
+                    .destinations(s.destinations.clone()),
             )
             .service(Accepted);
         Some(BoxCloneSyncService::new(svc))

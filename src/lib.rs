@@ -88,10 +88,10 @@ pub use forward::{Delivered, Destination, ForwardError};
 pub use handler::{Delivery, Outcome, StepError};
 pub use hookbox::{Endpoint, Hookbox, Source};
 pub use journal::{
-    AppendFuture, AppendOptions, Appended, Attempt, AttemptOutcome, Claim, EventId, EventState,
-    EventSummary, Journal, JournalError, JournalFuture, Load, Next, OpenError, Page,
-    PostgresJournal, PostgresJournalBuilder, Query, RedbJournal, RedbJournalBuilder, RedriveFilter,
-    ReplayFilter, ReplayStatus, SslMode, State, StoredEvent,
+    AppendFuture, AppendOptions, Appended, Attempt, AttemptOutcome, Claim, DeadDelivery,
+    DestinationState, EventId, EventState, EventSummary, Journal, JournalError, JournalFuture,
+    Load, Next, OpenError, Page, PostgresJournal, PostgresJournalBuilder, Query, RedbJournal,
+    RedbJournalBuilder, RedriveFilter, ReplayFilter, ReplayStatus, SslMode, State, StoredEvent,
 };
 pub use layer::ack::{Accepted, Ack, AckLayer, Acked};
 pub use layer::shed::{Shed, ShedLayer};

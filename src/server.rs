@@ -65,7 +65,15 @@ pub fn hookbox(
         if let Some(w) = src.dedup_window {
             source = source.dedup_window((!w.0.is_zero()).then_some(w.0));
         }
-        hb = hb.source(source);
+        let known = |name: &str| config.destinations.iter().any(|d| d.name == name);
+        let mut destinations = Vec::new();
+        for (j, r) in src.destinations.iter().enumerate() {
+            if known(r.name()) {
+                let filter = r.filter(&format!("source[{i}].destinations[{j}]"))?;
+                destinations.push((r.name().to_owned(), filter));
+            }
+        }
+        hb = hb.source(source.destinations(destinations));
     }
     Ok(hb)
 }
@@ -73,9 +81,12 @@ pub fn hookbox(
 /// The delivery runtime of `config`: each source with destinations forwards its events
 /// to them. `None` when no source has a destination (events are then only journaled).
 ///
-/// A source's retry policy is its own `retry`, else the first of its destinations'
-/// that has one, else the default schedule. Its attempt timeout defaults to the
-/// longest destination timeout plus 5 s (waiting for a connection counts too).
+/// Each destination of a source is a delivery of its own, retried on the destination's
+/// own `retry`, else the source's `retry`, else the default schedule. (Events journaled
+/// with one delivery for all destinations, before destinations had their own, retry on
+/// the source's `retry`, else its first destination's.) A source's attempt timeout
+/// defaults to the longest destination timeout plus 5 s (waiting for a connection
+/// counts too).
 pub fn runtime(
     config: &Config,
     journal: Arc<dyn Journal>,
@@ -110,6 +121,10 @@ pub fn runtime(
             Some(r) => RetryPolicy::from_config(r, &key)?,
             None => RetryPolicy::default(),
         };
+        let own = match &src.retry {
+            Some(r) => RetryPolicy::from_config(r, &key)?,
+            None => RetryPolicy::default(),
+        };
         let longest = dests.iter().map(|d| d.timeout()).max().unwrap_or_default();
         let mut opts = SourceOptions::default()
             .retry(retry)
@@ -123,6 +138,17 @@ pub fn runtime(
         }
         if let Some(n) = src.concurrency {
             opts = opts.concurrency(n);
+        }
+        for d in &dests {
+            let at = config.destinations.iter().position(|c| c.name == d.name());
+            let policy = match d.retry() {
+                Some(r) => RetryPolicy::from_config(
+                    r,
+                    &format!("destination[{}].retry", at.unwrap_or_default()),
+                )?,
+                None => own.clone(),
+            };
+            opts = opts.destination_retry(d.name(), policy);
         }
         builder = builder.source(&src.name, opts).forward(&src.name, routed);
         any = true;

@@ -10,12 +10,14 @@ use crate::{
     Delivery, Destination, Filter, FilterInput, ForwardError, Journal, Outcome, StepError,
 };
 
-/// Forwards a delivery to every destination of its source, at once.
+/// Forwards a delivery to its destination.
 ///
-/// With several destinations each success is memoised as a step (`forward:NAME`), so a
-/// retry (or a redrive) resends only to the destinations that failed. With one there is
-/// nothing to spare, and no step is written. A replay with a destination goes to that
-/// destination only.
+/// A delivery names its destination: each destination of an event is a delivery of its
+/// own (its filter took the event at ingest), with its own attempts and retries. A
+/// delivery without one (journaled before destinations had their own, or taken by no
+/// filter) goes to every destination of its source whose filter takes it, at once; with
+/// several, each success is memoised as a step (`forward:NAME`), so a retry resends only
+/// to those that failed. None taking it: the event is done, filtered out.
 pub(crate) struct Forwarder {
     /// Each destination with the filter of the source's reference to it.
     destinations: Arc<[(Arc<Destination>, Filter)]>,
@@ -65,6 +67,23 @@ impl Handler<Delivery> for Forwarder {
         let journal = self.journal.clone();
         let destinations = self.destinations.clone();
         Box::pin(async move {
+            if !d.destination().is_empty() {
+                let Some((dest, _)) = destinations
+                    .iter()
+                    .find(|(dest, _)| dest.name() == d.destination())
+                else {
+                    return Outcome::fail(format!(
+                        "`{}` is not a destination of source `{}`",
+                        d.destination(),
+                        d.source()
+                    ));
+                };
+                return match send(&d, dest, false).await {
+                    Sent::Ok => Outcome::Done,
+                    Sent::Permanent(reason) => Outcome::fail(reason),
+                    Sent::Retry(after, reason) => Outcome::Retry { after, reason },
+                };
+            }
             let only = match d.replay() {
                 None => None,
                 Some(r) => {

@@ -112,6 +112,8 @@ pub struct SourceOptions {
     rate: Option<f64>,
     attempt_timeout: Duration,
     retry: RetryPolicy,
+    /// Destinations with a retry policy of their own.
+    destination_retry: std::collections::HashMap<String, RetryPolicy>,
 }
 
 impl Default for SourceOptions {
@@ -122,6 +124,7 @@ impl Default for SourceOptions {
             rate: None,
             attempt_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            destination_retry: Default::default(),
         }
     }
 }
@@ -155,6 +158,24 @@ impl SourceOptions {
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
+    }
+
+    /// Sets the retry policy of the deliveries to `destination` (the others keep the
+    /// source's): each destination fails, retries and dies on its own schedule.
+    pub fn destination_retry(
+        mut self,
+        destination: impl Into<String>,
+        policy: RetryPolicy,
+    ) -> Self {
+        self.destination_retry.insert(destination.into(), policy);
+        self
+    }
+
+    /// The retry policy of deliveries to `destination`.
+    pub(crate) fn retry_for(&self, destination: &str) -> &RetryPolicy {
+        self.destination_retry
+            .get(destination)
+            .unwrap_or(&self.retry)
     }
 }
 

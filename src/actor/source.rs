@@ -27,7 +27,7 @@ pub(super) struct SourceActor {
     opts: SourceOptions,
     /// Claims held: deliveries started and not yet journaled as settled. Given back
     /// to the journal when the actor restarts or a drain gives up on them.
-    in_flight: HashMap<(EventId, Option<u64>), Claim>,
+    in_flight: HashMap<InFlight, Claim>,
     /// A claim is being read from the journal; `fill` calls meanwhile set `again`.
     claiming: bool,
     /// Fill once more when the claim in progress returns.
@@ -47,6 +47,13 @@ pub(super) struct SourceActor {
     started: u64,
     restarts: u32,
     metrics: SourceMetrics,
+}
+
+/// What identifies a delivery in flight: (event, replay, destination).
+type InFlight = (EventId, Option<u64>, Arc<str>);
+
+fn in_flight_key(c: &Claim) -> InFlight {
+    (c.id, c.replay, c.destination.clone())
 }
 
 /// Every attempt outcome, in the order of [`SourceMetrics::attempts`].
@@ -238,7 +245,7 @@ impl SourceActor {
     }
 
     fn dispatch(&mut self, mut claim: Claim, ctx: &mut Context<Self>) {
-        let key = (claim.id, claim.replay);
+        let key = in_flight_key(&claim);
         let prefetched = claim.event.0.take();
         self.in_flight.insert(key, claim.clone());
         self.running += 1;
@@ -263,7 +270,7 @@ impl SourceActor {
         clock: Instant,
         ctx: &mut Context<Self>,
     ) {
-        let key = (ready.id, ready.replay);
+        let key = in_flight_key(&ready);
         let event = match res {
             Ok(Some(e)) => e,
             Ok(None) => {
@@ -341,7 +348,8 @@ impl SourceActor {
         }
         let elapsed = clock.elapsed();
         let n = ready.attempt;
-        let retry = |hint: Option<Duration>, reason: String| match self.opts.retry.delay(n, hint) {
+        let policy = self.opts.retry_for(&ready.destination);
+        let retry = |hint: Option<Duration>, reason: String| match policy.delay(n, hint) {
             Some(d) => Next::RetryAt(millis_after(d)),
             None => Next::Dead(reason),
         };
@@ -387,8 +395,9 @@ impl SourceActor {
             outcome,
             error,
             replay: ready.replay,
+            destination: ready.destination.to_string(),
         };
-        let key = (ready.id, ready.replay);
+        let key = in_flight_key(&ready);
         let settle = self.journal.settle(ready, attempt, next);
         ctx.spawn(settle.into_actor(self).map(move |res, act, ctx| {
             match res {

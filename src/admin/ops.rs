@@ -450,13 +450,19 @@ pub(crate) struct RedriveRequest {
     /// Only events that died before this time (RFC 3339); after `since`.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub(crate) until: Option<SystemTime>,
+    /// Only the deliveries to this destination (the event's other destinations keep
+    /// their state).
+    pub(crate) destination: Option<String>,
 }
 
 impl RedriveRequest {
-    /// Reads a JSON object with `ids`, `source`, `type`, `since` and `until`, all
-    /// optional.
+    /// Reads a JSON object with `ids`, `source`, `type`, `since`, `until` and
+    /// `destination`, all optional.
     pub(crate) fn parse(body: &[u8]) -> Result<Self, Problem> {
-        let r = JsonObject::parse(body, &["ids", "source", "type", "since", "until"])?;
+        let r = JsonObject::parse(
+            body,
+            &["ids", "source", "type", "since", "until", "destination"],
+        )?;
         let ids = r
             .get::<Vec<String>>("ids")?
             .map(|ids| {
@@ -474,6 +480,7 @@ impl RedriveRequest {
             until: r.time("until")?,
             source: r.get("source")?,
             event_type: r.get("type")?,
+            destination: r.get("destination")?,
         })
     }
 }
@@ -696,13 +703,16 @@ pub(crate) struct DeadList {
     pub(crate) events: Vec<DeadEvent>,
 }
 
-/// One dead event.
+/// One dead delivery: an event and the destination that gave up on it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct DeadEvent {
     /// hookbox's id.
     pub(crate) id: EventId,
     /// The source it arrived on.
     pub(crate) source: String,
+    /// The destination whose delivery died (`null`: the source's only delivery).
+    #[schema(required = true)]
+    pub(crate) destination: Option<String>,
     /// The provider's event type, if stated.
     #[serde(rename = "type")]
     #[schema(required = true)]
@@ -714,7 +724,7 @@ pub(crate) struct DeadEvent {
     /// Why its last attempt failed.
     #[schema(required = true)]
     pub(crate) last_error: Option<String>,
-    /// Attempts made, across redrives.
+    /// Attempts made to this destination, across redrives.
     pub(crate) attempts: u32,
 }
 
@@ -886,15 +896,21 @@ pub(crate) async fn replay_status(admin: &Admin, id: u64) -> Result<ReplayProgre
     })
 }
 
-/// Dead events, oldest first, with why they died.
+/// Dead deliveries, oldest first, with why they died.
 pub(crate) async fn list_dlq(admin: &Admin, q: DlqQuery) -> Result<DeadList, Problem> {
     let journal = &admin.journal;
     let mut events = Vec::new();
-    for (id, source) in journal.dead(q.source.as_deref(), q.limit).await? {
-        let (event, st) = tokio::try_join!(journal.get(id), journal.state(id))?;
+    for dead in journal.dead(q.source.as_deref(), q.limit).await? {
+        let id = dead.id;
+        let (event, rows) = tokio::try_join!(journal.get(id), journal.deliveries(id))?;
+        let st = rows
+            .into_iter()
+            .find(|r| r.destination == dead.destination)
+            .map(|r| r.state);
         events.push(DeadEvent {
             id,
-            source,
+            source: dead.source,
+            destination: (!dead.destination.is_empty()).then_some(dead.destination),
             event_type: event.and_then(|e| e.event_type),
             dead_at: st.as_ref().and_then(|s| s.dead_at_ms).map(from_ms),
             last_error: st.as_ref().and_then(|s| s.last_error.clone()),
@@ -916,6 +932,7 @@ pub(crate) async fn redrive(admin: &Admin, r: RedriveRequest) -> Result<Redriven
             since_ms: r.since.map(bound_ms),
             until_ms: r.until.map(bound_ms),
             max_redrives: None,
+            destination: r.destination,
         })
         .await?;
     Ok(Redriven { redriven })

@@ -39,8 +39,8 @@ pub(crate) use record::{duration_ms, millis, millis_after};
 pub use record::{EventSummary, StoredEvent};
 pub use redb_journal::{RedbJournal, RedbJournalBuilder};
 pub use state::{
-    Attempt, AttemptOutcome, Claim, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus,
-    State,
+    Attempt, AttemptOutcome, Claim, DeadDelivery, DestinationState, EventState, Next,
+    RedriveFilter, ReplayFilter, ReplayStatus, State,
 };
 
 /// hookbox's id for an event: time-ordered (`received ms << 16 | n`), unique within a
@@ -215,8 +215,13 @@ pub struct AppendOptions {
     /// How long a provider delivery id of the same source counts as a duplicate
     /// (`None`: no deduplication).
     pub dedup_window: Option<Duration>,
-    /// The ordering key: deliveries of one key happen one at a time, in order.
+    /// The ordering key: deliveries of one key happen one at a time, in order (per
+    /// destination).
     pub order_key: Option<String>,
+    /// The destinations the event goes to, each its own delivery with its own attempts,
+    /// retries, dead state and order. Empty: one delivery, to the unnamed destination
+    /// (`""`), which is what a source with one handler needs.
+    pub destinations: Vec<String>,
 }
 
 /// The future of every journal call that is not answered from counters: reads resolve
@@ -246,7 +251,8 @@ pub trait Journal: Send + Sync + fmt::Debug + 'static {
     /// The current load, for shedding.
     fn load(&self) -> Load;
 
-    /// Events of `source` not yet done or dead.
+    /// Original deliveries of `source` (one per event and destination) not yet done or
+    /// dead.
     fn backlog(&self, source: &str) -> u64;
 
     /// Every source with its backlog.
@@ -290,19 +296,24 @@ pub trait Journal: Send + Sync + fmt::Debug + 'static {
     /// [`JournalError::LeaseLost`] when the claim is no longer held.
     fn save_step(&self, claim: &Claim, name: &str, value: Vec<u8>) -> JournalFuture<()>;
 
-    /// An event's delivery state (`None`: no such event).
+    /// An event's delivery state, over all its destinations (see
+    /// [`EventState::aggregate`]); `None`: no such event.
     fn state(&self, id: EventId) -> JournalFuture<Option<EventState>>;
+
+    /// The state of each destination's original delivery of an event, by destination
+    /// name (empty: no such event).
+    fn deliveries(&self, id: EventId) -> JournalFuture<Vec<DestinationState>>;
 
     /// Every attempt of an event, oldest first.
     fn attempts(&self, id: EventId) -> JournalFuture<Vec<Attempt>>;
 
-    /// Dead events (the DLQ), oldest id first, with their sources.
-    fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<(EventId, String)>>;
+    /// Dead deliveries (the DLQ), oldest event first, then by destination.
+    fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<DeadDelivery>>;
 
-    /// How many events are dead.
+    /// How many deliveries are dead.
     fn dead_count(&self) -> JournalFuture<u64>;
 
-    /// Moves matching dead events back to pending; resolves to how many.
+    /// Moves matching dead deliveries back to pending; resolves to how many.
     fn redrive(&self, filter: RedriveFilter) -> JournalFuture<u64>;
 
     /// Queues new deliveries of the events of a window.

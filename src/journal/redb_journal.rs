@@ -12,7 +12,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Sto
 use tokio::sync::{oneshot, watch};
 
 use super::record::{self, millis};
-use super::state::{Attempt, Claim, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus};
+use super::state::{
+    Attempt, Claim, DeadDelivery, DestinationState, EventState, Next, RedriveFilter, ReplayFilter,
+    ReplayStatus,
+};
 use super::tables::{
     ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, META, ORDER, READY, REPLAYS, SOURCES, STATE, STEPS,
 };
@@ -26,8 +29,9 @@ use crate::{Event, Verified};
 /// The most READY entries one `ready` call looks at beyond those it returns.
 const MAX_READY_SCAN: usize = 16_384;
 
-/// The journal format version this build writes.
-const FORMAT_VERSION: u64 = 1;
+/// The journal format version this build writes: 2 keeps one delivery per event and
+/// destination (version 1 had one per event; it is migrated at open).
+const FORMAT_VERSION: u64 = 2;
 
 /// State shared by the journal handle, its writer thread and its disk watcher.
 pub(super) struct Shared {
@@ -76,9 +80,9 @@ pub struct RedbJournal {
     closing: AtomicBool,
     /// The writer thread, joined on shutdown.
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// Claims held, by (event, replay) -> fencing token. In memory: one process is the
+    /// Claims held, by (event, replay, destination) -> fencing token. In memory: one process is the
     /// only node, and a crash ends every claim with it.
-    claims: Arc<Mutex<HashMap<(u64, u64), u64>>>,
+    claims: Arc<Mutex<HashMap<HeldKey, u64>>>,
     /// The last fencing token handed out.
     tokens: AtomicU64,
 }
@@ -253,11 +257,13 @@ fn init(db: &Database) -> Result<(u64, HashMap<Arc<str>, u64>), InitError> {
         let mut meta = txn.open_table(META)?;
         let version = meta.get("format_version")?.map(|g| g.value());
         match version {
-            None => {
-                meta.insert("format_version", FORMAT_VERSION)?;
-            }
+            None => {}
             Some(v) if v > FORMAT_VERSION => return Err(InitError::Version(v)),
+            Some(1) => migrate_v1(&txn)?,
             Some(_) => {}
+        }
+        if version != Some(FORMAT_VERSION) {
+            meta.insert("format_version", FORMAT_VERSION)?;
         }
         let events = txn.open_table(EVENTS)?;
         let last = events.last()?.map(|(k, _)| k.value()).unwrap_or(0);
@@ -280,6 +286,47 @@ fn init(db: &Database) -> Result<(u64, HashMap<Arc<str>, u64>), InitError> {
     };
     txn.commit()?;
     Ok((last, backlog))
+}
+
+/// Moves the delivery tables of format version 1 (one delivery per event) to those of
+/// version 2, each delivery to the unnamed destination, in the transaction that opens
+/// the file: a crash midway leaves version 1 as it was.
+fn migrate_v1(txn: &redb::WriteTransaction) -> Result<(), InitError> {
+    use super::tables::v1;
+    {
+        let old = txn.open_table(v1::READY)?;
+        let mut new = txn.open_table(READY)?;
+        for entry in old.iter()? {
+            let (k, v) = entry?;
+            let (source, due, id, replay) = k.value();
+            new.insert((source, due, id, replay, ""), v.value())?;
+        }
+        let old = txn.open_table(v1::STATE)?;
+        let mut new = txn.open_table(STATE)?;
+        for entry in old.iter()? {
+            let (k, v) = entry?;
+            new.insert((k.value(), ""), v.value())?;
+        }
+        let old = txn.open_table(v1::DEAD)?;
+        let mut new = txn.open_table(DEAD)?;
+        for entry in old.iter()? {
+            let (k, v) = entry?;
+            let (source, id) = k.value();
+            new.insert((source, id, ""), v.value())?;
+        }
+        let old = txn.open_table(v1::ORDER)?;
+        let mut new = txn.open_table(ORDER)?;
+        for entry in old.iter()? {
+            let (k, _) = entry?;
+            let (source, key, id) = k.value();
+            new.insert((source, "", key, id), ())?;
+        }
+    }
+    txn.delete_table(v1::READY)?;
+    txn.delete_table(v1::STATE)?;
+    txn.delete_table(v1::DEAD)?;
+    txn.delete_table(v1::ORDER)?;
+    Ok(())
 }
 
 /// Refreshes the free-space reading every 250 ms while the journal lives.
@@ -410,34 +457,40 @@ impl RedbJournal {
         let mut claims = self.claims.lock().expect("claims lock");
         // Entries skipped (claimed, or held back by order) are bounded per call, so a
         // key blocked behind a dead event costs each look a bounded scan.
-        let range = ready.range((source, 0, 0, 0)..=(source, now_ms, u64::MAX, u64::MAX))?;
+        let range =
+            ready.range((source, 0, 0, 0, "")..(source, now_ms.saturating_add(1), 0, 0, ""))?;
         for (scanned, entry) in range.enumerate() {
             if out.len() >= limit || scanned >= MAX_READY_SCAN.saturating_add(limit) {
                 break;
             }
             let (k, v) = entry?;
-            let (_, due_ms, id, replay) = k.value();
+            let (_, due_ms, id, replay, dest) = k.value();
             let (attempt, key) = v.value();
-            if claims.contains_key(&(id, replay)) {
+            let destination: Arc<str> = Arc::from(dest);
+            let held = (id, replay, destination);
+            if claims.contains_key(&held) {
                 continue;
             }
             let replay = (replay != 0).then_some(replay);
             if !key.is_empty() && replay.is_none() {
-                // Per-key order: only the oldest unfinished event of a key may go.
+                // Per-key order: only the oldest unfinished event of a key may go to
+                // each destination.
                 let first = order
-                    .range((source, key, 0)..=(source, key, u64::MAX))?
+                    .range((source, dest, key, 0)..=(source, dest, key, u64::MAX))?
                     .next()
                     .transpose()?;
-                if first.is_some_and(|(k, _)| k.value().2 != id) {
+                if first.is_some_and(|(k, _)| k.value().3 != id) {
                     continue;
                 }
             }
             let token = self.tokens.fetch_add(1, Ordering::Relaxed) + 1;
-            claims.insert((id, replay.unwrap_or(0)), token);
+            let destination = held.2.clone();
+            claims.insert(held, token);
             out.push(Claim {
                 id: EventId(id),
                 attempt,
                 replay,
+                destination,
                 due_ms,
                 order_key: key.to_owned(),
                 source: source_arc.clone(),
@@ -451,7 +504,7 @@ impl RedbJournal {
     /// Ends `claim` if it is still held; false when it was taken back.
     fn release(&self, claim: &Claim) -> bool {
         let mut claims = self.claims.lock().expect("claims lock");
-        let key = (claim.id.0, claim.replay.unwrap_or(0));
+        let key = held_key(claim);
         if claims.get(&key) == Some(&claim.token) {
             claims.remove(&key);
             true
@@ -462,7 +515,7 @@ impl RedbJournal {
 
     fn holds(&self, claim: &Claim) -> bool {
         let claims = self.claims.lock().expect("claims lock");
-        claims.get(&(claim.id.0, claim.replay.unwrap_or(0))) == Some(&claim.token)
+        claims.get(&held_key(claim)) == Some(&claim.token)
     }
 
     fn read_next_due(
@@ -475,10 +528,13 @@ impl RedbJournal {
         let ready = txn.open_table(READY)?;
         let from = millis(after).saturating_add(1);
         let first = ready
-            .range((source, from, 0, 0)..=(source, u64::MAX, u64::MAX, u64::MAX))?
+            .range((source, from, 0, 0, "")..)?
             .next()
             .transpose()?;
-        Ok(first.map(|(k, _)| k.value().1))
+        Ok(first.and_then(|(k, _)| {
+            let (s, due, ..) = k.value();
+            (s == source).then_some(due)
+        }))
     }
 
     fn read_step_result(&self, id: EventId, name: &str) -> Result<Option<Vec<u8>>, JournalError> {
@@ -495,6 +551,15 @@ impl RedbJournal {
             return Ok(None);
         }
         state_of(&txn.open_table(STATE)?, id.0).map(Some)
+    }
+
+    fn read_deliveries(&self, id: EventId) -> Result<Vec<DestinationState>, JournalError> {
+        let db = self.db()?;
+        let txn = db.begin_read()?;
+        if txn.open_table(EVENTS)?.get(id.0)?.is_none() {
+            return Ok(Vec::new());
+        }
+        deliveries_of(&txn.open_table(STATE)?, id.0)
     }
 
     fn read_attempts(&self, id: EventId) -> Result<Vec<Attempt>, JournalError> {
@@ -615,24 +680,33 @@ fn read_query(shared: &Shared, q: &Query) -> Result<Page, JournalError> {
     Ok(page)
 }
 
-/// Dead events, by source then id.
+/// Dead deliveries, by source, then event, then destination.
 fn read_dead(
     shared: &Shared,
     source: Option<&str>,
     limit: usize,
-) -> Result<Vec<(EventId, String)>, JournalError> {
+) -> Result<Vec<DeadDelivery>, JournalError> {
     let db = db_of(shared)?;
     let txn = db.begin_read()?;
     let dead = txn.open_table(DEAD)?;
     let mut out = Vec::new();
-    for entry in dead.iter()? {
+    let entries = match source {
+        Some(s) => dead.range((s, 0, "")..)?,
+        None => dead.iter()?,
+    };
+    for entry in entries {
         let (k, _) = entry?;
-        let (s, id) = k.value();
-        if source.is_none_or(|want| want == s) {
-            out.push((EventId(id), s.to_owned()));
-            if out.len() >= limit.max(1) {
-                break;
-            }
+        let (s, id, destination) = k.value();
+        if source.is_some_and(|want| want != s) {
+            break;
+        }
+        out.push(DeadDelivery {
+            id: EventId(id),
+            source: s.to_owned(),
+            destination: destination.to_owned(),
+        });
+        if out.len() >= limit.max(1) {
+            break;
         }
     }
     Ok(out)
@@ -690,6 +764,7 @@ impl Journal for RedbJournal {
             received_ms: millis(event.received_at),
             dedup_window: opts.dedup_window,
             order_key: opts.order_key.clone().unwrap_or_default(),
+            destinations: opts.destinations.clone(),
             reply,
         };
         if let Err(e) = self.sender.try_send(Op::Append(op)) {
@@ -772,7 +847,7 @@ impl Journal for RedbJournal {
         }
         // The claim ends once the outcome is committed (or failed), not before: until
         // then the delivery is still in the ready queue and must not be claimed again.
-        let key = (claim.id.0, claim.replay.unwrap_or(0));
+        let key = held_key(&claim);
         let token = claim.token;
         let claims = self.claims.clone();
         let (reply, rx) = oneshot::channel();
@@ -834,7 +909,11 @@ impl Journal for RedbJournal {
         done(self.read_attempts(id))
     }
 
-    fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<(EventId, String)>> {
+    fn deliveries(&self, id: EventId) -> JournalFuture<Vec<DestinationState>> {
+        done(self.read_deliveries(id))
+    }
+
+    fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<DeadDelivery>> {
         let source = source.map(str::to_owned);
         offload(&self.shared, move |s| {
             read_dead(s, source.as_deref(), limit)
@@ -882,15 +961,59 @@ impl Journal for RedbJournal {
 }
 
 /// The journaled state of `id`; an event never attempted is pending.
-fn state_of(
-    states: &impl ReadableTable<u64, &'static [u8]>,
+/// (event, replay or 0, destination): what a claim holds.
+type HeldKey = (u64, u64, Arc<str>);
+
+/// The key a claim is held under.
+fn held_key(claim: &Claim) -> HeldKey {
+    (
+        claim.id.0,
+        claim.replay.unwrap_or(0),
+        claim.destination.clone(),
+    )
+}
+
+/// Every state row of event `id`, by destination.
+pub(super) fn delivery_rows(
+    states: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
     id: u64,
-) -> Result<EventState, JournalError> {
-    match states.get(id)? {
-        Some(g) => serde_json::from_slice(g.value()).map_err(|e| JournalError::Corrupt {
+) -> Result<Vec<DestinationState>, JournalError> {
+    let mut out = Vec::new();
+    for entry in states.range((id, "")..(id.saturating_add(1), ""))? {
+        let (k, v) = entry?;
+        let state = serde_json::from_slice(v.value()).map_err(|e| JournalError::Corrupt {
             id,
             problem: e.to_string(),
-        }),
-        None => Ok(EventState::fresh("")),
+        })?;
+        out.push(DestinationState {
+            destination: k.value().1.to_owned(),
+            state,
+        });
     }
+    Ok(out)
+}
+
+/// Each destination's delivery of event `id` (one, never attempted, when no row exists).
+fn deliveries_of(
+    states: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    id: u64,
+) -> Result<Vec<DestinationState>, JournalError> {
+    let mut rows = delivery_rows(states, id)?;
+    if rows.is_empty() {
+        rows.push(DestinationState {
+            destination: String::new(),
+            state: EventState::fresh(""),
+        });
+    }
+    Ok(rows)
+}
+
+/// Event `id`'s state over all its deliveries.
+fn state_of(
+    states: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    id: u64,
+) -> Result<EventState, JournalError> {
+    let rows = deliveries_of(states, id)?;
+    Ok(EventState::aggregate(rows.iter().map(|d| &d.state))
+        .unwrap_or_else(|| EventState::fresh("")))
 }

@@ -63,6 +63,42 @@ pub struct EventState {
 }
 
 impl EventState {
+    /// An event's state from the states of its deliveries (one per destination): the
+    /// worst of them (dead before retrying before pending before done), attempts and
+    /// redrives summed, the earliest next attempt, the latest death, and the last error
+    /// of a delivery in the worst state. `None` for no deliveries.
+    pub fn aggregate<'a>(deliveries: impl IntoIterator<Item = &'a EventState>) -> Option<Self> {
+        fn rank(s: State) -> u8 {
+            match s {
+                State::Done => 0,
+                State::Pending => 1,
+                State::Retrying => 2,
+                State::Dead => 3,
+            }
+        }
+        let mut out: Option<EventState> = None;
+        for d in deliveries {
+            let Some(acc) = out.as_mut() else {
+                out = Some(d.clone());
+                continue;
+            };
+            acc.attempts += d.attempts;
+            acc.redrives += d.redrives;
+            acc.next_at_ms = match (acc.next_at_ms, d.next_at_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            acc.dead_at_ms = acc.dead_at_ms.max(d.dead_at_ms);
+            if rank(d.state) > rank(acc.state) {
+                acc.state = d.state;
+                acc.last_error = d.last_error.clone().or(acc.last_error.take());
+            } else if acc.last_error.is_none() {
+                acc.last_error = d.last_error.clone();
+            }
+        }
+        out
+    }
+
     /// The state of an event never attempted.
     pub(crate) fn fresh(order_key: &str) -> Self {
         EventState {
@@ -128,6 +164,31 @@ pub struct Attempt {
     /// The replay this attempt belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<u64>,
+    /// The destination the attempt delivered to (empty: the source's only delivery).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub destination: String,
+}
+
+/// One destination's delivery of an event: each has its own attempts, retries and dead
+/// state, so one destination failing neither delays nor dead-letters another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationState {
+    /// The destination (empty: the source's only delivery).
+    pub destination: String,
+    /// Its delivery's state.
+    #[serde(flatten)]
+    pub state: EventState,
+}
+
+/// A dead delivery: one entry of the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadDelivery {
+    /// The event.
+    pub id: EventId,
+    /// Its source.
+    pub source: String,
+    /// The destination that gave up (empty: the source's only delivery).
+    pub destination: String,
 }
 
 /// A claimed delivery, as handed to a source actor: while the claim is held no other
@@ -141,6 +202,8 @@ pub struct Claim {
     pub attempt: u32,
     /// The replay this delivery belongs to (`None`: the original delivery).
     pub replay: Option<u64>,
+    /// The destination this delivery goes to (empty: the source's only delivery).
+    pub destination: std::sync::Arc<str>,
     /// The due time the entry is filed under (ms); identifies it for the outcome.
     pub(crate) due_ms: u64,
     /// The ordering key, or empty.
@@ -183,11 +246,11 @@ impl std::fmt::Debug for Prefetched {
 /// What happens to a delivery after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
-    /// Delivered; for the original delivery the event becomes `Done`.
+    /// Delivered; for an original delivery that destination's state becomes `Done`.
     Done,
     /// Try again at this time (ms since the Unix epoch).
     RetryAt(u64),
-    /// Give up with this reason: the event becomes `Dead`.
+    /// Give up with this reason: that destination's delivery becomes `Dead`.
     Dead(String),
 }
 
@@ -212,6 +275,9 @@ pub struct RedriveFilter {
     /// Only events redriven fewer times than this (a redrive policy's limit).
     #[serde(default)]
     pub max_redrives: Option<u32>,
+    /// Only this destination's dead deliveries (the others stay dead).
+    #[serde(default)]
+    pub destination: Option<String>,
 }
 
 /// A replay: new deliveries of the events of a window, leaving their history alone.
@@ -245,7 +311,8 @@ pub struct ReplayFilter {
     pub sources: Option<Vec<String>>,
     /// Only this type (or `prefix*`).
     pub event_type: Option<String>,
-    /// Deliver only to this destination.
+    /// Deliver only to this destination (without: to each destination the event was
+    /// delivered to originally).
     pub destination: Option<String>,
     /// Count only; queue nothing.
     pub dry_run: bool,

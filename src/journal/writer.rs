@@ -36,6 +36,8 @@ pub(super) struct AppendOp {
     pub(super) dedup_window: Option<Duration>,
     /// The ordering key, or empty.
     pub(super) order_key: String,
+    /// The destinations, each a delivery (empty: one, to the unnamed destination).
+    pub(super) destinations: Vec<String>,
     /// Answered after the commit returns, never before.
     pub(super) reply: Reply<Appended>,
 }
@@ -276,11 +278,11 @@ struct Tables<'t> {
     events: redb::Table<'t, u64, &'static [u8]>,
     by_source: redb::Table<'t, (&'static str, u64), ()>,
     dedup: redb::Table<'t, (&'static str, &'static str), (u64, u64)>,
-    ready: redb::Table<'t, (&'static str, u64, u64, u64), (u32, &'static str)>,
-    state: redb::Table<'t, u64, &'static [u8]>,
-    dead: redb::Table<'t, (&'static str, u64), u64>,
+    ready: redb::Table<'t, (&'static str, u64, u64, u64, &'static str), (u32, &'static str)>,
+    state: redb::Table<'t, (u64, &'static str), &'static [u8]>,
+    dead: redb::Table<'t, (&'static str, u64, &'static str), u64>,
     attempts: redb::Table<'t, (u64, u32), &'static [u8]>,
-    order: redb::Table<'t, (&'static str, &'static str, u64), ()>,
+    order: redb::Table<'t, (&'static str, &'static str, &'static str, u64), ()>,
     replays: redb::Table<'t, u64, &'static [u8]>,
 }
 
@@ -299,8 +301,8 @@ impl<'t> Tables<'t> {
         })
     }
 
-    fn get_state(&self, id: u64) -> Result<Option<EventState>, JournalError> {
-        match self.state.get(id)? {
+    fn get_state(&self, id: u64, dest: &str) -> Result<Option<EventState>, JournalError> {
+        match self.state.get((id, dest))? {
             Some(g) => {
                 serde_json::from_slice(g.value())
                     .map(Some)
@@ -313,9 +315,9 @@ impl<'t> Tables<'t> {
         }
     }
 
-    fn put_state(&mut self, id: u64, st: &EventState) -> Result<(), JournalError> {
+    fn put_state(&mut self, id: u64, dest: &str, st: &EventState) -> Result<(), JournalError> {
         let bytes = serde_json::to_vec(st).expect("state serializes");
-        self.state.insert(id, bytes.as_slice())?;
+        self.state.insert((id, dest), bytes.as_slice())?;
         Ok(())
     }
 }
@@ -454,20 +456,33 @@ fn append(
     let id = *next;
     t.events.insert(id, op.record.as_slice())?;
     t.by_source.insert((&*op.source, id), ())?;
-    t.ready.insert(
-        (&*op.source, op.received_ms, id, 0),
-        (1, op.order_key.as_str()),
-    )?;
-    if !op.order_key.is_empty() {
-        t.order
-            .insert((&*op.source, op.order_key.as_str(), id), ())?;
-        t.put_state(id, &EventState::fresh(&op.order_key))?;
+    let unnamed = [String::new()];
+    let destinations = if op.destinations.is_empty() {
+        &unnamed[..]
+    } else {
+        &op.destinations[..]
+    };
+    for dest in destinations {
+        let dest = dest.as_str();
+        t.ready.insert(
+            (&*op.source, op.received_ms, id, 0, dest),
+            (1, op.order_key.as_str()),
+        )?;
+        if !op.order_key.is_empty() {
+            t.order
+                .insert((&*op.source, dest, op.order_key.as_str(), id), ())?;
+        }
+        // A named destination's row lists it among the event's deliveries; an ordered
+        // delivery's row keeps its key.
+        if !op.order_key.is_empty() || !dest.is_empty() {
+            t.put_state(id, dest, &EventState::fresh(&op.order_key))?;
+        }
     }
     if let Some(did) = &op.delivery_id {
         t.dedup.insert((&*op.source, did.as_str()), (id, now_ms))?;
     }
     *done.appended.entry(op.source.clone()).or_default() += 1;
-    *done.pending.entry(op.source.clone()).or_default() += 1;
+    *done.pending.entry(op.source.clone()).or_default() += destinations.len() as i64;
     done.max_id = done.max_id.max(id);
     Ok(Appended {
         id: EventId(id),
@@ -493,13 +508,19 @@ fn outcome(
     let r = &op.ready;
     let id = r.id.0;
     let source = &*op.source;
+    let dest = &*r.destination;
     let replay = r.replay.unwrap_or(0);
-    if t.ready.remove((source, r.due_ms, id, replay))?.is_none() {
+    if t.ready
+        .remove((source, r.due_ms, id, replay, dest))?
+        .is_none()
+    {
         // Already settled (a redrive or a second outcome raced this one): nothing to do.
         return Ok(());
     }
     let n = next_attempt_key(t, id)?;
-    let attempt = serde_json::to_vec(&op.attempt).expect("attempt serializes");
+    let mut recorded = op.attempt.clone();
+    recorded.destination = dest.to_owned();
+    let attempt = serde_json::to_vec(&recorded).expect("attempt serializes");
     t.attempts.insert((id, n), attempt.as_slice())?;
     if replay != 0 {
         let mut status: ReplayStatus = match t.replays.get(replay)? {
@@ -514,7 +535,7 @@ fn outcome(
             Next::Dead(_) => status.failed += 1,
             Next::RetryAt(at) => {
                 t.ready.insert(
-                    (source, *at, id, replay),
+                    (source, *at, id, replay, dest),
                     (r.attempt + 1, r.order_key.as_str()),
                 )?;
             }
@@ -524,7 +545,7 @@ fn outcome(
         return Ok(());
     }
     let mut st = t
-        .get_state(id)?
+        .get_state(id, dest)?
         .unwrap_or_else(|| EventState::fresh(&r.order_key));
     st.attempts += 1;
     match &op.next {
@@ -532,7 +553,7 @@ fn outcome(
             st.state = State::Done;
             st.next_at_ms = None;
             if !st.order_key.is_empty() {
-                t.order.remove((source, st.order_key.as_str(), id))?;
+                t.order.remove((source, dest, st.order_key.as_str(), id))?;
             }
             *done.pending.entry(op.source.clone()).or_default() -= 1;
         }
@@ -540,19 +561,21 @@ fn outcome(
             st.state = State::Retrying;
             st.next_at_ms = Some(*at);
             st.last_error = op.attempt.error.clone();
-            t.ready
-                .insert((source, *at, id, 0), (r.attempt + 1, r.order_key.as_str()))?;
+            t.ready.insert(
+                (source, *at, id, 0, dest),
+                (r.attempt + 1, r.order_key.as_str()),
+            )?;
         }
         Next::Dead(reason) => {
             st.state = State::Dead;
             st.next_at_ms = None;
             st.last_error = Some(reason.clone());
             st.dead_at_ms = Some(now_ms);
-            t.dead.insert((source, id), now_ms)?;
+            t.dead.insert((source, id, dest), now_ms)?;
             *done.pending.entry(op.source.clone()).or_default() -= 1;
         }
     }
-    t.put_state(id, &st)
+    t.put_state(id, dest, &st)
 }
 
 fn redrive(
@@ -562,12 +585,13 @@ fn redrive(
     done: &mut Done,
 ) -> Result<u64, JournalError> {
     // Collect first: the dead table is changed while going through it.
-    let mut picked: Vec<(String, u64)> = Vec::new();
+    let mut picked: Vec<(String, u64, String)> = Vec::new();
     for entry in t.dead.iter()? {
         let (k, v) = entry?;
-        let (source, id) = k.value();
+        let (source, id, dest) = k.value();
         let died = v.value();
         if f.source.as_deref().is_some_and(|s| s != source)
+            || f.destination.as_deref().is_some_and(|d| d != dest)
             || f.ids
                 .as_ref()
                 .is_some_and(|ids| !ids.contains(&EventId(id)))
@@ -587,25 +611,28 @@ fn redrive(
                 continue;
             }
         }
-        picked.push((source.to_owned(), id));
+        picked.push((source.to_owned(), id, dest.to_owned()));
     }
     let mut moved = 0u64;
-    for (source, id) in &picked {
-        let mut st = t.get_state(*id)?.unwrap_or_else(|| EventState::fresh(""));
+    for (source, id, dest) in &picked {
+        let dest = dest.as_str();
+        let mut st = t
+            .get_state(*id, dest)?
+            .unwrap_or_else(|| EventState::fresh(""));
         if f.max_redrives.is_some_and(|max| st.redrives >= max) {
             continue;
         }
-        t.dead.remove((source.as_str(), *id))?;
+        t.dead.remove((source.as_str(), *id, dest))?;
         moved += 1;
         st.state = State::Pending;
         st.redrives += 1;
         st.dead_at_ms = None;
         // A redriven event starts a fresh round of attempts; its history is kept.
         t.ready.insert(
-            (source.as_str(), now_ms, *id, 0),
+            (source.as_str(), now_ms, *id, 0, dest),
             (1, st.order_key.as_str()),
         )?;
-        t.put_state(*id, &st)?;
+        t.put_state(*id, dest, &st)?;
         *done.pending.entry(Arc::from(source.as_str())).or_default() += 1;
     }
     done.changed |= moved > 0;
@@ -618,6 +645,7 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplaySta
         until_ms: f.until_ms,
     };
     let (lo, hi) = window.ids();
+    // (source, id, destination) of every delivery to queue.
     let mut matched: Vec<(String, u64, String)> = Vec::new();
     if lo < hi {
         for entry in t.events.range(lo..hi)? {
@@ -635,8 +663,18 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplaySta
             {
                 continue;
             }
-            let key = t.get_state(id)?.map(|st| st.order_key).unwrap_or_default();
-            matched.push((s.source, id, key));
+            match &f.destination {
+                Some(dest) => matched.push((s.source, id, dest.clone())),
+                None => {
+                    let rows = super::redb_journal::delivery_rows(&t.state, id)?;
+                    if rows.is_empty() {
+                        matched.push((s.source.clone(), id, String::new()));
+                    }
+                    for row in rows {
+                        matched.push((s.source.clone(), id, row.destination));
+                    }
+                }
+            }
         }
     }
     let replay_id = t.replays.last()?.map_or(1, |(k, _)| k.value() + 1);
@@ -649,10 +687,12 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplaySta
         created_ms: now_ms,
     };
     if !f.dry_run {
-        for (source, id, _key) in &matched {
+        for (source, id, dest) in &matched {
             // Replays are not ordered by key: they re-deliver history as it was.
-            t.ready
-                .insert((source.as_str(), now_ms, *id, replay_id), (1, ""))?;
+            t.ready.insert(
+                (source.as_str(), now_ms, *id, replay_id, dest.as_str()),
+                (1, ""),
+            )?;
         }
         let bytes = serde_json::to_vec(&status).expect("status serializes");
         t.replays.insert(replay_id, bytes.as_slice())?;
@@ -674,20 +714,39 @@ fn purge(
     let limit = limit.max(1);
     let cutoff = before_ms.saturating_mul(1 << 16);
     let replaying = replaying(t)?;
-    // Done events always have a state row (an event never attempted has none), so the
-    // state table, in id (= time) order, lists every candidate.
-    let mut picked: Vec<(u64, String, Option<String>)> = Vec::new();
-    for entry in t.state.range(0..cutoff)? {
-        if picked.len() >= limit {
-            break;
+    // Done deliveries always have a state row (one never attempted may have none), so
+    // the state table, in id (= time) order, lists every candidate: an event whose rows
+    // are all done.
+    let mut candidates: Vec<u64> = Vec::new();
+    let mut current: Option<(u64, bool)> = None;
+    let close = |group: Option<(u64, bool)>, out: &mut Vec<u64>| {
+        if let Some((id, all_done)) = group {
+            if all_done && !replaying.contains(&id) {
+                out.push(id);
+            }
         }
+    };
+    for entry in t.state.range((0, "")..(cutoff, ""))? {
         let (k, v) = entry?;
-        let id = k.value();
+        let id = k.value().0;
         let done =
             serde_json::from_slice::<EventState>(v.value()).is_ok_and(|st| st.state == State::Done);
-        if !done || replaying.contains(&id) {
-            continue;
+        match &mut current {
+            Some((cur, all)) if *cur == id => *all &= done,
+            _ => {
+                close(current.take(), &mut candidates);
+                if candidates.len() >= limit {
+                    break;
+                }
+                current = Some((id, done));
+            }
         }
+    }
+    if candidates.len() < limit {
+        close(current, &mut candidates);
+    }
+    let mut picked: Vec<(u64, String, Option<String>)> = Vec::new();
+    for id in candidates {
         let Some(rec) = t.events.get(id)? else {
             continue;
         };
@@ -698,7 +757,8 @@ fn purge(
     for (id, source, delivery_id) in &picked {
         let id = *id;
         t.events.remove(id)?;
-        t.state.remove(id)?;
+        t.state
+            .retain_in((id, "")..(id.saturating_add(1), ""), |_, _| false)?;
         t.by_source.remove((source.as_str(), id))?;
         if let Some(did) = delivery_id {
             // A later delivery with the same provider id (past the dedup window) owns
@@ -736,7 +796,7 @@ fn replaying(t: &Tables<'_>) -> Result<HashSet<u64>, JournalError> {
     if open {
         for entry in t.ready.iter()? {
             let (k, _) = entry?;
-            let (_, _, id, replay) = k.value();
+            let (_, _, id, replay, _) = k.value();
             if replay != 0 {
                 ids.insert(id);
             }

@@ -117,6 +117,7 @@ fn by_ids(ids: Vec<EventId>) -> ops::RedriveRequest {
         event_type: None,
         since: None,
         until: None,
+        destination: None,
     }
 }
 
@@ -1111,8 +1112,8 @@ pub(crate) async fn overview(Shared(ui): Shared<Arc<Ui>>) -> Response {
     let (dead_all, total) = tokio::join!(journal.dead_count(), journal.count());
     let mut dead_by_source: BTreeMap<String, u64> = BTreeMap::new();
     if let Ok(list) = journal.dead(None, 10_000).await {
-        for (_, s) in list {
-            *dead_by_source.entry(s).or_default() += 1;
+        for d in list {
+            *dead_by_source.entry(d.source).or_default() += 1;
         }
     }
     let mut sources = Vec::new();

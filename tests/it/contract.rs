@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hookbox::{
-    Attempt, AttemptOutcome, Claim, Journal, JournalError, Next, PostgresJournal, Query,
-    RedbJournal, RedriveFilter, ReplayFilter, State,
+    Attempt, AttemptOutcome, Claim, DeadDelivery, Journal, JournalError, Next, PostgresJournal,
+    Query, RedbJournal, RedriveFilter, ReplayFilter, State,
 };
 use serde_json::json;
 
-use crate::support::events::{append, append_keyed, append_result};
+use crate::support::events::{append, append_keyed, append_result, append_to};
 use crate::support::pg::TestDb;
 
 /// A journal under test and what keeps its storage alive.
@@ -91,6 +91,9 @@ contract!(
     purge_removes_only_old_done_events,
     queries_filter_and_page,
     windows_are_exact_by_receive_time,
+    each_destination_has_its_own_delivery,
+    replays_go_to_every_destination_or_to_one,
+    per_key_order_holds_per_destination,
 );
 
 fn far() -> SystemTime {
@@ -116,7 +119,18 @@ fn attempt(c: &Claim, outcome: AttemptOutcome, error: Option<&str>) -> Attempt {
         outcome,
         error: error.map(str::to_owned),
         replay: c.replay,
+        destination: c.destination.to_string(),
     }
+}
+
+/// The claims' (event, destination) pairs, sorted.
+fn pairs(claims: &[Claim]) -> Vec<(hookbox::EventId, String)> {
+    let mut p: Vec<_> = claims
+        .iter()
+        .map(|c| (c.id, c.destination.to_string()))
+        .collect();
+    p.sort();
+    p
 }
 
 async fn done(j: &dyn Journal, c: Claim) {
@@ -155,6 +169,7 @@ async fn a_provider_delivery_id_is_journaled_once(j: &dyn Journal) {
     let opts = hookbox::AppendOptions {
         dedup_window: Some(Duration::from_secs(60)),
         order_key: None,
+        destinations: Vec::new(),
     };
     let ev = crate::support::events::trusted("gh", &body);
     let first = j.append(&ev, &opts).await.unwrap();
@@ -183,6 +198,7 @@ async fn a_provider_delivery_id_is_journaled_once(j: &dyn Journal) {
     let no_window = hookbox::AppendOptions {
         dedup_window: None,
         order_key: None,
+        destinations: Vec::new(),
     };
     let ev3 = crate::support::events::trusted("gh", br#"{"id":"plain-racy"}"#);
     let answers = futures_util::future::join_all((0..8).map(|_| j.append(&ev3, &no_window))).await;
@@ -197,6 +213,7 @@ async fn a_provider_delivery_id_is_journaled_once(j: &dyn Journal) {
     let short = hookbox::AppendOptions {
         dedup_window: Some(Duration::from_millis(1)),
         order_key: None,
+        destinations: Vec::new(),
     };
     let ev4 = crate::support::events::trusted("gh", br#"{"id":"brief"}"#);
     let a = j.append(&ev4, &short).await.unwrap();
@@ -297,7 +314,14 @@ async fn outcomes_move_an_event_through_its_states(j: &dyn Journal) {
     assert_eq!(st.last_error.as_deref(), Some("410 Gone"));
     assert!(st.dead_at_ms.is_some());
     assert_eq!(j.backlog("s"), 0, "an outcome leaves the backlog at once");
-    assert_eq!(j.dead(None, 10).await.unwrap(), vec![(id, "s".to_owned())]);
+    assert_eq!(
+        j.dead(None, 10).await.unwrap(),
+        vec![DeadDelivery {
+            id,
+            source: "s".to_owned(),
+            destination: String::new()
+        }]
+    );
     assert_eq!(j.dead(Some("other"), 10).await.unwrap(), vec![]);
     assert_eq!(j.dead_count().await.unwrap(), 1);
     let attempts = j.attempts(id).await.unwrap();
@@ -698,6 +722,7 @@ async fn one_delivery_posted_to_two_nodes_at_once_is_one_event() {
     let opts = hookbox::AppendOptions {
         dedup_window: Some(Duration::from_secs(60)),
         order_key: None,
+        destinations: Vec::new(),
     };
     for i in 0..20 {
         let body = format!(r#"{{"id":"d-{i}"}}"#);
@@ -979,4 +1004,172 @@ async fn per_key_order_holds_across_nodes() {
     assert_eq!(order, ids, "delivered in order");
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+async fn each_destination_has_its_own_delivery(j: &dyn Journal) {
+    let id = append_to(
+        j,
+        "s",
+        json!({"type": "invoice.paid"}),
+        None,
+        &["billing", "audit"],
+    )
+    .await;
+    let plain = append(j, "s", json!({"type": "x"})).await;
+    assert_eq!(j.backlog("s"), 3, "one delivery per event and destination");
+    let claims = claim_all(j, "s").await;
+    assert_eq!(
+        pairs(&claims),
+        vec![
+            (id, "audit".to_owned()),
+            (id, "billing".to_owned()),
+            (plain, String::new())
+        ]
+    );
+    let retry_at = now_ms() + 60_000;
+    for c in claims {
+        if &*c.destination == "billing" {
+            let a = attempt(&c, AttemptOutcome::Retry, Some("503"));
+            j.settle(c, a, Next::RetryAt(retry_at)).await.unwrap();
+        } else {
+            done(j, c).await;
+        }
+    }
+    let st = j.state(id).await.unwrap().unwrap();
+    assert_eq!((st.state, st.attempts), (State::Retrying, 2));
+    assert_eq!(st.next_at_ms, Some(retry_at));
+    let per = j.deliveries(id).await.unwrap();
+    let per: Vec<_> = per
+        .iter()
+        .map(|d| (d.destination.as_str(), d.state.state, d.state.attempts))
+        .collect();
+    assert_eq!(
+        per,
+        vec![("audit", State::Done, 1), ("billing", State::Retrying, 1)],
+        "the failing destination does not hold the other back"
+    );
+    assert_eq!(j.backlog("s"), 1, "only billing's delivery is still open");
+    let mut recorded: Vec<_> = j
+        .attempts(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.destination, a.outcome))
+        .collect();
+    recorded.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        recorded,
+        vec![
+            ("audit".to_owned(), AttemptOutcome::Done),
+            ("billing".to_owned(), AttemptOutcome::Retry)
+        ]
+    );
+    let c = claim_all(j, "s").await;
+    assert_eq!(pairs(&c), vec![(id, "billing".to_owned())]);
+    assert_eq!(c[0].attempt, 2, "billing's own attempt count");
+    let a = attempt(&c[0], AttemptOutcome::Fail, Some("410"));
+    j.settle(c[0].clone(), a, Next::Dead("410".into()))
+        .await
+        .unwrap();
+    assert_eq!(j.state(id).await.unwrap().unwrap().state, State::Dead);
+    assert_eq!(
+        j.dead(None, 10).await.unwrap(),
+        vec![DeadDelivery {
+            id,
+            source: "s".to_owned(),
+            destination: "billing".to_owned()
+        }],
+        "the DLQ lists the (event, destination) pair"
+    );
+    assert_eq!(j.dead_count().await.unwrap(), 1);
+    let only_audit = RedriveFilter {
+        destination: Some("audit".into()),
+        ..Default::default()
+    };
+    assert_eq!(j.redrive(only_audit).await.unwrap(), 0);
+    let only_billing = RedriveFilter {
+        destination: Some("billing".into()),
+        ..Default::default()
+    };
+    assert_eq!(j.redrive(only_billing).await.unwrap(), 1);
+    let c = claim_all(j, "s").await;
+    assert_eq!(pairs(&c), vec![(id, "billing".to_owned())]);
+    assert_eq!(c[0].attempt, 1, "a redrive starts a fresh round");
+    done(j, c[0].clone()).await;
+    let st = j.state(id).await.unwrap().unwrap();
+    assert_eq!((st.state, st.redrives), (State::Done, 1));
+    assert_eq!(j.backlog("s"), 0);
+    assert!(claim_all(j, "s").await.is_empty());
+}
+
+async fn replays_go_to_every_destination_or_to_one(j: &dyn Journal) {
+    let since = now_ms();
+    let id = append_to(j, "s", json!({"type": "a"}), None, &["billing", "audit"]).await;
+    for c in claim_all(j, "s").await {
+        done(j, c).await;
+    }
+    let window = ReplayFilter {
+        since_ms: since,
+        until_ms: now_ms() + 1,
+        ..Default::default()
+    };
+    let all = j.replay(window.clone()).await.unwrap();
+    assert_eq!(all.matched, 2, "one delivery per destination");
+    let claims = claim_all(j, "s").await;
+    assert_eq!(
+        pairs(&claims),
+        vec![(id, "audit".to_owned()), (id, "billing".to_owned())]
+    );
+    assert!(claims.iter().all(|c| c.replay == Some(all.id)));
+    for c in claims {
+        done(j, c).await;
+    }
+    let one = j
+        .replay(ReplayFilter {
+            destination: Some("audit".into()),
+            ..window
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.matched, 1);
+    let claims = claim_all(j, "s").await;
+    assert_eq!(pairs(&claims), vec![(id, "audit".to_owned())]);
+    done(j, claims[0].clone()).await;
+    let status = j.replay_status(one.id).await.unwrap().unwrap();
+    assert_eq!((status.matched, status.done), (1, 1));
+    assert_eq!(
+        j.state(id).await.unwrap().unwrap().attempts,
+        2,
+        "history untouched"
+    );
+}
+
+async fn per_key_order_holds_per_destination(j: &dyn Journal) {
+    let first = append_to(j, "s", json!({"n": 1}), Some("cus_1"), &["a", "b"]).await;
+    let second = append_to(j, "s", json!({"n": 2}), Some("cus_1"), &["a", "b"]).await;
+    let heads = claim_all(j, "s").await;
+    assert_eq!(
+        pairs(&heads),
+        vec![(first, "a".to_owned()), (first, "b".to_owned())],
+        "one head per key and destination"
+    );
+    let (a, b): (Vec<_>, Vec<_>) = heads.into_iter().partition(|c| &*c.destination == "a");
+    done(j, a[0].clone()).await;
+    let next = claim_all(j, "s").await;
+    assert_eq!(
+        pairs(&next),
+        vec![(second, "a".to_owned())],
+        "destination a moves on while b's head is still in flight"
+    );
+    let r = attempt(&b[0], AttemptOutcome::Retry, Some("busy"));
+    j.settle(b[0].clone(), r, Next::RetryAt(now_ms()))
+        .await
+        .unwrap();
+    done(j, next[0].clone()).await;
+    let again = claim_all(j, "s").await;
+    assert_eq!(
+        pairs(&again),
+        vec![(first, "b".to_owned())],
+        "b's retrying head still holds b's key"
+    );
 }

@@ -119,6 +119,7 @@ async fn write_v1_fixture() {
                 &hookbox::AppendOptions {
                     dedup_window: Some(Duration::from_secs(60)),
                     order_key: None,
+                    destinations: Vec::new(),
                 },
             )
             .await

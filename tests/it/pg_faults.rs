@@ -105,6 +105,7 @@ fn dedup() -> AppendOptions {
     AppendOptions {
         dedup_window: Some(Duration::from_secs(3600)),
         order_key: None,
+        destinations: Vec::new(),
     }
 }
 

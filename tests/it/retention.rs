@@ -180,6 +180,7 @@ async fn purge_keeps_a_dedup_entry_that_names_a_later_event() {
             &hookbox::AppendOptions {
                 dedup_window: Some(Duration::from_millis(1)),
                 order_key: None,
+                destinations: Vec::new(),
             },
         )
         .await

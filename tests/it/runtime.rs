@@ -122,7 +122,12 @@ async fn fail_goes_to_the_dlq_at_once_and_redrive_delivers_it() {
     );
     assert_eq!(j.state(other).await.unwrap().unwrap().state, State::Dead);
     assert_eq!(
-        j.dead(None, 10).await.unwrap(),
+        j.dead(None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.id, d.source))
+            .collect::<Vec<_>>(),
         vec![(other, "crm".to_owned())]
     );
     assert_eq!(calls.lock().unwrap().len(), 3);

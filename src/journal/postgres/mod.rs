@@ -44,7 +44,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::record::{self, duration_ms, millis};
 use super::state::{
-    Attempt, Claim, EventState, Next, Prefetched, RedriveFilter, ReplayFilter, ReplayStatus,
+    Attempt, Claim, DeadDelivery, DestinationState, EventState, Next, Prefetched, RedriveFilter,
+    ReplayFilter, ReplayStatus,
 };
 use super::{
     AppendFuture, AppendOptions, Appended, EventId, EventSummary, Journal, JournalError,
@@ -1054,14 +1055,32 @@ impl Journal for PostgresJournal {
         })
     }
 
-    fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<(EventId, String)>> {
+    fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<DeadDelivery>> {
         let source = source.map(str::to_owned);
         let limit = limit.clamp(1, i64::MAX as usize) as i64;
         self.read(move |c| async move {
             Ok(sql::dead(&c, source.as_deref(), limit)
                 .await?
                 .into_iter()
-                .map(|(id, s)| (EventId(id as u64), s))
+                .map(|(id, source)| DeadDelivery {
+                    id: EventId(id as u64),
+                    source,
+                    destination: String::new(),
+                })
+                .collect())
+        })
+    }
+
+    fn deliveries(&self, id: EventId) -> JournalFuture<Vec<DestinationState>> {
+        let state = self.state(id);
+        Box::pin(async move {
+            Ok(state
+                .await?
+                .map(|state| DestinationState {
+                    destination: String::new(),
+                    state,
+                })
+                .into_iter()
                 .collect())
         })
     }
@@ -1284,6 +1303,7 @@ async fn claim_now(
                 attempt: r.get::<_, i32>(2) as u32,
                 due_ms: r.get::<_, i64>(3) as u64,
                 order_key: r.get(4),
+                destination: Arc::from(""),
                 source: source.clone(),
                 token: r.get::<_, i64>(5) as u64,
                 event: Prefetched(event),

@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use crate::journal::{EventId, Journal, JournalError};
 use crate::layer::problem::{problem, retry_after};
-use crate::{Event, Verified};
+use crate::{Event, Filter, FilterInput, Verified};
 
 /// The default dedup window: 7 days.
 pub(crate) const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -31,11 +31,13 @@ pub struct Acked {
 /// ## Defaults
 /// - `dedup_window`: 7 days.
 /// - `order_by`: none (deliveries are not ordered).
+/// - `destinations`: none (each event has one delivery).
 #[derive(Debug, Clone)]
 pub struct AckLayer {
     journal: Arc<dyn Journal>,
     dedup_window: Option<Duration>,
     order_by: Option<Arc<str>>,
+    destinations: Arc<[(String, Filter)]>,
 }
 
 impl AckLayer {
@@ -45,6 +47,7 @@ impl AckLayer {
             journal,
             dedup_window: Some(DEFAULT_DEDUP_WINDOW),
             order_by: None,
+            destinations: Arc::new([]),
         }
     }
 
@@ -61,6 +64,16 @@ impl AckLayer {
         self.order_by = pointer;
         self
     }
+
+    /// Delivers each event to those of `destinations` whose filter takes it, each a
+    /// delivery of its own (its own attempts, retries and dead state). An event no
+    /// filter takes gets the one unnamed delivery, which the runtime settles as
+    /// filtered out. Without destinations (the default) every event has that one
+    /// delivery.
+    pub fn destinations(mut self, destinations: Vec<(String, Filter)>) -> Self {
+        self.destinations = destinations.into();
+        self
+    }
 }
 
 impl<S> Layer<S> for AckLayer {
@@ -72,6 +85,7 @@ impl<S> Layer<S> for AckLayer {
             journal: self.journal.clone(),
             dedup_window: self.dedup_window,
             order_by: self.order_by.clone(),
+            destinations: self.destinations.clone(),
         }
     }
 }
@@ -84,6 +98,23 @@ pub struct Ack<S> {
     journal: Arc<dyn Journal>,
     dedup_window: Option<Duration>,
     order_by: Option<Arc<str>>,
+    destinations: Arc<[(String, Filter)]>,
+}
+
+/// The names of the destinations whose filters take `event`.
+fn destinations_of(destinations: &[(String, Filter)], event: &Event) -> Vec<String> {
+    if destinations.is_empty() {
+        return Vec::new();
+    }
+    let input = FilterInput {
+        event_type: event.event_type.as_deref(),
+        body: &event.body,
+    };
+    destinations
+        .iter()
+        .filter(|(_, f)| f.accepts(&input))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// The refusal for a journal error: 503 + Retry-After, the append did not happen.
@@ -147,6 +178,7 @@ where
                     .order_by
                     .as_deref()
                     .and_then(|p| crate::verify::common::json_pointer_str(&event.body, p)),
+                destinations: destinations_of(&self.destinations, event),
             },
         );
         let source = event.source.clone();

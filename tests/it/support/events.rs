@@ -67,6 +67,18 @@ pub(crate) async fn append_keyed(
     body: serde_json::Value,
     order_key: Option<&str>,
 ) -> EventId {
+    append_to(journal, source, body, order_key, &[]).await
+}
+
+/// Appends `body` as an event of `source` for each of `destinations` (ordered by
+/// `order_key`, if any) and returns its id once durable.
+pub(crate) async fn append_to(
+    journal: &dyn Journal,
+    source: &str,
+    body: serde_json::Value,
+    order_key: Option<&str>,
+    destinations: &[&str],
+) -> EventId {
     let body = Bytes::from(serde_json::to_vec(&body).unwrap());
     let mut headers = HeaderMap::new();
     headers.insert("content-type", "application/json".parse().unwrap());
@@ -76,6 +88,7 @@ pub(crate) async fn append_keyed(
     let opts = AppendOptions {
         dedup_window: None,
         order_key: order_key.map(str::to_owned),
+        destinations: destinations.iter().map(|d| d.to_string()).collect(),
     };
     journal.append(&ev, &opts).await.expect("append").id
 }

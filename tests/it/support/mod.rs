@@ -122,6 +122,7 @@ pub(crate) async fn append_event(
             &hookbox::AppendOptions {
                 dedup_window: Some(std::time::Duration::from_secs(3600)),
                 order_key: None,
+                destinations: Vec::new(),
             },
         )
         .await
@@ -200,6 +201,7 @@ pub(crate) async fn settle(
         outcome,
         error,
         replay: ready.replay,
+        destination: ready.destination.to_string(),
     };
     journal.settle(ready, attempt, next).await.expect("settle");
 }
