@@ -68,22 +68,39 @@ const OUTCOMES: [AttemptOutcome; 6] = [
 
 /// The source's metric handles, registered once instead of looked up per delivery.
 struct SourceMetrics {
-    /// `hookbox_attempts_total{source, outcome}`, in the order of [`OUTCOMES`].
-    attempts: [metrics::Counter; OUTCOMES.len()],
+    source: Arc<str>,
+    /// `hookbox_attempts_total{source, destination, outcome}` per destination, in the
+    /// order of [`OUTCOMES`]; registered on a destination's first attempt.
+    attempts: HashMap<Arc<str>, [metrics::Counter; OUTCOMES.len()]>,
     attempt_seconds: metrics::Histogram,
     lag: metrics::Histogram,
 }
 
 impl SourceMetrics {
-    fn new(source: &str) -> Self {
-        let attempts = OUTCOMES.map(|o| {
-            metrics::counter!("hookbox_attempts_total", "source" => source.to_owned(), "outcome" => o.as_str())
-        });
+    fn new(source: &Arc<str>) -> Self {
         SourceMetrics {
-            attempts,
-            attempt_seconds: metrics::histogram!("hookbox_attempt_seconds", "source" => source.to_owned()),
-            lag: metrics::histogram!("hookbox_delivery_lag_seconds", "source" => source.to_owned()),
+            source: source.clone(),
+            attempts: HashMap::new(),
+            attempt_seconds: metrics::histogram!("hookbox_attempt_seconds", "source" => source.to_string()),
+            lag: metrics::histogram!("hookbox_delivery_lag_seconds", "source" => source.to_string()),
         }
+    }
+
+    /// Counts one attempt to `destination` that ended with `outcome`.
+    fn attempt(&mut self, destination: &Arc<str>, outcome: AttemptOutcome) {
+        let source = &self.source;
+        let counters = self.attempts.entry(destination.clone()).or_insert_with(|| {
+            OUTCOMES.map(|o| {
+                metrics::counter!(
+                    "hookbox_attempts_total",
+                    "source" => source.to_string(),
+                    "destination" => destination.to_string(),
+                    "outcome" => o.as_str()
+                )
+            })
+        });
+        let slot = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
+        counters[slot].increment(1);
     }
 }
 
@@ -380,8 +397,7 @@ impl SourceActor {
                 (outcome, Some(reason), next)
             }
         };
-        let slot = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
-        self.metrics.attempts[slot].increment(1);
+        self.metrics.attempt(&ready.destination, outcome);
         self.metrics.attempt_seconds.record(elapsed.as_secs_f64());
         if let Next::Dead(reason) = &next {
             tracing::warn!(source = %self.source, id = %ready.id, attempt = n, reason, "event is dead");

@@ -25,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::journal::bound_ms;
 use crate::layer::problem::PROBLEM_JSON;
 use crate::{
-    AttemptOutcome, EventId, EventSummary, Journal, JournalError, Query, RedriveFilter,
+    AttemptOutcome, EventId, EventState, EventSummary, Journal, JournalError, Query, RedriveFilter,
     ReplayFilter, Secret, State,
 };
 
@@ -593,9 +593,12 @@ pub(crate) struct EventDetail {
     /// Its delivery state, when one is journaled.
     #[schema(required = true)]
     pub(crate) state: Option<State>,
-    /// The rest of its delivery state, likewise.
+    /// The rest of its delivery state, likewise (over all its destinations).
     #[schema(required = true)]
     pub(crate) delivery: Option<DeliveryState>,
+    /// Each destination's delivery: its own state, attempts and retries. One entry with
+    /// `destination: null` for a source's only delivery.
+    pub(crate) destinations: Vec<DestinationDelivery>,
     /// The headers kept, in order, as `[name, value]` (values decoded lossily).
     pub(crate) headers: Vec<[String; 2]>,
     /// The raw body's length in bytes.
@@ -641,6 +644,32 @@ pub(crate) struct DeliveryState {
     pub(crate) order_key: Option<String>,
 }
 
+/// One destination's delivery of an event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct DestinationDelivery {
+    /// The destination (`null`: the source's only delivery).
+    #[schema(required = true)]
+    pub(crate) destination: Option<String>,
+    /// Its state.
+    pub(crate) state: State,
+    /// The rest of its state.
+    #[serde(flatten)]
+    pub(crate) delivery: DeliveryState,
+}
+
+impl DeliveryState {
+    fn of(st: EventState) -> Self {
+        DeliveryState {
+            attempts: st.attempts,
+            next_at: st.next_at_ms.map(from_ms),
+            last_error: st.last_error,
+            redrives: st.redrives,
+            dead_at: st.dead_at_ms.map(from_ms),
+            order_key: (!st.order_key.is_empty()).then_some(st.order_key),
+        }
+    }
+}
+
 /// One delivery attempt.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct AttemptRecord {
@@ -660,6 +689,9 @@ pub(crate) struct AttemptRecord {
     /// The replay it belongs to, if any.
     #[schema(required = true)]
     pub(crate) replay: Option<u64>,
+    /// The destination it delivered to (`null`: the source's only delivery).
+    #[schema(required = true)]
+    pub(crate) destination: Option<String>,
 }
 
 /// `POST /v1/replay`: what was queued, or counted.
@@ -782,7 +814,11 @@ pub(crate) async fn show_event(admin: &Admin, id: EventId) -> Result<EventDetail
     let Some(event) = journal.get(id).await? else {
         return Err(Problem::NotFound(format!("no event {id}")));
     };
-    let (state, attempts) = tokio::try_join!(journal.state(id), journal.attempts(id))?;
+    let (state, attempts, deliveries) = tokio::try_join!(
+        journal.state(id),
+        journal.attempts(id),
+        journal.deliveries(id)
+    )?;
     let headers = event
         .headers
         .iter()
@@ -808,14 +844,15 @@ pub(crate) async fn show_event(admin: &Admin, id: EventId) -> Result<EventDetail
         delivery_id: event.delivery_id,
         received_at: event.received_at,
         state: state.as_ref().map(|st| st.state),
-        delivery: state.map(|st| DeliveryState {
-            attempts: st.attempts,
-            next_at: st.next_at_ms.map(from_ms),
-            last_error: st.last_error,
-            redrives: st.redrives,
-            dead_at: st.dead_at_ms.map(from_ms),
-            order_key: (!st.order_key.is_empty()).then_some(st.order_key),
-        }),
+        delivery: state.map(DeliveryState::of),
+        destinations: deliveries
+            .into_iter()
+            .map(|d| DestinationDelivery {
+                destination: (!d.destination.is_empty()).then_some(d.destination),
+                state: d.state.state,
+                delivery: DeliveryState::of(d.state),
+            })
+            .collect(),
         headers,
         body_len: event.body.len(),
         body_encoding,
@@ -829,6 +866,7 @@ pub(crate) async fn show_event(admin: &Admin, id: EventId) -> Result<EventDetail
                 outcome: a.outcome,
                 error: a.error,
                 replay: a.replay,
+                destination: (!a.destination.is_empty()).then_some(a.destination),
             })
             .collect(),
     })

@@ -1079,7 +1079,7 @@ async fn cli_lists_shows_redrives_replays_and_exports_from_a_live_server() {
     );
     let o = cli(&admin, &["dlq", "redrive", "--id", &dead.to_string()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(stdout(&o).trim(), "redriven 1 event: pending again");
+    assert_eq!(stdout(&o).trim(), "redriven 1 delivery: pending again");
     assert_eq!(
         json_of(&cli(&admin, &["dlq", "list", "--json"]))["events"],
         json!([])

@@ -2,6 +2,7 @@
 //! configuration errors, the partition property, and routing end to end in
 //! `hookbox serve`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hookbox::filter::{ConditionSpec, FilterSpec};
@@ -9,7 +10,7 @@ use hookbox::{Config, Filter, FilterInput};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use crate::serve::{post_ok, signed, write_config, STRIPE_SECRET};
+use crate::serve::{post_ok, signed, write_config, APP_SECRET, STRIPE_SECRET};
 use crate::support::server::Server;
 use crate::support::{Downstream, Reply};
 
@@ -579,4 +580,201 @@ async fn serve_routes_each_event_to_the_destinations_whose_filter_takes_it() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.requests().len(), 2);
     assert_eq!(billing.requests().len(), 2);
+}
+
+/// Two destinations with their own schedules: billing fails for a while and dies
+/// alone while audit gets everything at once; the DLQ lists (event, billing), and a
+/// redrive of billing delivers to billing only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_destination_retries_dies_and_is_redriven_on_its_own() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let billing = Downstream::start(move |_, _| {
+        if h.load(Ordering::SeqCst) {
+            Reply::ok()
+        } else {
+            Reply::status(503).body("billing is migrating")
+        }
+    })
+    .await;
+    let audit = Downstream::start(|_, _| Reply::ok()).await;
+    let cfg = dir.path().join("hookbox.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+journal = "{journal}"
+
+[admin]
+listen = "127.0.0.1:0"
+token = "t"
+
+[[source]]
+name = "stripe"
+path = "/hooks/stripe"
+scheme = "stripe"
+secrets = ["{STRIPE_SECRET}"]
+destinations = [{{ name = "billing", types = ["invoice.*"] }}, "audit"]
+retry = {{ schedule = ["1h"] }}
+
+[[destination]]
+name = "billing"
+url = "{billing}"
+signing_secret = "{APP_SECRET}"
+retry = {{ schedule = ["100ms", "100ms"] }}
+
+[[destination]]
+name = "audit"
+url = "{audit}"
+signing_secret = "{APP_SECRET}"
+"#,
+            journal = dir.path().join("journal.redb").display(),
+            billing = billing.url("/billing"),
+            audit = audit.url("/audit"),
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&cfg);
+    let client = crate::support::client();
+    let admin = server.admin.clone().unwrap();
+    let get = |path: String| {
+        let client = client.clone();
+        let admin = admin.clone();
+        async move {
+            let res = client
+                .get(format!("{admin}{path}"))
+                .bearer_auth("t")
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_success(), "{path}: {}", res.status());
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let post = |id: &'static str, ty: &str| {
+        let body = json!({"id": id, "type": ty});
+        signed(
+            &client,
+            &server.url("/hooks/stripe"),
+            "stripe",
+            STRIPE_SECRET,
+            id,
+            body.to_string().as_bytes(),
+        )
+    };
+    let invoice = post_ok(post("evt_inv", "invoice.paid")).await;
+    let order = post_ok(post("evt_order", "order.created")).await;
+
+    // Audit gets both at once, whatever billing does meanwhile.
+    let got = audit.wait_for(2, Duration::from_secs(10)).await;
+    let mut ids: Vec<_> = got
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    ids.sort();
+    let mut want = vec![invoice.clone(), order.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+
+    // Billing: three attempts on its own 100 ms schedule (the source's is an hour),
+    // then dead; the DLQ holds the (invoice, billing) pair only.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let dlq = loop {
+        let v = get("/v1/dlq".to_owned()).await;
+        if !v["events"].as_array().unwrap().is_empty() {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing died: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let dead = dlq["events"].as_array().unwrap();
+    assert_eq!(dead.len(), 1, "{dlq:#}");
+    assert_eq!(dead[0]["id"], invoice.as_str());
+    assert_eq!(dead[0]["destination"], "billing");
+    assert_eq!(dead[0]["attempts"], 3);
+    assert!(
+        dead[0]["last_error"].as_str().unwrap().contains("503"),
+        "{dlq:#}"
+    );
+    assert_eq!(billing.requests().len(), 3, "billing never got the order");
+    let detail = get(format!("/v1/events/{invoice}")).await;
+    assert_eq!(detail["state"], "dead", "{detail:#}");
+    let per: Vec<_> = detail["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["destination"].clone(),
+                d["state"].clone(),
+                d["attempts"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per,
+        vec![
+            (json!("audit"), json!("done"), json!(1)),
+            (json!("billing"), json!("dead"), json!(3)),
+        ],
+        "{detail:#}"
+    );
+    let to: Vec<_> = detail["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["destination"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(to.iter().filter(|d| *d == "billing").count(), 3, "{to:?}");
+    assert_eq!(to.iter().filter(|d| *d == "audit").count(), 1, "{to:?}");
+    let order_detail = get(format!("/v1/events/{order}")).await;
+    assert_eq!(order_detail["state"], "done", "{order_detail:#}");
+
+    // Billing is back: redrive billing's deliveries only (the CLI, as an operator).
+    healthy.store(true, Ordering::SeqCst);
+    let out = crate::support::hookbox_bin()
+        .args([
+            "dlq",
+            "redrive",
+            "--destination",
+            "billing",
+            "--admin",
+            &admin,
+            "--token",
+            "t",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("redriven 1 delivery"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let got = billing.wait_for(4, Duration::from_secs(10)).await;
+    assert_eq!(got[3].header("webhook-id"), invoice);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = get(format!("/v1/events/{invoice}")).await;
+        if v["state"] == "done" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {v:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        audit.requests().len(),
+        2,
+        "audit got nothing from the redrive"
+    );
+    assert_eq!(billing.requests().len(), 4);
 }

@@ -128,7 +128,7 @@ pub(crate) struct DlqArgs {
 
 #[derive(Debug, Subcommand)]
 enum DlqCommand {
-    /// List dead events, oldest first, with why they died.
+    /// List dead deliveries (event and destination), oldest first, with why they died.
     List {
         /// Only this source.
         #[arg(long)]
@@ -142,7 +142,8 @@ enum DlqCommand {
     /// The options narrow which; with none, every dead event is redriven.
     #[command(after_help = "Examples:\n  \
         hookbox dlq redrive --id evt_018f2a4b5c6d0000 --id evt_018f2a4b5c6d0001\n  \
-        hookbox dlq redrive --source stripe --type 'invoice.*' --since 2h")]
+        hookbox dlq redrive --source stripe --type 'invoice.*' --since 2h\n  \
+        hookbox dlq redrive --destination billing")]
     Redrive {
         /// Exactly this event; repeat for several.
         #[arg(long = "id", value_name = "ID")]
@@ -153,6 +154,10 @@ enum DlqCommand {
         /// Only this type, or a prefix ending in `*`.
         #[arg(long = "type", value_name = "TYPE")]
         event_type: Option<String>,
+        /// Only the deliveries to this destination (its other destinations keep
+        /// their state).
+        #[arg(long, value_name = "NAME")]
+        destination: Option<String>,
         /// Died at or after: RFC 3339, or a duration ago.
         #[arg(long, value_name = "TIME", value_parser = parse_when)]
         since: Option<String>,
@@ -539,6 +544,28 @@ async fn show(api: &Api, id: &str, json: bool) -> Result<ExitCode> {
     for (k, v) in fields {
         println!("{:<13}{v}", format!("{k}:"));
     }
+    let named: Vec<&Value> = e["destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["destination"].is_string())
+        .collect();
+    if !named.is_empty() {
+        println!("destinations:");
+        let rows: Vec<Vec<String>> = named
+            .iter()
+            .map(|d| {
+                ["destination", "state", "attempts", "next_at", "last_error"]
+                    .iter()
+                    .map(|k| cell(&d[*k]))
+                    .collect()
+            })
+            .collect();
+        let head = ["DESTINATION", "STATE", "ATTEMPTS", "NEXT AT", "LAST ERROR"];
+        for line in table(&head, &rows).lines() {
+            println!("  {line}");
+        }
+    }
     println!("headers:");
     for h in e["headers"].as_array().into_iter().flatten() {
         println!("  {}: {}", cell(&h[0]), cell(&h[1]));
@@ -567,6 +594,7 @@ async fn show(api: &Api, id: &str, json: bool) -> Result<ExitCode> {
                 };
                 vec![
                     n,
+                    cell(&a["destination"]),
                     cell(&a["started_at"]),
                     format!("{} ms", cell(&a["duration_ms"])),
                     cell(&a["outcome"]),
@@ -574,7 +602,15 @@ async fn show(api: &Api, id: &str, json: bool) -> Result<ExitCode> {
                 ]
             })
             .collect();
-        for line in table(&["#", "STARTED", "DURATION", "OUTCOME", "ERROR"], &rows).lines() {
+        let head = [
+            "#",
+            "DESTINATION",
+            "STARTED",
+            "DURATION",
+            "OUTCOME",
+            "ERROR",
+        ];
+        for line in table(&head, &rows).lines() {
             println!("  {line}");
         }
     }
@@ -737,16 +773,32 @@ pub(crate) fn dlq(args: DlqArgs) -> std::result::Result<ExitCode, Usage> {
                 let rows: Vec<Vec<String>> = events
                     .iter()
                     .map(|e| {
-                        ["id", "source", "type", "dead_at", "attempts", "last_error"]
-                            .iter()
-                            .map(|k| cell(&e[*k]))
-                            .collect()
+                        [
+                            "id",
+                            "source",
+                            "destination",
+                            "type",
+                            "dead_at",
+                            "attempts",
+                            "last_error",
+                        ]
+                        .iter()
+                        .map(|k| cell(&e[*k]))
+                        .collect()
                     })
                     .collect();
                 print!(
                     "{}",
                     table(
-                        &["ID", "SOURCE", "TYPE", "DEAD AT", "ATTEMPTS", "LAST ERROR"],
+                        &[
+                            "ID",
+                            "SOURCE",
+                            "DESTINATION",
+                            "TYPE",
+                            "DEAD AT",
+                            "ATTEMPTS",
+                            "LAST ERROR"
+                        ],
                         &rows
                     )
                 );
@@ -756,6 +808,7 @@ pub(crate) fn dlq(args: DlqArgs) -> std::result::Result<ExitCode, Usage> {
                 ids,
                 source,
                 event_type,
+                destination,
                 since,
                 until,
             } => {
@@ -769,6 +822,7 @@ pub(crate) fn dlq(args: DlqArgs) -> std::result::Result<ExitCode, Usage> {
                 for (k, v) in [
                     ("source", source),
                     ("type", event_type),
+                    ("destination", destination),
                     ("since", since),
                     ("until", until),
                 ] {
@@ -781,9 +835,9 @@ pub(crate) fn dlq(args: DlqArgs) -> std::result::Result<ExitCode, Usage> {
                     print_json(&res);
                 } else {
                     match res["redriven"].as_u64().unwrap_or(0) {
-                        0 => println!("no dead event matched; nothing redriven"),
-                        1 => println!("redriven 1 event: pending again"),
-                        n => println!("redriven {n} events: pending again"),
+                        0 => println!("no dead delivery matched; nothing redriven"),
+                        1 => println!("redriven 1 delivery: pending again"),
+                        n => println!("redriven {n} deliveries: pending again"),
                     }
                 }
                 Ok(ExitCode::SUCCESS)
