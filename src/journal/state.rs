@@ -245,6 +245,9 @@ pub struct ReplayFilter {
     pub sources: Option<Vec<String>>,
     /// Only this type (or `prefix*`).
     pub event_type: Option<String>,
+    /// Only events this filter takes, by type and body (the configuration's filter
+    /// language, [`crate::filter`]); the bodies are read only when it needs them.
+    pub filter: Option<crate::Filter>,
     /// Deliver only to this destination.
     pub destination: Option<String>,
     /// Count only; queue nothing.
