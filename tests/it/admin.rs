@@ -1564,3 +1564,61 @@ async fn a_bad_where_is_a_400_problem_naming_the_key() {
         "counted as rejections:\n{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_where_filters_listings_and_replays() {
+    let api = api().await;
+    let ids = amounts(&*api.journal).await;
+    let toml = r#"types = ["invoice.*"], when = { pointer = "/data/amount", gt = 100 }"#;
+    for w in [toml, INVOICES_OVER_100] {
+        let o = cli(
+            &api.url,
+            &["replay", "--since", "1h", "--where", w, "--dry-run"],
+        );
+        assert_eq!(
+            stdout(&o).trim(),
+            "2 events match; dry run, nothing queued",
+            "{w}: {}",
+            stderr(&o)
+        );
+        let listed = json_of(&cli(&api.url, &["events", "list", "--where", w, "--json"]));
+        assert_eq!(ids_of(&listed), vec![ids[3], ids[0]], "{w}");
+    }
+    let o = cli(
+        &api.url,
+        &[
+            "replay",
+            "--since",
+            "1h",
+            "--where",
+            r#"when = { any = [{ pointer = "/data/amount", lt = 100 }, { types = ["charge.*"] }] }"#,
+            "--no-wait",
+        ],
+    );
+    assert_eq!(
+        stdout(&o).trim(),
+        "replay 1 queued 2 events",
+        "{}",
+        stderr(&o)
+    );
+    for (w, problem) in [
+        (
+            r#"when = { pointer = "/data/amount" }"#,
+            "when: a `pointer` needs one test",
+        ),
+        (r#"types = ["in*voice"]"#, "types[0]: `in*voice`"),
+        (r#"type = ["invoice.*"]"#, "unknown field `type`"),
+        ("types = invoice", "not a filter"),
+        (r#"{"when": 1}"#, "not a JSON filter"),
+    ] {
+        for cmd in [
+            vec!["replay", "--since", "1h", "--dry-run", "--where", w],
+            vec!["events", "list", "--where", w],
+        ] {
+            let o = cli(&api.url, &cmd);
+            assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", stderr(&o));
+            let e = stderr(&o);
+            assert!(e.contains("--where") && e.contains(problem), "{w}: {e}");
+        }
+    }
+}
