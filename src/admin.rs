@@ -6,9 +6,9 @@
 //! |---|---|
 //! | `GET /healthz` | `{"status":"ok"}` while the process serves |
 //! | `GET /readyz` | 200 while the journal is healthy, else 503 |
-//! | `GET /v1/events` | events newest first: `source`, `type` (exact or `prefix*`), `state` (`pending`, `retrying`, `done`, `dead`), `since`, `until` (RFC 3339), `limit` (1..=1000, default 100), `cursor` (the previous page's `next_cursor`) |
+//! | `GET /v1/events` | events newest first: `source`, `type` (exact or `prefix*`), `state` (`pending`, `retrying`, `done`, `dead`), `since`, `until` (RFC 3339), `limit` (1..=1000, default 100), `cursor` (the previous page's `next_cursor`), `where` (a filter on type and body, as JSON: [`crate::filter`]; a page then looks at no more than [`MAX_FILTER_SCAN`](crate::MAX_FILTER_SCAN) events, and may be short with a `next_cursor`) |
 //! | `GET /v1/events/{id}` | one event: headers, body (`body_encoding` `utf8` or `base64`), delivery state, every attempt |
-//! | `POST /v1/replay` | `{"since","until","source"?,"type"?,"destination"?,"dry_run"?}` -> `{"replay_id","matched"}` |
+//! | `POST /v1/replay` | `{"since","until","source"?,"type"?,"destination"?,"dry_run"?,"where"?}` -> `{"replay_id","matched"}`; `where` is a filter on type and body (a JSON object, [`crate::filter`]) |
 //! | `GET /v1/replays/{id}` | a replay's progress, with `complete` once `done + failed >= matched` |
 //! | `GET /v1/dlq` | dead events, oldest first: `source`, `limit` |
 //! | `POST /v1/dlq/redrive` | `{"ids"?,"source"?,"type"?,"since"?,"until"?}` -> `{"redriven": n}`; `since`/`until` bound when the event died; **`{}` redrives every dead event** |
@@ -298,7 +298,7 @@ async fn readyz(Shared(admin): Shared<Arc<Admin>>) -> Result<Json<Value>, Proble
         (status = 200, description = "One page; follow `next_cursor` for the next", body = ops::EventPage,
             links(("show" = (operation_id = "show_event", description = "The page's first event",
                 parameters(("id" = "$response.body#/events/0/id")))))),
-        (status = 400, description = "A query parameter is invalid, unknown or repeated; `detail` names it", body = ProblemBody,
+        (status = 400, description = "A query parameter is invalid, unknown or repeated, or `where` is not a valid filter; `detail` names it (and, for a filter, the key in it)", body = ProblemBody,
             content_type = "application/problem+json"),
         Unauthorized,
         JournalFailure,
@@ -339,7 +339,7 @@ async fn show_event(
         (status = 202, description = "The replay is queued; follow it at `/v1/replays/{replay_id}`", body = ops::ReplayCreated,
             links(("progress" = (operation_id = "replay_status", description = "The replay's progress",
                 parameters(("id" = "$response.body#/replay_id")))))),
-        (status = 400, description = "The body is not a JSON object of the members this route takes, or one is invalid; `detail` names it", body = ProblemBody,
+        (status = 400, description = "The body is not a JSON object of the members this route takes, or one is invalid (`where` not a valid filter, say); `detail` names it (and, for a filter, the key in it)", body = ProblemBody,
             content_type = "application/problem+json"),
         (status = 413, description = "The body is over 2 MiB", body = ProblemBody,
             content_type = "application/problem+json"),

@@ -183,6 +183,61 @@ impl Filter {
     pub fn is_all(&self) -> bool {
         matches!(&self.root, Node::All(v) if v.is_empty())
     }
+
+    /// Whether [`accepts`](Filter::accepts) may look at the body: the filter has a
+    /// payload condition or a predicate given as code. When false, any body (an empty
+    /// one too) gives the same answer, so a caller need not read it.
+    pub fn needs_body(&self) -> bool {
+        fn node(n: &Node) -> bool {
+            match n {
+                Node::All(v) | Node::Any(v) => v.iter().any(node),
+                Node::Not(c) => node(c),
+                Node::Types(_) => false,
+                Node::Payload(_) | Node::Code(_) => true,
+            }
+        }
+        node(&self.root)
+    }
+}
+
+/// Filters are equal when their trees are: the same conditions in the same order, and
+/// predicates given as code only when they are the very same one (a clone's).
+impl PartialEq for Filter {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root
+    }
+}
+
+impl Eq for Filter {}
+
+impl PartialEq for Node {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Node::All(a), Node::All(b)) | (Node::Any(a), Node::Any(b)) => a == b,
+            (Node::Not(a), Node::Not(b)) => a == b,
+            (Node::Types(a), Node::Types(b)) => a.include == b.include && a.exclude == b.exclude,
+            (Node::Payload(a), Node::Payload(b)) => a.pointer == b.pointer && a.test == b.test,
+            (Node::Code(a), Node::Code(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Test {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Test::Equals(a), Test::Equals(b)) => a == b,
+            (Test::OneOf(a), Test::OneOf(b)) => a == b,
+            (Test::Exists(a), Test::Exists(b)) => a == b,
+            // Numbers are finite (checked when compiled), so this is an equivalence.
+            (Test::Gt(a), Test::Gt(b))
+            | (Test::Gte(a), Test::Gte(b))
+            | (Test::Lt(a), Test::Lt(b))
+            | (Test::Lte(a), Test::Lte(b)) => a == b,
+            (Test::Matches(a), Test::Matches(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
 }
 
 impl Default for Filter {

@@ -92,6 +92,7 @@ pub use journal::{
     DestinationState, EventId, EventState, EventSummary, Journal, JournalError, JournalFuture,
     Load, Next, OpenError, Page, PostgresJournal, PostgresJournalBuilder, Query, RedbJournal,
     RedbJournalBuilder, RedriveFilter, ReplayFilter, ReplayStatus, SslMode, State, StoredEvent,
+    MAX_FILTER_SCAN,
 };
 pub use layer::ack::{Accepted, Ack, AckLayer, Acked};
 pub use layer::shed::{Shed, ShedLayer};

@@ -160,6 +160,137 @@ impl PartialSchema for EventId {
 
 impl ToSchema for EventId {}
 
+/// The schema of a filter ([`crate::filter::FilterSpec`]) as the admin API takes it:
+/// `where` of `POST /v1/replay`, and JSON in `where` of `GET /v1/events`.
+pub(crate) struct FilterSchema;
+
+impl PartialSchema for FilterSchema {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder};
+        use utoipa::openapi::Ref;
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Which events to take, in the configuration's filter language: `types` and \
+                 `when`, both optional; an event is taken when both hold",
+            ))
+            .property(
+                "types",
+                ArrayBuilder::new()
+                    .items(ObjectBuilder::new().schema_type(Type::String))
+                    .description(Some(
+                        "Event type patterns: exact (`invoice.paid`), a prefix (`invoice.*`), \
+                         `*` (any type); `!` excludes",
+                    )),
+            )
+            .property("when", Ref::from_schema_name(ConditionSchema::name()))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .examples([serde_json::json!({
+                "types": ["invoice.*"],
+                "when": {"pointer": "/data/object/amount", "gt": 100},
+            })])
+            .into()
+    }
+}
+
+impl ToSchema for FilterSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Filter".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((ConditionSchema::name().into(), ConditionSchema::schema()));
+    }
+}
+
+/// One condition of a filter ([`crate::filter::ConditionSpec`]).
+pub(crate) struct ConditionSchema;
+
+impl PartialSchema for ConditionSchema {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, SchemaType};
+        use utoipa::openapi::Ref;
+        let me = || Ref::from_schema_name(ConditionSchema::name());
+        let of = |t: Type, d: &str| ObjectBuilder::new().schema_type(t).description(Some(d));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Exactly one of `all`, `any`, `not`, `types`, or `pointer` with one test \
+                 (`equals`, `one_of`, `exists`, `gt`, `gte`, `lt`, `lte`, `matches`). A \
+                 payload test is false on a body that is not JSON",
+            ))
+            .property(
+                "all",
+                ArrayBuilder::new()
+                    .items(me())
+                    .description(Some("Every condition holds")),
+            )
+            .property(
+                "any",
+                ArrayBuilder::new()
+                    .items(me())
+                    .description(Some("Some condition holds")),
+            )
+            .property("not", me())
+            .property(
+                "types",
+                ArrayBuilder::new()
+                    .items(ObjectBuilder::new().schema_type(Type::String))
+                    .description(Some("Event type patterns, as the filter's `types`")),
+            )
+            .property(
+                "pointer",
+                of(
+                    Type::String,
+                    "A JSON pointer (RFC 6901) into the body: `/data/object/id`",
+                ),
+            )
+            .property(
+                "equals",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::AnyValue)
+                    .description(Some(
+                        "The value found equals this one (numbers compare by value)",
+                    )),
+            )
+            .property(
+                "one_of",
+                ArrayBuilder::new()
+                    .items(ObjectBuilder::new().schema_type(SchemaType::AnyValue))
+                    .description(Some("The value found equals one of these")),
+            )
+            .property(
+                "exists",
+                of(
+                    Type::Boolean,
+                    "`true`: the pointer finds a value; `false`: it does not",
+                ),
+            )
+            .property(
+                "gt",
+                of(Type::Number, "The value found is a number above this"),
+            )
+            .property("gte", of(Type::Number, "A number at or above this"))
+            .property("lt", of(Type::Number, "A number below this"))
+            .property("lte", of(Type::Number, "A number at or below this"))
+            .property(
+                "matches",
+                of(
+                    Type::String,
+                    "A regular expression searched in the string found",
+                ),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl ToSchema for ConditionSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Condition".into()
+    }
+}
+
 /// A problem+json response with `description`.
 fn problem_response(description: &str) -> utoipa::openapi::ResponseBuilder {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};

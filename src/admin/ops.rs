@@ -22,11 +22,13 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::FilterSchema;
+use crate::filter::FilterSpec;
 use crate::journal::bound_ms;
 use crate::layer::problem::PROBLEM_JSON;
 use crate::{
-    AttemptOutcome, EventId, EventState, EventSummary, Journal, JournalError, Query, RedriveFilter,
-    ReplayFilter, Secret, State,
+    AttemptOutcome, EventId, EventState, EventSummary, Filter, Journal, JournalError, Query,
+    RedriveFilter, ReplayFilter, Secret, State,
 };
 
 /// The most events one list request returns.
@@ -295,6 +297,12 @@ pub(crate) struct EventsQuery {
     pub(crate) limit: usize,
     /// Continue after this event: the previous page's `next_cursor`.
     pub(crate) cursor: Option<EventId>,
+    /// Only events this filter takes: a JSON object in the configuration's filter
+    /// language, URL-encoded (`{"types":["invoice.*"],"when":{"pointer":"/data/amount","gt":100}}`).
+    /// A page then looks at no more than 10000 events: it may be short, or empty, and
+    /// still have a `next_cursor`; follow it until it is null.
+    #[param(rename = "where", value_type = Option<String>)]
+    pub(crate) filter: Option<Filter>,
 }
 
 impl Default for EventsQuery {
@@ -307,20 +315,30 @@ impl Default for EventsQuery {
             until: None,
             limit: DEFAULT_LIMIT,
             cursor: None,
+            filter: None,
         }
     }
 }
 
 impl EventsQuery {
-    /// Reads `source`, `type`, `state`, `since`, `until`, `limit` and `cursor` from a
-    /// query string.
+    /// Reads `source`, `type`, `state`, `since`, `until`, `limit`, `cursor` and `where`
+    /// from a query string.
     pub(crate) fn parse(query: Option<&str>) -> Result<Self, Problem> {
         let p = Params::parse(
             query,
             &[
-                "source", "type", "state", "since", "until", "limit", "cursor",
+                "source", "type", "state", "since", "until", "limit", "cursor", "where",
             ],
         )?;
+        let filter = p
+            .get("where")
+            .map(|raw| {
+                let spec: FilterSpec = serde_json::from_str(raw).map_err(|e| {
+                    Problem::param("where", format!("not a JSON filter object: {e}"))
+                })?;
+                Filter::from_spec(&spec).map_err(|e| Problem::param("where", e.to_string()))
+            })
+            .transpose()?;
         let state = p
             .get("state")
             .map(|s| {
@@ -347,6 +365,7 @@ impl EventsQuery {
             state,
             cursor,
             limit: p.limit()?,
+            filter,
         })
     }
 }
@@ -405,16 +424,33 @@ pub(crate) struct ReplayRequest {
     /// Count the matching events without queuing anything.
     #[schema(value_type = Option<bool>, default = false)]
     pub(crate) dry_run: bool,
+    /// Only events this filter takes, by type and body: the configuration's filter
+    /// language, as a JSON object.
+    #[serde(rename = "where")]
+    #[schema(value_type = Option<FilterSchema>)]
+    pub(crate) filter: Option<Filter>,
 }
 
 impl ReplayRequest {
     /// Reads a JSON object with `since` and `until` (required), `source`, `type`,
-    /// `destination` and `dry_run`.
+    /// `destination`, `dry_run` and `where`.
     pub(crate) fn parse(body: &[u8]) -> Result<Self, Problem> {
         let r = JsonObject::parse(
             body,
-            &["since", "until", "source", "type", "destination", "dry_run"],
+            &[
+                "since",
+                "until",
+                "source",
+                "type",
+                "destination",
+                "dry_run",
+                "where",
+            ],
         )?;
+        let filter = r
+            .get::<FilterSpec>("where")?
+            .map(|spec| Filter::from_spec(&spec).map_err(|e| Problem::Body(format!("where: {e}"))))
+            .transpose()?;
         let since = r.time("since")?;
         let until = r.time("until")?;
         let (Some(since), Some(until)) = (since, until) else {
@@ -428,6 +464,7 @@ impl ReplayRequest {
             source: r.get("source")?,
             destination: r.get("destination")?,
             event_type: r.get("type")?,
+            filter,
         })
     }
 }
@@ -798,6 +835,7 @@ pub(crate) async fn list_events(admin: &Admin, q: EventsQuery) -> Result<EventPa
             source: q.source,
             event_type: q.event_type,
             state: q.state,
+            filter: q.filter,
             before: q.cursor,
             limit: q.limit,
         })
@@ -905,6 +943,7 @@ pub(crate) async fn create_replay(
             source: r.source,
             sources,
             event_type: r.event_type,
+            filter: r.filter,
             destination: r.destination,
             dry_run: r.dry_run,
         })

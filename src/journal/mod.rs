@@ -123,6 +123,13 @@ pub struct Load {
     pub healthy: bool,
 }
 
+/// The most events one [`Query`] page with a [`filter`](Query::filter) hands to the
+/// filter: past this many, the page ends with what it has (possibly fewer than `limit`
+/// events, or none) and a `next_cursor` to continue from, so that one request never
+/// reads the bodies of the whole journal. Only events the other conditions (window,
+/// source, type, state) take count.
+pub const MAX_FILTER_SCAN: usize = 10_000;
+
 /// A time-window query, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
@@ -137,6 +144,11 @@ pub struct Query {
     pub event_type: Option<String>,
     /// Only events in this delivery state.
     pub state: Option<State>,
+    /// Only events this filter takes, by type and body (the configuration's filter
+    /// language, [`crate::filter`]). A page then looks at no more than
+    /// [`MAX_FILTER_SCAN`] events: it may come back short, even empty, with a
+    /// `next_cursor` to follow.
+    pub filter: Option<crate::Filter>,
     /// Continue after this id (the previous page's `next_cursor`).
     pub before: Option<EventId>,
     /// At most this many events (0 means 100).
@@ -148,7 +160,9 @@ pub struct Query {
 pub struct Page {
     /// The events, newest first.
     pub events: Vec<EventSummary>,
-    /// Where the next page starts, when there may be one.
+    /// Where the next page starts, when there may be one. With a
+    /// [`filter`](Query::filter) a page may be short and still have one: follow it
+    /// until it is `None`.
     pub next_cursor: Option<EventId>,
 }
 

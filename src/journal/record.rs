@@ -275,6 +275,38 @@ pub(crate) fn decode_summary(id: u64, bytes: &[u8]) -> Result<EventSummary> {
     Ok(summary)
 }
 
+/// The raw body alone (decompressed when it is stored compressed), for filters that
+/// read it: the headers are skipped, not decoded.
+pub(crate) fn decode_body(id: u64, bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
+    let Head {
+        flags, mut rest, ..
+    } = head(id, bytes)?;
+    let n = rest.u16()?;
+    for _ in 0..n {
+        rest.bytes()?;
+        rest.bytes()?;
+    }
+    rest_body(flags, rest)
+}
+
+/// The body at the end of a record, `rest` placed at its length.
+fn rest_body(flags: u8, mut rest: Reader<'_>) -> Result<std::borrow::Cow<'_, [u8]>> {
+    let raw_len = rest.u32()? as usize;
+    let stored = rest.buf;
+    let body = if flags & FLAG_LZ4 != 0 {
+        std::borrow::Cow::Owned(
+            lz4_flex::block::decompress(stored, raw_len)
+                .map_err(|_| rest.corrupt("body does not decompress"))?,
+        )
+    } else {
+        std::borrow::Cow::Borrowed(stored)
+    };
+    if body.len() != raw_len {
+        return Err(rest.corrupt("body length mismatch"));
+    }
+    Ok(body)
+}
+
 /// Decodes a whole record.
 pub(crate) fn decode(id: u64, bytes: &[u8]) -> Result<StoredEvent> {
     let Head {
@@ -292,17 +324,7 @@ pub(crate) fn decode(id: u64, bytes: &[u8]) -> Result<StoredEvent> {
             HeaderValue::from_bytes(rest.bytes()?).map_err(|_| rest.corrupt("header value"))?;
         headers.append(name, value);
     }
-    let raw_len = rest.u32()? as usize;
-    let stored = rest.buf;
-    let body = if flags & FLAG_LZ4 != 0 {
-        lz4_flex::block::decompress(stored, raw_len)
-            .map_err(|_| rest.corrupt("body does not decompress"))?
-    } else {
-        stored.to_vec()
-    };
-    if body.len() != raw_len {
-        return Err(rest.corrupt("body length mismatch"));
-    }
+    let body = rest_body(flags, rest)?.into_owned();
     Ok(StoredEvent {
         id: summary.id,
         source: summary.source,
@@ -357,6 +379,7 @@ mod tests {
                 decode_summary(7, &bytes).unwrap().body_len as usize,
                 body.len()
             );
+            assert_eq!(&decode_body(7, &bytes).unwrap()[..], body);
         }
         assert!(
             encode(&event(&json)).len() < json.len() / 3,
@@ -369,6 +392,7 @@ mod tests {
         let bytes = encode(&event(&br#"{"a":1}"#.repeat(100)));
         for cut in 0..bytes.len() {
             let _ = decode(1, &bytes[..cut]);
+            let _ = decode_body(1, &bytes[..cut]);
         }
         let mut newer = bytes.clone();
         newer[0] = 2;

@@ -22,9 +22,9 @@ use super::tables::{
 use super::writer::{self, AppendOp, CommitHook, Op, Opener, OutcomeOp};
 use super::{
     type_matches, AppendFuture, AppendOptions, EventId, Journal, JournalError, JournalFuture, Load,
-    OpenError, Page, Query, StoredEvent, Window,
+    OpenError, Page, Query, StoredEvent, Window, MAX_FILTER_SCAN,
 };
-use crate::{Event, Verified};
+use crate::{Event, Filter, FilterInput, Verified};
 
 /// The most READY entries one `ready` call looks at beyond those it returns.
 const MAX_READY_SCAN: usize = 16_384;
@@ -628,6 +628,10 @@ fn read_query(shared: &Shared, q: &Query) -> Result<Page, JournalError> {
     let txn = db.begin_read()?;
     let events = txn.open_table(EVENTS)?;
     let states = txn.open_table(STATE)?;
+    let needs_body = q.filter.as_ref().is_some_and(Filter::needs_body);
+    // Events handed to the filter so far, bounded by MAX_FILTER_SCAN, and the last.
+    let mut filtered = 0usize;
+    let mut last_filtered = 0u64;
     let mut consider = |id: u64, bytes: &[u8]| -> Result<bool, JournalError> {
         let mut s = record::decode_summary(id, bytes)?;
         if !window.contains(millis(s.received_at)) {
@@ -643,6 +647,28 @@ fn read_query(shared: &Shared, q: &Query) -> Result<Page, JournalError> {
         let st = state_of(&states, id)?;
         if q.state.is_some_and(|want| want != st.state) {
             return Ok(true);
+        }
+        if let Some(filter) = &q.filter {
+            if filtered == MAX_FILTER_SCAN {
+                // Every event newer than the last one filtered was looked at: the next
+                // page goes on from it.
+                page.next_cursor = Some(EventId(last_filtered));
+                return Ok(false);
+            }
+            filtered += 1;
+            last_filtered = id;
+            let body = if needs_body {
+                record::decode_body(id, bytes)?
+            } else {
+                std::borrow::Cow::Borrowed(&[][..])
+            };
+            let input = FilterInput {
+                event_type: s.event_type.as_deref(),
+                body: &body,
+            };
+            if !filter.accepts(&input) {
+                return Ok(true);
+            }
         }
         if page.events.len() == limit {
             // One more match exists: the page is full and the next one is not empty.

@@ -311,6 +311,9 @@ pub struct ReplayFilter {
     pub sources: Option<Vec<String>>,
     /// Only this type (or `prefix*`).
     pub event_type: Option<String>,
+    /// Only events this filter takes, by type and body (the configuration's filter
+    /// language, [`crate::filter`]); the bodies are read only when it needs them.
+    pub filter: Option<crate::Filter>,
     /// Deliver only to this destination (without: to each destination the event was
     /// delivered to originally).
     pub destination: Option<String>,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::record::{decode_summary, millis};
+use super::record::{decode_body, decode_summary, millis};
 use super::redb_journal::Shared;
 use super::state::{Attempt, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus, State};
 use super::tables::{
@@ -646,6 +646,7 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplaySta
         until_ms: f.until_ms,
     };
     let (lo, hi) = window.ids();
+    let needs_body = f.filter.as_ref().is_some_and(crate::Filter::needs_body);
     // (source, id, destination) of every delivery to queue.
     let mut matched: Vec<(String, u64, String)> = Vec::new();
     if lo < hi {
@@ -663,6 +664,20 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplaySta
                     .is_some_and(|p| !type_matches(p, s.event_type.as_deref()))
             {
                 continue;
+            }
+            if let Some(filter) = &f.filter {
+                let body = if needs_body {
+                    decode_body(id, v.value())?
+                } else {
+                    std::borrow::Cow::Borrowed(&[][..])
+                };
+                let input = crate::FilterInput {
+                    event_type: s.event_type.as_deref(),
+                    body: &body,
+                };
+                if !filter.accepts(&input) {
+                    continue;
+                }
             }
             match &f.destination {
                 Some(dest) => matched.push((s.source, id, dest.clone())),

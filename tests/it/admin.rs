@@ -1418,3 +1418,207 @@ async fn undecodable_ids_and_oversized_bodies_are_problems() {
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.body, json!({"redriven": 0}));
 }
+
+// --- filters on payload: `where` ------------------------------------------------------
+
+/// Four `st` events a minute ago, `{"data":{"amount":N}}`: invoice.paid 150 and 50,
+/// charge.succeeded 900, invoice.failed 300. A filter on invoices over 100 takes the
+/// first and the last.
+async fn amounts(j: &dyn Journal) -> Vec<EventId> {
+    let t0 = SystemTime::now() - Duration::from_secs(60);
+    let mut ids = Vec::new();
+    for (n, (ty, amount)) in [
+        ("invoice.paid", 150),
+        ("invoice.paid", 50),
+        ("charge.succeeded", 900),
+        ("invoice.failed", 300),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = json!({"data": {"amount": amount}}).to_string();
+        let at = t0 + Duration::from_secs(n as u64);
+        ids.push(append_event(j, "st", &format!("p-{n}"), ty, at, body.as_bytes()).await);
+    }
+    ids
+}
+
+const INVOICES_OVER_100: &str =
+    r#"{"types":["invoice.*"],"when":{"pointer":"/data/amount","gt":100}}"#;
+
+fn url_encoded(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_replays_select_by_payload_with_where() {
+    let api = api().await;
+    let j = &*api.journal;
+    let ids = amounts(j).await;
+    let w = url_encoded(INVOICES_OVER_100);
+    let r = api.get(&format!("/v1/events?where={w}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(ids_of(&r.body), vec![ids[3], ids[0]]);
+    assert_eq!(r.body["next_cursor"], Value::Null);
+    assert_eq!(
+        api.all_pages(&format!("&where={w}"), 1).await,
+        vec![ids[3], ids[0]],
+        "paged one at a time"
+    );
+    let r = api
+        .get(&format!("/v1/events?type=invoice.failed&where={w}"))
+        .await;
+    assert_eq!(ids_of(&r.body), vec![ids[3]], "with the other parameters");
+    let types_only = url_encoded(r#"{"types":["!invoice.*"]}"#);
+    let r = api.get(&format!("/v1/events?where={types_only}")).await;
+    assert_eq!(ids_of(&r.body), vec![ids[2]]);
+
+    let window = format!(
+        r#""since":"{}","until":"{}""#,
+        rfc3339(SystemTime::now() - Duration::from_secs(600)),
+        rfc3339(SystemTime::now() + Duration::from_secs(1))
+    );
+    let r = api
+        .post(
+            "/v1/replay",
+            &format!(r#"{{{window},"dry_run":true,"where":{INVOICES_OVER_100}}}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.body["matched"], 2);
+    let r = api
+        .post(
+            "/v1/replay",
+            &format!(r#"{{{window},"where":{{"when":{{"pointer":"/data/amount","lt":100}}}}}}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    assert_eq!(r.body["matched"], 1);
+    let replay = r.body["replay_id"].as_u64().unwrap();
+    let queued: Vec<EventId> = crate::support::waiting(j, "st")
+        .await
+        .into_iter()
+        .filter(|d| d.replay == Some(replay))
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(queued, vec![ids[1]], "only the event under 100 is replayed");
+}
+
+#[tokio::test]
+async fn a_bad_where_is_a_400_problem_naming_the_key() {
+    let api = api().await;
+    for (raw, detail) in [
+        (
+            r#"{"when":{"pointer":"data/amount","gt":1}}"#,
+            "where: when.pointer: `data/amount` is not a JSON pointer",
+        ),
+        (
+            r#"{"types":["in*voice"]}"#,
+            "where: types[0]: `in*voice`: `*` may only end a pattern",
+        ),
+        (
+            r#"{"when":{"pointer":"/a"}}"#,
+            "where: when: a `pointer` needs one test",
+        ),
+        (
+            r#"{"typo":[]}"#,
+            "where: not a JSON filter object: unknown field `typo`",
+        ),
+        ("invoice.*", "where: not a JSON filter object"),
+    ] {
+        let r = api
+            .get(&format!("/v1/events?where={}", url_encoded(raw)))
+            .await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_parameter");
+        let got = r.body["detail"].as_str().unwrap();
+        assert!(got.starts_with(detail), "{raw}: {got}");
+    }
+    let window = r#""since":"2024-05-01T00:00:00Z","until":"2024-05-02T00:00:00Z""#;
+    for (filter, detail) in [
+        (
+            r#"{"when":{"all":[{"pointer":"/a","gt":1,"lt":5}]}}"#,
+            "where: when.all[0]: one test per condition, found gt, lt",
+        ),
+        (
+            r#"{"when":{"pointer":"/a","matches":"("}}"#,
+            "where: when.matches: ",
+        ),
+        (r#"{"types":"invoice.*"}"#, "where: invalid type"),
+        ("5", "where: invalid type"),
+    ] {
+        let r = api
+            .post(
+                "/v1/replay",
+                &format!(r#"{{{window},"dry_run":true,"where":{filter}}}"#),
+            )
+            .await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_body");
+        let got = r.body["detail"].as_str().unwrap();
+        assert!(got.starts_with(detail), "{filter}: {got}");
+    }
+    let r = api.get("/metrics").await;
+    let text = r.body.as_str().unwrap();
+    assert!(
+        text.contains(r#"hookbox_admin_rejected_total{kind="invalid_parameter"}"#)
+            && text.contains(r#"hookbox_admin_rejected_total{kind="invalid_body"}"#),
+        "counted as rejections:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_where_filters_listings_and_replays() {
+    let api = api().await;
+    let ids = amounts(&*api.journal).await;
+    let toml = r#"types = ["invoice.*"], when = { pointer = "/data/amount", gt = 100 }"#;
+    for w in [toml, INVOICES_OVER_100] {
+        let o = cli(
+            &api.url,
+            &["replay", "--since", "1h", "--where", w, "--dry-run"],
+        );
+        assert_eq!(
+            stdout(&o).trim(),
+            "2 events match; dry run, nothing queued",
+            "{w}: {}",
+            stderr(&o)
+        );
+        let listed = json_of(&cli(&api.url, &["events", "list", "--where", w, "--json"]));
+        assert_eq!(ids_of(&listed), vec![ids[3], ids[0]], "{w}");
+    }
+    let o = cli(
+        &api.url,
+        &[
+            "replay",
+            "--since",
+            "1h",
+            "--where",
+            r#"when = { any = [{ pointer = "/data/amount", lt = 100 }, { types = ["charge.*"] }] }"#,
+            "--no-wait",
+        ],
+    );
+    assert_eq!(
+        stdout(&o).trim(),
+        "replay 1 queued 2 events",
+        "{}",
+        stderr(&o)
+    );
+    for (w, problem) in [
+        (
+            r#"when = { pointer = "/data/amount" }"#,
+            "when: a `pointer` needs one test",
+        ),
+        (r#"types = ["in*voice"]"#, "types[0]: `in*voice`"),
+        (r#"type = ["invoice.*"]"#, "unknown field `type`"),
+        ("types = invoice", "not a filter"),
+        (r#"{"when": 1}"#, "not a JSON filter"),
+    ] {
+        for cmd in [
+            vec!["replay", "--since", "1h", "--dry-run", "--where", w],
+            vec!["events", "list", "--where", w],
+        ] {
+            let o = cli(&api.url, &cmd);
+            assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", stderr(&o));
+            let e = stderr(&o);
+            assert!(e.contains("--where") && e.contains(problem), "{w}: {e}");
+        }
+    }
+}

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hookbox::filter::FilterSpec;
 use hookbox::{
-    Attempt, AttemptOutcome, Claim, DeadDelivery, Journal, JournalError, Next, PostgresJournal,
-    Query, RedbJournal, RedriveFilter, ReplayFilter, State,
+    Attempt, AttemptOutcome, Claim, DeadDelivery, EventId, Filter, Journal, JournalError, Next,
+    PostgresJournal, Query, RedbJournal, RedriveFilter, ReplayFilter, State, MAX_FILTER_SCAN,
 };
 use serde_json::json;
 
@@ -94,6 +95,8 @@ contract!(
     each_destination_has_its_own_delivery,
     replays_go_to_every_destination_or_to_one,
     per_key_order_holds_per_destination,
+    payload_filters_select_listings_and_replays,
+    a_filtered_page_looks_at_a_bounded_number_of_events,
 );
 
 fn far() -> SystemTime {
@@ -610,6 +613,260 @@ async fn windows_are_exact_by_receive_time(j: &dyn Journal) {
     assert_eq!(replay(4, 6).await.unwrap().matched, 1, "the late event");
     assert_eq!(replay(2, 7).await.unwrap().matched, 2, "2 and 5, not 7");
     assert_eq!(replay(0, 100).await.unwrap().matched, 4);
+}
+
+/// A filter from its JSON form, as the admin API takes it.
+fn filter(spec: serde_json::Value) -> Filter {
+    Filter::from_spec(&serde_json::from_value::<FilterSpec>(spec).unwrap()).unwrap()
+}
+
+/// A Stripe-like event body of `ty` with `amount` at `/data/object/amount`.
+fn stripe(ty: &str, amount: serde_json::Value) -> serde_json::Value {
+    json!({"object": "event", "type": ty, "data": {"object": {"amount": amount}}})
+}
+
+/// Every id a query returns, following `next_cursor` to the end; no page is over its
+/// limit.
+async fn all_pages(j: &dyn Journal, mut q: Query) -> Vec<EventId> {
+    let mut seen = Vec::new();
+    loop {
+        let page = j.query(&q).await.unwrap();
+        assert!(page.events.len() <= q.limit.max(1));
+        seen.extend(page.events.iter().map(|e| e.id));
+        match page.next_cursor {
+            Some(c) => q.before = Some(c),
+            None => return seen,
+        }
+    }
+}
+
+async fn payload_filters_select_listings_and_replays(j: &dyn Journal) {
+    let big = |ty: &str, amount: u64| {
+        // Over the size records are compressed at: the body is read back decompressed.
+        let mut b = stripe(ty, json!(amount));
+        b["data"]["object"]["memo"] = json!("lorem ipsum ".repeat(200));
+        b
+    };
+    let st = [
+        append(j, "st", stripe("invoice.paid", json!(150))).await, // 0 match
+        append(j, "st", stripe("invoice.paid", json!(50))).await,
+        append(j, "st", stripe("charge.succeeded", json!(500))).await,
+        append(j, "st", stripe("invoice.failed", json!(101.5))).await, // 3 match
+        append(j, "st", stripe("invoice.paid", json!("2000"))).await,  // not a number
+        append(j, "st", big("invoice.paid", 2000)).await,              // 5 match
+        append(j, "st", big("invoice.paid", 20)).await,
+    ];
+    let raw = crate::support::append_event(
+        j,
+        "gh",
+        "d-raw",
+        "invoice.paid",
+        SystemTime::now(),
+        b"amount > 100, but not JSON",
+    )
+    .await;
+    let other = append(j, "other", stripe("invoice.paid", json!(300))).await; // match
+    let f = filter(json!({
+        "types": ["invoice.*"],
+        "when": {"pointer": "/data/object/amount", "gt": 100},
+    }));
+    assert!(f.needs_body());
+    let newest_first = vec![other, st[5], st[3], st[0]];
+    let filtered = |limit: usize| Query {
+        filter: Some(f.clone()),
+        limit,
+        ..Default::default()
+    };
+    let page = j.query(&filtered(0)).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        newest_first,
+        "exactly the events the filter takes, newest first"
+    );
+    assert_eq!(page.next_cursor, None);
+    assert_eq!(page.events[1].body_len as usize, {
+        serde_json::to_vec(&big("invoice.paid", 2000))
+            .unwrap()
+            .len()
+    });
+    for limit in [1, 2, 3] {
+        assert_eq!(
+            all_pages(j, filtered(limit)).await,
+            newest_first,
+            "pages of {limit}: every match once, in order"
+        );
+    }
+    let full = j.query(&filtered(4)).await.unwrap();
+    assert_eq!(full.events.len(), 4);
+    assert_eq!(full.next_cursor, None, "no next page after the last match");
+    let with_source = j
+        .query(&Query {
+            source: Some("st".into()),
+            state: Some(State::Pending),
+            ..filtered(0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        with_source.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![st[5], st[3], st[0]],
+        "the filter and the other conditions both apply"
+    );
+    // On types alone: no body is read, and an exclusion takes the rest.
+    let not_invoices = filter(json!({"types": ["!invoice.*"]}));
+    assert!(!not_invoices.needs_body());
+    let page = j
+        .query(&Query {
+            filter: Some(not_invoices),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![st[2]]
+    );
+    let not_json = filter(json!({"when": {"not": {"pointer": "", "exists": true}}}));
+    let page = j
+        .query(&Query {
+            filter: Some(not_json),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![raw],
+        "a body that is not JSON fails every payload test"
+    );
+
+    // Replays: the same events, counted and queued.
+    for source in ["st", "gh", "other"] {
+        for c in claim_all(j, source).await {
+            done(j, c).await;
+        }
+    }
+    let window = ReplayFilter {
+        since_ms: 0,
+        until_ms: now_ms() + 1,
+        filter: Some(f.clone()),
+        dry_run: true,
+        ..Default::default()
+    };
+    let dry = j.replay(window.clone()).await.unwrap();
+    assert_eq!(dry.matched, 4);
+    let only_st = j
+        .replay(ReplayFilter {
+            source: Some("st".into()),
+            ..window.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(only_st.matched, 3);
+    let r = j
+        .replay(ReplayFilter {
+            dry_run: false,
+            ..window.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.matched, 4);
+    let mut replayed = Vec::new();
+    for source in ["st", "gh", "other"] {
+        for c in claim_all(j, source).await {
+            assert_eq!(c.replay, Some(r.id));
+            replayed.push(c.id);
+            done(j, c).await;
+        }
+    }
+    replayed.sort();
+    let mut expected = newest_first.clone();
+    expected.sort();
+    assert_eq!(
+        replayed, expected,
+        "exactly the matching events are redelivered"
+    );
+    let status = j.replay_status(r.id).await.unwrap().unwrap();
+    assert_eq!((status.matched, status.done), (4, 4));
+    let none = j
+        .replay(ReplayFilter {
+            filter: Some(filter(
+                json!({"when": {"pointer": "/nope", "exists": true}}),
+            )),
+            dry_run: false,
+            ..window
+        })
+        .await
+        .unwrap();
+    assert_eq!(none.matched, 0);
+    for source in ["st", "gh", "other"] {
+        assert!(claim_all(j, source).await.is_empty(), "nothing was queued");
+    }
+}
+
+async fn a_filtered_page_looks_at_a_bounded_number_of_events(j: &dyn Journal) {
+    // Two old matches, then more non-matching events than one page looks at.
+    let old = [
+        append(j, "s", stripe("invoice.paid", json!(500))).await,
+        append(j, "s", stripe("invoice.paid", json!(600))).await,
+    ];
+    let n = MAX_FILTER_SCAN + 5;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|i| append(j, "s", stripe("invoice.paid", json!(*i as u64 % 100)))),
+        )
+        .await;
+    }
+    let q = Query {
+        filter: Some(filter(
+            json!({"when": {"pointer": "/data/object/amount", "gt": 100}}),
+        )),
+        limit: 10,
+        ..Default::default()
+    };
+    let first = j.query(&q).await.unwrap();
+    assert!(
+        first.events.is_empty(),
+        "the newest {MAX_FILTER_SCAN} events do not match"
+    );
+    let cursor = first
+        .next_cursor
+        .expect("a page that stopped looking says where to go on");
+    let rest = j
+        .query(&Query {
+            before: Some(cursor),
+            ..q.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![old[1], old[0]]
+    );
+    assert_eq!(rest.next_cursor, None);
+    assert_eq!(all_pages(j, q.clone()).await, vec![old[1], old[0]]);
+    // Without a filter nothing is bounded; replays are not either.
+    let plain = j
+        .query(&Query {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(plain.events.len(), 10);
+    let dry = j
+        .replay(ReplayFilter {
+            since_ms: 0,
+            until_ms: now_ms() + 1,
+            filter: q.filter,
+            dry_run: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dry.matched, 2);
 }
 
 // ---- several nodes on one PostgreSQL ---------------------------------------------

@@ -486,6 +486,66 @@ proptest! {
         }
         prop_assert_eq!(taken + rest, events.len());
     }
+
+    /// A filter that says it does not need the body answers the same whatever the body
+    /// is (so journal scans may skip reading it), and one with a payload test says it
+    /// needs it.
+    #[test]
+    fn a_filter_that_needs_no_body_ignores_it(
+        types in prop::collection::vec(prop::sample::select(vec!["a.*", "!a.c", "c"]), 0..3),
+        when in prop::option::of(condition()),
+        events in prop::collection::vec(event(), 1..24),
+    ) {
+        let spec = FilterSpec {
+            types: types.into_iter().map(str::to_owned).collect(),
+            when,
+        };
+        let filter = Filter::from_spec(&spec).unwrap();
+        let has_pointer = serde_json::to_string(&spec).unwrap().contains("\"pointer\"");
+        prop_assert_eq!(filter.needs_body(), has_pointer, "{:?}", spec);
+        if !filter.needs_body() {
+            for (ty, body) in &events {
+                let with = filter.accepts(&FilterInput { event_type: ty.as_deref(), body });
+                let without = filter.accepts(&FilterInput { event_type: ty.as_deref(), body: b"" });
+                prop_assert_eq!(with, without);
+            }
+        }
+        prop_assert_eq!(Filter::from_spec(&spec).unwrap(), filter, "equal by tree");
+    }
+}
+
+#[test]
+fn filters_compare_by_their_conditions() {
+    let f = parse(
+        r#"types = ["invoice.*"]
+when = { pointer = "/data/amount", gt = 100 }"#,
+    )
+    .unwrap();
+    assert_eq!(f, f.clone());
+    for other in [
+        r#"types = ["invoice.*"]
+when = { pointer = "/data/amount", gte = 100 }"#,
+        r#"types = ["invoice.*"]
+when = { pointer = "/data/amount", gt = 101 }"#,
+        r#"types = ["invoice.paid"]
+when = { pointer = "/data/amount", gt = 100 }"#,
+        r#"types = ["invoice.*"]"#,
+    ] {
+        assert_ne!(f, parse(other).unwrap(), "{other}");
+    }
+    assert_eq!(
+        parse(r#"when = { pointer = "/id", matches = "^in_" }"#).unwrap(),
+        parse(r#"when = { pointer = "/id", matches = "^in_" }"#).unwrap()
+    );
+    let code = Filter::from_fn(|i| i.body.is_empty());
+    assert!(code.needs_body());
+    assert_eq!(code, code.clone(), "a predicate equals its clone");
+    assert_ne!(
+        code,
+        Filter::from_fn(|i| i.body.is_empty()),
+        "not another one"
+    );
+    assert!(!Filter::all().needs_body() && !Filter::types(["a.*"]).unwrap().needs_body());
 }
 
 // ---- routing end to end -------------------------------------------------------------

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
-use hookbox::{sign, SchemeConfig, SignInput};
+use hookbox::filter::FilterSpec;
+use hookbox::{sign, Filter, SchemeConfig, SignInput};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -59,7 +60,8 @@ enum EventsCommand {
     /// List events, newest first.
     #[command(after_help = "Examples:\n  \
         hookbox events list --source stripe --type 'invoice.*' --since 1h\n  \
-        hookbox events list --state dead --limit 20 --json")]
+        hookbox events list --state dead --limit 20 --json\n  \
+        hookbox events list --where 'when = { pointer = \"/data/object/amount\", gt = 100 }'")]
     List(ListArgs),
     /// Show one event: headers, body, delivery state and every attempt.
     Show {
@@ -90,6 +92,9 @@ enum EventsCommand {
         /// Only this source.
         #[arg(long)]
         source: Option<String>,
+        /// Only events this filter takes, by type and body (see `hookbox replay --help`).
+        #[arg(long = "where", value_name = "FILTER", value_parser = parse_where)]
+        filter: Option<String>,
         /// Write to this file instead of standard output.
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
@@ -116,6 +121,9 @@ struct ListArgs {
     /// At most this many events (pages are followed past 1000).
     #[arg(long, value_name = "N", default_value_t = 100)]
     limit: usize,
+    /// Only events this filter takes, by type and body (see `hookbox replay --help`).
+    #[arg(long = "where", value_name = "FILTER", value_parser = parse_where)]
+    filter: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -170,7 +178,11 @@ enum DlqCommand {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     hookbox replay --since 2h --dry-run\n  \
-    hookbox replay --since 2024-05-01T10:00:00Z --until 2024-05-01T11:00:00Z --source stripe")]
+    hookbox replay --since 2024-05-01T10:00:00Z --until 2024-05-01T11:00:00Z --source stripe\n  \
+    hookbox replay --since 1d --where 'types = [\"invoice.*\"], when = { pointer = \"/data/object/amount\", gt = 100 }' --dry-run\n\n\
+A --where filter is the configuration's filter language: the keys of a destination \
+reference (`types`, `when`) as the body of a TOML inline table, or a JSON object when it \
+starts with `{`.")]
 pub(crate) struct ReplayArgs {
     #[command(flatten)]
     admin: AdminArgs,
@@ -189,6 +201,10 @@ pub(crate) struct ReplayArgs {
     /// Deliver only to this destination.
     #[arg(long, value_name = "NAME")]
     destination: Option<String>,
+    /// Only events this filter takes, by type and body: `types = [..], when = {..}`
+    /// (TOML, the configuration's keys) or a JSON object.
+    #[arg(long = "where", value_name = "FILTER", value_parser = parse_where)]
+    filter: Option<String>,
     /// Count the matching events; queue nothing.
     #[arg(long)]
     dry_run: bool,
@@ -269,6 +285,32 @@ fn parse_when(s: &str) -> std::result::Result<String, String> {
         .checked_sub(ago)
         .map(rfc3339)
         .ok_or_else(|| format!("`{s}` ago is before the epoch"))
+}
+
+/// Parses `--where`: a filter as the body of a TOML inline table with the keys of a
+/// destination reference (`types = ["invoice.*"], when = { pointer = "/a", gt = 1 }`),
+/// or a JSON object when it starts with `{`. Checks it as the server will, and answers
+/// it as JSON for the API.
+fn parse_where(s: &str) -> std::result::Result<String, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wrapped {
+        filter: FilterSpec,
+    }
+    let spec: FilterSpec = if s.trim_start().starts_with('{') {
+        serde_json::from_str(s).map_err(|e| format!("not a JSON filter: {e}"))?
+    } else {
+        toml::from_str::<Wrapped>(&format!("filter = {{ {s} }}"))
+            .map(|w| w.filter)
+            .map_err(|e| {
+                format!(
+                    "not a filter (`types = [\"invoice.*\"], when = {{ pointer = \"/data/amount\", gt = 100 }}`, or JSON): {}",
+                    e.message().trim_end()
+                )
+            })?
+    };
+    Filter::from_spec(&spec).map_err(|e| e.to_string())?;
+    Ok(serde_json::to_string(&spec).expect("a filter serializes to JSON"))
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -436,8 +478,9 @@ pub(crate) fn events(args: EventsArgs) -> std::result::Result<ExitCode, Usage> {
                 since,
                 until,
                 source,
+                filter,
                 output,
-            } => export(&api, since, until, source, output).await,
+            } => export(&api, since, until, source, filter, output).await,
         }
     })
 }
@@ -476,6 +519,7 @@ async fn list(api: &Api, l: ListArgs, json: bool) -> Result<ExitCode> {
         ("state", &l.state),
         ("since", &l.since),
         ("until", &l.until),
+        ("where", &l.filter),
     ] {
         if let Some(v) = v {
             filters.push((k, v));
@@ -707,12 +751,16 @@ async fn export(
     since: String,
     until: Option<String>,
     source: Option<String>,
+    filter: Option<String>,
     output: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let until = until.unwrap_or_else(|| rfc3339(SystemTime::now()));
     let mut filters: Vec<(&str, &str)> = vec![("since", &since), ("until", &until)];
     if let Some(s) = &source {
         filters.push(("source", s));
+    }
+    if let Some(f) = &filter {
+        filters.push(("where", f));
     }
     let (events, _) = fetch(api, &filters, usize::MAX).await?;
     let mut out: Box<dyn Write> = match &output {
@@ -863,6 +911,9 @@ pub(crate) fn replay(args: ReplayArgs) -> std::result::Result<ExitCode, Usage> {
             if let Some(v) = v {
                 body[k] = json!(v);
             }
+        }
+        if let Some(f) = &args.filter {
+            body["where"] = serde_json::from_str(f).expect("parse_where answers JSON");
         }
         let created = api.post("/v1/replay", &body).await?;
         let matched = created["matched"].as_u64().unwrap_or(0);

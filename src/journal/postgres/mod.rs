@@ -49,7 +49,7 @@ use super::state::{
 };
 use super::{
     AppendFuture, AppendOptions, Appended, EventId, EventSummary, Journal, JournalError,
-    JournalFuture, Load, OpenError, Page, Query, State, StoredEvent, Window,
+    JournalFuture, Load, OpenError, Page, Query, State, StoredEvent, Window, MAX_FILTER_SCAN,
 };
 use crate::{Event, Verified};
 
@@ -714,6 +714,46 @@ impl PostgresJournal {
     }
 }
 
+/// How many candidate rows one statement of a filtered listing or replay fetches.
+const FILTER_CHUNK: usize = 1000;
+
+/// The ids of the events of a replay's window that `filter` takes, oldest first; the
+/// window is read in chunks, with the records only when the filter reads bodies.
+async fn replay_ids(
+    inner: &Inner,
+    c: &deadpool_postgres::Object,
+    select: &sql::ReplaySelect<'_>,
+    filter: &crate::Filter,
+) -> Result<Vec<i64>, JournalError> {
+    let needs_body = filter.needs_body();
+    let mut ids = Vec::new();
+    let mut after = i64::MIN;
+    loop {
+        let rows = sql::replay_candidates(c, select, after, FILTER_CHUNK as i64, needs_body)
+            .await
+            .map_err(|e| inner.db_error(e))?;
+        for r in &rows {
+            let id: i64 = r.get(0);
+            after = id;
+            let event_type: Option<&str> = r.get(1);
+            let body = if needs_body {
+                record::decode_body(id as u64, r.get(2))?
+            } else {
+                std::borrow::Cow::Borrowed(&[][..])
+            };
+            if filter.accepts(&crate::FilterInput {
+                event_type,
+                body: &body,
+            }) {
+                ids.push(id);
+            }
+        }
+        if rows.len() < FILTER_CHUNK {
+            return Ok(ids);
+        }
+    }
+}
+
 /// A result already at hand, as the contract's future.
 fn done<T: Send + 'static>(r: Result<T, JournalError>) -> JournalFuture<T> {
     Box::pin(std::future::ready(r))
@@ -840,44 +880,94 @@ impl Journal for PostgresJournal {
         let (exact, prefix) = type_filter(q.event_type.as_deref());
         let source = q.source.clone();
         let state = q.state.map(from_state);
-        self.read(move |c| async move {
+        let filter = q.filter.clone();
+        let inner = self.inner.clone();
+        Box::pin(async move {
             let mut page = Page::default();
             if lo >= hi {
                 return Ok(page);
             }
-            let rows = sql::list(
-                &c,
-                (
-                    lo.min(i64::MAX as u64) as i64,
-                    hi.min(i64::MAX as u64) as i64,
-                ),
-                (
-                    window.since_ms.min(i64::MAX as u64) as i64,
-                    window.until_ms.min(i64::MAX as u64) as i64,
-                ),
-                source.as_deref(),
-                exact.as_deref(),
-                prefix.as_deref(),
-                state,
-                limit as i64 + 1,
-            )
-            .await?;
-            for r in rows.iter().take(limit) {
-                page.events.push(EventSummary {
-                    id: EventId(r.get::<_, i64>(0) as u64),
-                    source: r.get(1),
-                    delivery_id: r.get(2),
-                    event_type: r.get(3),
-                    received_at: UNIX_EPOCH + Duration::from_millis(r.get::<_, i64>(4) as u64),
-                    body_len: r.get::<_, i32>(5) as u32,
-                    state: to_state(r.get(6)),
-                    attempts: r.get::<_, i32>(7) as u32,
-                });
+            let c = inner.client().await?;
+            let needs_body = filter.as_ref().is_some_and(crate::Filter::needs_body);
+            // Without a filter one statement answers; with one, candidates come in
+            // chunks, newest first, until the page is full (and one more is taken, to
+            // tell that a next page exists), the window ends, or MAX_FILTER_SCAN were
+            // looked at.
+            let mut hi = hi;
+            let mut filtered = 0usize;
+            loop {
+                let chunk = match &filter {
+                    None => limit + 1,
+                    Some(_) => (limit + 1)
+                        .max(FILTER_CHUNK)
+                        .min(MAX_FILTER_SCAN - filtered),
+                };
+                let rows = sql::list(
+                    &c,
+                    (
+                        lo.min(i64::MAX as u64) as i64,
+                        hi.min(i64::MAX as u64) as i64,
+                    ),
+                    (
+                        window.since_ms.min(i64::MAX as u64) as i64,
+                        window.until_ms.min(i64::MAX as u64) as i64,
+                    ),
+                    source.as_deref(),
+                    exact.as_deref(),
+                    prefix.as_deref(),
+                    state,
+                    chunk as i64,
+                    needs_body,
+                )
+                .await
+                .map_err(|e| inner.db_error(e))?;
+                for r in &rows {
+                    let summary = EventSummary {
+                        id: EventId(r.get::<_, i64>(0) as u64),
+                        source: r.get(1),
+                        delivery_id: r.get(2),
+                        event_type: r.get(3),
+                        received_at: UNIX_EPOCH + Duration::from_millis(r.get::<_, i64>(4) as u64),
+                        body_len: r.get::<_, i32>(5) as u32,
+                        state: to_state(r.get(6)),
+                        attempts: r.get::<_, i32>(7) as u32,
+                    };
+                    if let Some(f) = &filter {
+                        filtered += 1;
+                        let id = summary.id.0;
+                        hi = id;
+                        let record: Option<&[u8]> = needs_body.then(|| r.get(8));
+                        let body = match record {
+                            Some(rec) => record::decode_body(id, rec)?,
+                            None => std::borrow::Cow::Borrowed(&[][..]),
+                        };
+                        let input = crate::FilterInput {
+                            event_type: summary.event_type.as_deref(),
+                            body: &body,
+                        };
+                        if !f.accepts(&input) {
+                            continue;
+                        }
+                    }
+                    if page.events.len() == limit {
+                        // One more match exists: the page is full and the next one is not
+                        // empty.
+                        page.next_cursor = page.events.last().map(|e| e.id);
+                        return Ok(page);
+                    }
+                    page.events.push(summary);
+                }
+                if filter.is_none() || rows.len() < chunk {
+                    // The window is exhausted.
+                    return Ok(page);
+                }
+                if filtered >= MAX_FILTER_SCAN {
+                    // Every event newer than the last one filtered was looked at: the
+                    // next page goes on from it.
+                    page.next_cursor = Some(EventId(hi));
+                    return Ok(page);
+                }
             }
-            if rows.len() > limit {
-                page.next_cursor = page.events.last().map(|e| e.id);
-            }
-            Ok(page)
         })
     }
 
@@ -1139,8 +1229,18 @@ impl Journal for PostgresJournal {
                 sources: f.sources.as_deref(),
                 exact_type: exact.as_deref(),
                 type_prefix: prefix.as_deref(),
+                ids: None,
             };
             let mut c = inner.client().await?;
+            // A filter is applied here, in Rust: the ids it takes bound the statements.
+            let ids = match &f.filter {
+                Some(filter) => Some(replay_ids(&inner, &c, &select, filter).await?),
+                None => None,
+            };
+            let select = sql::ReplaySelect {
+                ids: ids.as_deref(),
+                ..select
+            };
             let status = |id: i64, matched: i64| ReplayStatus {
                 id: id as u64,
                 matched: matched as u64,

@@ -842,6 +842,7 @@ const SUMMARY: &str = "e.id, e.source, e.delivery_id, e.event_type, e.received_m
                        d.state, d.attempts";
 
 /// Events of a window, newest first; `limit + 1` rows to tell whether a next page exists.
+/// With `with_record`, each row ends with the event's record (for a filter on bodies).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn list<C: GenericClient>(
     c: &C,
@@ -852,9 +853,11 @@ pub(super) async fn list<C: GenericClient>(
     type_prefix: Option<&str>,
     state: Option<i16>,
     limit: i64,
+    with_record: bool,
 ) -> Result<Vec<Row>, Error> {
+    let record = if with_record { ", e.record" } else { "" };
     let sql = format!(
-        "SELECT {SUMMARY} FROM hookbox_events e
+        "SELECT {SUMMARY}{record} FROM hookbox_events e
          JOIN hookbox_deliveries d ON d.event_id = e.id AND d.target = '' AND d.replay = 0
          WHERE e.id >= $1 AND e.id < $2
            AND ($3::text IS NULL OR e.source = $3)
@@ -1055,6 +1058,8 @@ pub(super) struct ReplaySelect<'a> {
     pub(super) sources: Option<&'a [String]>,
     pub(super) exact_type: Option<&'a str>,
     pub(super) type_prefix: Option<&'a str>,
+    /// Only these events (those a filter applied in Rust took), when set.
+    pub(super) ids: Option<&'a [i64]>,
 }
 
 const REPLAY_WHERE: &str = "e.id >= $1 AND e.id < $2
@@ -1064,12 +1069,49 @@ const REPLAY_WHERE: &str = "e.id >= $1 AND e.id < $2
     AND ($5::text IS NULL OR e.event_type = $5)
     AND ($6::text IS NULL OR starts_with(e.event_type, $6))";
 
+/// Up to `limit` events a replay's window selects with ids after `after`, oldest
+/// first: (id, event type), and the record when `with_record`, for a filter applied
+/// in Rust. Pages follow by the last id.
+pub(super) async fn replay_candidates<C: GenericClient>(
+    c: &C,
+    f: &ReplaySelect<'_>,
+    after: i64,
+    limit: i64,
+    with_record: bool,
+) -> Result<Vec<Row>, Error> {
+    let record = if with_record { ", e.record" } else { "" };
+    let sql = format!(
+        "SELECT e.id, e.event_type{record} FROM hookbox_events e
+         WHERE {REPLAY_WHERE} AND e.id > $9 ORDER BY e.id LIMIT $10"
+    );
+    query(
+        c,
+        &sql,
+        &[
+            &f.lo,
+            &f.hi,
+            &f.source,
+            &f.sources,
+            &f.exact_type,
+            &f.type_prefix,
+            &f.since_ms,
+            &f.until_ms,
+            &after,
+            &limit,
+        ],
+    )
+    .await
+}
+
 /// How many events a replay matches.
 pub(super) async fn replay_count<C: GenericClient>(
     c: &C,
     f: &ReplaySelect<'_>,
 ) -> Result<i64, Error> {
-    let sql = format!("SELECT count(*) FROM hookbox_events e WHERE {REPLAY_WHERE}");
+    let sql = format!(
+        "SELECT count(*) FROM hookbox_events e WHERE {REPLAY_WHERE}
+           AND ($9::bigint[] IS NULL OR e.id = ANY($9))"
+    );
     Ok(query(
         c,
         &sql,
@@ -1082,6 +1124,7 @@ pub(super) async fn replay_count<C: GenericClient>(
             &f.type_prefix,
             &f.since_ms,
             &f.until_ms,
+            &f.ids,
         ],
     )
     .await?[0]
@@ -1105,7 +1148,8 @@ pub(super) async fn replay_insert<C: GenericClient>(
     // Replays are not ordered by key: they re-deliver history as it was.
     let sql = format!(
         "INSERT INTO hookbox_deliveries (event_id, replay, source, due_ms)
-         SELECT e.id, $9, e.source, $10 FROM hookbox_events e WHERE {REPLAY_WHERE}"
+         SELECT e.id, $9, e.source, $10 FROM hookbox_events e WHERE {REPLAY_WHERE}
+           AND ($11::bigint[] IS NULL OR e.id = ANY($11))"
     );
     let matched = execute(
         c,
@@ -1121,6 +1165,7 @@ pub(super) async fn replay_insert<C: GenericClient>(
             &f.until_ms,
             &id,
             &now_ms,
+            &f.ids,
         ],
     )
     .await? as i64;
