@@ -17,7 +17,8 @@ use super::state::{
     ReplayStatus,
 };
 use super::tables::{
-    ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, META, ORDER, READY, REPLAYS, SOURCES, STATE, STEPS,
+    ReadyKey, ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, META, ORDER, READY, REPLAYS, SOURCES,
+    STATE, STEPS,
 };
 use super::writer::{self, AppendOp, CommitHook, Op, Opener, OutcomeOp};
 use super::{
@@ -547,19 +548,21 @@ impl RedbJournal {
     fn read_state(&self, id: EventId) -> Result<Option<EventState>, JournalError> {
         let db = self.db()?;
         let txn = db.begin_read()?;
-        if txn.open_table(EVENTS)?.get(id.0)?.is_none() {
+        let Some(at) = origin(&txn.open_table(EVENTS)?, id.0)? else {
             return Ok(None);
-        }
-        state_of(&txn.open_table(STATE)?, id.0).map(Some)
+        };
+        let (states, ready) = (txn.open_table(STATE)?, txn.open_table(READY)?);
+        state_of(&states, &ready, &at, id.0).map(Some)
     }
 
     fn read_deliveries(&self, id: EventId) -> Result<Vec<DestinationState>, JournalError> {
         let db = self.db()?;
         let txn = db.begin_read()?;
-        if txn.open_table(EVENTS)?.get(id.0)?.is_none() {
+        let Some(at) = origin(&txn.open_table(EVENTS)?, id.0)? else {
             return Ok(Vec::new());
-        }
-        deliveries_of(&txn.open_table(STATE)?, id.0)
+        };
+        let (states, ready) = (txn.open_table(STATE)?, txn.open_table(READY)?);
+        deliveries_of(&states, &ready, &at, id.0)
     }
 
     fn read_attempts(&self, id: EventId) -> Result<Vec<Attempt>, JournalError> {
@@ -628,6 +631,7 @@ fn read_query(shared: &Shared, q: &Query) -> Result<Page, JournalError> {
     let txn = db.begin_read()?;
     let events = txn.open_table(EVENTS)?;
     let states = txn.open_table(STATE)?;
+    let ready = txn.open_table(READY)?;
     let needs_body = q.filter.as_ref().is_some_and(Filter::needs_body);
     // Events handed to the filter so far, bounded by MAX_FILTER_SCAN, and the last.
     let mut filtered = 0usize;
@@ -644,7 +648,8 @@ fn read_query(shared: &Shared, q: &Query) -> Result<Page, JournalError> {
         {
             return Ok(true);
         }
-        let st = state_of(&states, id)?;
+        let at = (s.source.clone(), millis(s.received_at));
+        let st = state_of(&states, &ready, &at, id)?;
         if q.state.is_some_and(|want| want != st.state) {
             return Ok(true);
         }
@@ -1019,27 +1024,73 @@ pub(super) fn delivery_rows(
     Ok(out)
 }
 
-/// Each destination's delivery of event `id` (one, never attempted, when no row exists).
-fn deliveries_of(
+/// Where an event's fresh deliveries are filed: its source and receive time (ms).
+pub(super) type Origin = (String, u64);
+
+/// The origin of event `id`, `None` when there is no such event.
+fn origin(
+    events: &impl ReadableTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<Option<Origin>, JournalError> {
+    let Some(rec) = events.get(id)? else {
+        return Ok(None);
+    };
+    let s = record::decode_summary(id, rec.value())?;
+    Ok(Some((s.source, millis(s.received_at))))
+}
+
+/// The destinations of event `id` whose first delivery is still waiting, never
+/// attempted: filed in the ready queue at the event's receive time, with no state row
+/// (one is written at the first outcome).
+pub(super) fn fresh_destinations(
+    ready: &impl ReadableTable<ReadyKey<'static>, (u32, &'static str)>,
+    (source, received_ms): &Origin,
+    id: u64,
+) -> Result<Vec<String>, JournalError> {
+    let (source, at) = (source.as_str(), *received_ms);
+    let mut out = Vec::new();
+    for entry in ready.range((source, at, id, 0, "")..(source, at, id, 1, ""))? {
+        out.push(entry?.0.value().4.to_owned());
+    }
+    Ok(out)
+}
+
+/// Each destination's delivery of event `id`: the state rows, and a fresh state for
+/// each delivery not attempted yet (one to the unnamed destination when there is
+/// neither).
+pub(super) fn deliveries_of(
     states: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    ready: &impl ReadableTable<ReadyKey<'static>, (u32, &'static str)>,
+    at: &Origin,
     id: u64,
 ) -> Result<Vec<DestinationState>, JournalError> {
     let mut rows = delivery_rows(states, id)?;
+    for destination in fresh_destinations(ready, at, id)? {
+        if !rows.iter().any(|r| r.destination == destination) {
+            rows.push(DestinationState {
+                destination,
+                state: EventState::fresh(""),
+            });
+        }
+    }
     if rows.is_empty() {
         rows.push(DestinationState {
             destination: String::new(),
             state: EventState::fresh(""),
         });
     }
+    rows.sort_by(|a, b| a.destination.cmp(&b.destination));
     Ok(rows)
 }
 
 /// Event `id`'s state over all its deliveries.
 fn state_of(
     states: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    ready: &impl ReadableTable<ReadyKey<'static>, (u32, &'static str)>,
+    at: &Origin,
     id: u64,
 ) -> Result<EventState, JournalError> {
-    let rows = deliveries_of(states, id)?;
+    let rows = deliveries_of(states, ready, at, id)?;
     Ok(EventState::aggregate(rows.iter().map(|d| &d.state))
         .unwrap_or_else(|| EventState::fresh("")))
 }

@@ -469,13 +469,12 @@ fn append(
             (&*op.source, op.received_ms, id, 0, dest),
             (1, op.order_key.as_str()),
         )?;
+        // A delivery's state row is written at its first outcome (until then the
+        // ready queue lists it, see `fresh_destinations`): one B-tree fewer per
+        // append. An ordered delivery's row keeps its key from the start.
         if !op.order_key.is_empty() {
             t.order
                 .insert((&*op.source, dest, op.order_key.as_str(), id), ())?;
-        }
-        // A named destination's row lists it among the event's deliveries; an ordered
-        // delivery's row keeps its key.
-        if !op.order_key.is_empty() || !dest.is_empty() {
             t.put_state(id, dest, &EventState::fresh(&op.order_key))?;
         }
     }
@@ -682,10 +681,8 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplaySta
             match &f.destination {
                 Some(dest) => matched.push((s.source, id, dest.clone())),
                 None => {
-                    let rows = super::redb_journal::delivery_rows(&t.state, id)?;
-                    if rows.is_empty() {
-                        matched.push((s.source.clone(), id, String::new()));
-                    }
+                    let at = (s.source.clone(), millis(s.received_at));
+                    let rows = super::redb_journal::deliveries_of(&t.state, &t.ready, &at, id)?;
                     for row in rows {
                         matched.push((s.source.clone(), id, row.destination));
                     }
@@ -767,7 +764,11 @@ fn purge(
             continue;
         };
         if let Ok(s) = decode_summary(id, rec.value()) {
-            picked.push((id, s.source, s.delivery_id));
+            // A destination never attempted yet has no state row: still pending.
+            let at = (s.source.clone(), millis(s.received_at));
+            if super::redb_journal::fresh_destinations(&t.ready, &at, id)?.is_empty() {
+                picked.push((id, s.source, s.delivery_id));
+            }
         }
     }
     for (id, source, delivery_id) in &picked {

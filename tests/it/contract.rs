@@ -479,6 +479,16 @@ async fn replays_deliver_a_window_again(j: &dyn Journal) {
 async fn purge_removes_only_old_done_events(j: &dyn Journal) {
     let old_done = append(j, "s", json!({"id": "x"})).await;
     let old_pending = append(j, "s2", json!({})).await;
+    // Done to one destination, never attempted to the other: still pending.
+    let half_done = append_to(j, "s3", json!({}), None, &["a", "b"]).await;
+    let a = claim_all(j, "s3").await;
+    let a = a.into_iter().find(|c| &*c.destination == "a").unwrap();
+    done(j, a.clone()).await;
+    j.abandon(claim_all(j, "s3").await).await.unwrap();
+    assert_eq!(
+        j.state(half_done).await.unwrap().unwrap().state,
+        State::Pending
+    );
     for c in claim_all(j, "s").await {
         let id = c.id;
         j.save_step(&c, "k", b"1".to_vec()).await.unwrap();
@@ -498,6 +508,10 @@ async fn purge_removes_only_old_done_events(j: &dyn Journal) {
     assert_eq!(j.step_result(old_done, "k").await.unwrap(), None);
     assert_eq!(j.lookup("s", "x").await.unwrap(), None);
     assert!(j.get(old_pending).await.unwrap().is_some());
+    assert!(
+        j.get(half_done).await.unwrap().is_some(),
+        "b is still to deliver"
+    );
     assert!(j.get(new_done).await.unwrap().is_some());
 }
 
