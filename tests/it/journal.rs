@@ -1,8 +1,9 @@
-//! The journal's on-disk format: a file written by format version 1 stays readable.
+//! The journal's on-disk format: files written by earlier format versions stay readable.
 //!
-//! `tests/fixtures/journal-v1.redb` was written by `write_v1_fixture` below (run it with
-//! `cargo test --test it journal::write_v1_fixture -- --ignored` only when the format
-//! version changes on purpose, and keep the old file as a second fixture).
+//! `tests/fixtures/journal-v1.redb` (one delivery per event) and `journal-v2.redb` (one
+//! per event and destination) were written by `write_v1_fixture` and `write_v2_fixture`
+//! below (run the current one with `cargo test --test it journal::write_v2_fixture --
+//! --ignored` only when the format version changes on purpose, and keep the old files).
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -13,6 +14,11 @@ use hookbox::{Journal, Query, RedbJournal, State};
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/journal-v1.redb"
+);
+
+const FIXTURE_V2: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/journal-v2.redb"
 );
 
 #[tokio::test]
@@ -58,6 +64,127 @@ async fn a_version_1_journal_still_opens_and_reads() {
         Some(first.id)
     );
     assert_eq!(journal.backlog("stripe"), 1);
+    // Its deliveries moved to the per-destination tables, to the unnamed destination.
+    let claims = journal.claim("stripe", far(), 10).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!((claims[0].id, &*claims[0].destination), (first.id, ""));
+}
+
+fn far() -> std::time::SystemTime {
+    std::time::SystemTime::now() + Duration::from_secs(86_400 * 365)
+}
+
+#[tokio::test]
+async fn a_version_2_journal_still_opens_and_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.redb");
+    std::fs::copy(FIXTURE_V2, &path).expect("the pinned fixture exists");
+    let journal = RedbJournal::open(&path).expect("a v2 file opens");
+    let dead = journal.dead(None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].source.as_str(), dead[0].destination.as_str()),
+        ("stripe", "billing")
+    );
+    let invoice = dead[0].id;
+    let per: Vec<_> = journal
+        .deliveries(invoice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.destination, d.state.state, d.state.attempts))
+        .collect();
+    assert_eq!(
+        per,
+        vec![
+            ("audit".to_owned(), State::Done, 1),
+            ("billing".to_owned(), State::Dead, 1)
+        ]
+    );
+    assert_eq!(
+        journal.state(invoice).await.unwrap().unwrap().state,
+        State::Dead
+    );
+    let attempts = journal.attempts(invoice).await.unwrap();
+    let mut to: Vec<_> = attempts.iter().map(|a| a.destination.as_str()).collect();
+    to.sort();
+    assert_eq!(to, ["audit", "billing"]);
+    let push = journal.lookup("github", "d-2").await.unwrap().unwrap();
+    let st = journal.state(push).await.unwrap().unwrap();
+    assert_eq!(
+        (st.state, st.next_at_ms),
+        (State::Retrying, Some(1_700_000_100_000))
+    );
+    let claims = journal.claim("github", far(), 10).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!((claims[0].id, claims[0].attempt), (push, 2));
+    assert_eq!(journal.backlog("github"), 1);
+    assert_eq!(journal.backlog("stripe"), 0);
+}
+
+#[tokio::test]
+#[ignore = "writes the pinned fixture; run only when the format version changes"]
+async fn write_v2_fixture() {
+    let _ = std::fs::remove_file(FIXTURE_V2);
+    let journal = RedbJournal::builder()
+        .cache_size(1 << 20)
+        .open(FIXTURE_V2)
+        .unwrap();
+    for (source, id, ty, ms, destinations) in [
+        (
+            "stripe",
+            "evt_1",
+            "invoice.paid",
+            1_700_000_000_000u64,
+            vec!["billing", "audit"],
+        ),
+        ("github", "d-2", "push", 1_700_000_001_000, vec![]),
+    ] {
+        let body = format!("{{\"id\":\"{id}\",\"type\":\"{ty}\"}}");
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        let at = UNIX_EPOCH + Duration::from_millis(ms);
+        let verified = hookbox::Verifier::custom(crate::support::events::Trusting)
+            .verified_event(source, headers, Bytes::from(body), at)
+            .unwrap();
+        let opts = hookbox::AppendOptions {
+            dedup_window: Some(Duration::from_secs(60)),
+            order_key: None,
+            destinations: destinations.into_iter().map(str::to_owned).collect(),
+        };
+        journal.append(&verified, &opts).await.unwrap();
+    }
+    for c in journal.claim("stripe", far(), 10).await.unwrap() {
+        let (outcome, next) = match &*c.destination {
+            "billing" => (
+                hookbox::AttemptOutcome::Fail,
+                hookbox::Next::Dead("410".into()),
+            ),
+            _ => (hookbox::AttemptOutcome::Done, hookbox::Next::Done),
+        };
+        let a = attempt(&c, outcome);
+        journal.settle(c, a, next).await.unwrap();
+    }
+    for c in journal.claim("github", far(), 10).await.unwrap() {
+        let a = attempt(&c, hookbox::AttemptOutcome::Retry);
+        journal
+            .settle(c, a, hookbox::Next::RetryAt(1_700_000_100_000))
+            .await
+            .unwrap();
+    }
+    journal.shutdown();
+}
+
+fn attempt(c: &hookbox::Claim, outcome: hookbox::AttemptOutcome) -> hookbox::Attempt {
+    hookbox::Attempt {
+        n: c.attempt,
+        started_ms: 1_700_000_050_000,
+        duration_ms: 7,
+        outcome,
+        error: None,
+        replay: None,
+        destination: c.destination.to_string(),
+    }
 }
 
 #[tokio::test]
