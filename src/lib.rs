@@ -12,16 +12,17 @@
 //!   -> VerifyLayer   body read up to a limit (413); the source's scheme verifies raw
 //!                    bytes + headers -> Verified<Event>; 400/401 as problem+json;
 //!                    provider handshakes answered here
-//!   -> AckLayer      Journal::append (group commit, fsync) -> Acked
+//!   -> AckLayer      Journal::append (group commit, fsync) -> Acked; one delivery
+//!                    per destination whose filter takes the event
 //!   -> Accepted      202 {"id": ...}; a duplicate provider id -> 200 {"duplicate": true}
 //!
 //! journal commit -> Supervisor (actix, own thread), told with try_send
-//!   -> SourceActor   one per source, bounded mailbox; claims due events from the
-//!                    journal (fencing token), at most `concurrency` at once and
-//!                    `rate` per second
+//!   -> SourceActor   one per source, bounded mailbox; claims due deliveries (event,
+//!                    destination) from the journal (fencing token), at most
+//!                    `concurrency` at once and `rate` per second
 //!   -> handler       your actor (Handler<Delivery>) or an HTTP destination -> Outcome
-//!   -> Journal       Done | RetryAt(backoff) | Dead (DLQ); every attempt recorded;
-//!                    memoised steps make side effects exactly-once
+//!   -> Journal       Done | RetryAt(backoff) | Dead (DLQ), per destination; every
+//!                    attempt recorded; memoised steps make side effects exactly-once
 //! ```
 //!
 //! - [`Verifier`] checks one provider's signatures: 22 built-in [`SCHEMES`] (Stripe,
@@ -38,8 +39,9 @@
 //!   state (claims, attempts, memoised steps, dead letters, replays).
 //! - [`Runtime`] delivers journaled events to handler actors routed by source and type
 //!   ([`Route`]): a [`Delivery`] in, an [`Outcome`] out, [`Delivery::step`] for
-//!   exactly-once effects, a [`RetryPolicy`] per source, a [`RedrivePolicy`], per-key
-//!   ordering ([`Source::order_by`]), graceful shutdown, recovery after a crash.
+//!   exactly-once effects, a [`RetryPolicy`] per source and per destination
+//!   ([`SourceOptions::destination_retry`]), a [`RedrivePolicy`], per-key ordering
+//!   ([`Source::order_by`]), graceful shutdown, recovery after a crash.
 //! - [`Destination`] forwards journaled events to an HTTP endpoint, re-signed with
 //!   Standard Webhooks (see [`forward`]).
 //! - [`server`] builds the standalone `hookbox serve` from a [`Config`]; [`admin`] is its
