@@ -89,6 +89,7 @@ pub use filter::{Filter, FilterError, FilterInput};
 pub use forward::{Delivered, Destination, ForwardError};
 pub use handler::{Delivery, Outcome, StepError};
 pub use hookbox::{Endpoint, Hookbox, Source};
+pub use journal::wal;
 pub use journal::{
     AppendFuture, AppendOptions, Appended, Attempt, AttemptOutcome, Claim, DeadDelivery,
     DestinationState, EventId, EventState, EventSummary, Journal, JournalError, JournalFuture,

@@ -30,6 +30,7 @@ mod redb_journal;
 pub(crate) mod retention;
 mod state;
 mod tables;
+pub mod wal;
 mod writer;
 
 pub use error::{JournalError, OpenError};

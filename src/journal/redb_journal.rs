@@ -20,6 +20,7 @@ use super::tables::{
     ReadyKey, ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, META, ORDER, READY, REPLAYS, SOURCES,
     STATE, STEPS,
 };
+use super::wal::{DirStore, LogStore};
 use super::writer::{self, AppendOp, CommitHook, Op, Opener, OutcomeOp};
 use super::{
     type_matches, AppendFuture, AppendOptions, EventId, Journal, JournalError, JournalFuture, Load,
@@ -102,11 +103,17 @@ impl std::fmt::Debug for RedbJournal {
 /// - `queue_capacity`: 8192 appends waiting for the writer (beyond: `Overloaded`).
 /// - `max_batch`: 4096 appends per write transaction.
 /// - `cache_size`: 64 MiB of redb page cache.
+/// - `log`: on for [`open`](RedbJournalBuilder::open): acknowledged writes commit to a
+///   write-ahead log beside the file (`<file>-wal/`, see [`crate::wal`]), and redb
+///   commits durably about once a second. Off, each batch holding an acknowledged
+///   write is a durable redb commit.
 pub struct RedbJournalBuilder {
     queue_capacity: usize,
     max_batch: usize,
     cache_size: usize,
     hook: Option<CommitHook>,
+    log: bool,
+    store: Option<Arc<dyn LogStore>>,
 }
 
 impl std::fmt::Debug for RedbJournalBuilder {
@@ -126,6 +133,8 @@ impl Default for RedbJournalBuilder {
             max_batch: 4096,
             cache_size: 64 << 20,
             hook: None,
+            log: true,
+            store: None,
         }
     }
 }
@@ -146,6 +155,19 @@ impl RedbJournalBuilder {
     /// Sets redb's page cache size in bytes.
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.cache_size = bytes;
+        self
+    }
+
+    /// Turns the write-ahead log on or off (see the defaults above).
+    pub fn log(mut self, on: bool) -> Self {
+        self.log = on;
+        self
+    }
+
+    /// Keeps the log in `store` (tests simulate a disk with it).
+    #[cfg(test)]
+    pub(crate) fn log_store(mut self, store: Arc<dyn LogStore>) -> Self {
+        self.store = Some(store);
         self
     }
 
@@ -170,11 +192,22 @@ impl RedbJournalBuilder {
         let p = path.clone();
         let opener: Opener =
             Box::new(move || redb::Builder::new().set_cache_size(cache).create(&p));
-        self.start(opener, path.display().to_string(), Some(path))
+        let mut b = self;
+        if b.log && b.store.is_none() {
+            let mut dir = path.clone().into_os_string();
+            dir.push("-wal");
+            let store = DirStore::new(Path::new(&dir)).map_err(|e| OpenError::Database {
+                path: Path::new(&dir).display().to_string(),
+                source: Box::new(e),
+            })?;
+            b.store = Some(Arc::new(store));
+        }
+        b.start(opener, path.display().to_string(), Some(path))
     }
 
     /// Opens the journal on a custom redb storage backend, built afresh by `backend` at
-    /// open and after each storage failure (fault-injection tests use this).
+    /// open and after each storage failure (fault-injection tests use this). There is no
+    /// log beside a custom backend: every acknowledged write is a durable redb commit.
     pub fn open_backend<B: StorageBackend>(
         self,
         backend: impl Fn() -> B + Send + 'static,
@@ -198,6 +231,15 @@ impl RedbJournalBuilder {
             path: name.clone(),
             source: Box::new(e),
         })?;
+        let wal = match self.store.clone() {
+            Some(store) => Some(
+                writer::open_log(&db, store).map_err(|e| OpenError::Database {
+                    path: name.clone(),
+                    source: Box::new(e),
+                })?,
+            ),
+            None => None,
+        };
         let (last_id, backlog) = init(&db).map_err(|e| match e {
             InitError::Version(found) => OpenError::Version {
                 found: found as u32,
@@ -226,7 +268,7 @@ impl RedbJournalBuilder {
         let max_batch = self.max_batch;
         let handle = std::thread::Builder::new()
             .name("hookbox-journal".into())
-            .spawn(move || writer::run(w, rx, opener, max_batch, last_id))
+            .spawn(move || writer::run(w, rx, opener, max_batch, last_id, wal))
             .expect("spawn the journal writer thread");
         Ok(RedbJournal {
             shared,

@@ -9,20 +9,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use redb::{Database, Durability, ReadableTable, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::record::{decode_body, decode_summary, millis};
 use super::redb_journal::Shared;
 use super::state::{Attempt, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus, State};
 use super::tables::{
-    ReadyKey, ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, ORDER, READY, REPLAYS, SOURCES, STATE,
-    STEPS,
+    ReadyKey, ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, META, ORDER, READY, REPLAYS, SOURCES,
+    STATE, STEPS,
 };
+use super::wal::{LogStore, Record, Wal};
 use super::{type_matches, Appended, EventId, JournalError, Window};
 
 type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
@@ -105,14 +106,111 @@ pub(super) type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> +
 /// Called with the batch size just before each commit (tests hold or slow commits).
 pub(super) type CommitHook = Arc<dyn Fn(usize) + Send + Sync>;
 
+/// The log's state as the writer holds it: the log, and the batch whose `fdatasync`
+/// is running on the syncer thread, if any.
+struct Logging {
+    wal: Wal,
+    /// Answers `Ok` once the outstanding batch is durable (and answered), `Err` when
+    /// its sync failed (its ops were answered with the error).
+    outstanding: Option<Receiver<Result<(), String>>>,
+    jobs: SyncSender<SyncJob>,
+    /// The syncer thread, joined when the writer stops (it holds the database).
+    syncer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Logging {
+    /// Waits for the outstanding batch's sync; `Err` when it failed.
+    fn settle(&mut self) -> Result<(), String> {
+        match self.outstanding.take() {
+            None => Ok(()),
+            Some(rx) => rx
+                .recv()
+                .unwrap_or_else(|_| Err("the log syncer stopped".to_owned())),
+        }
+    }
+}
+
+/// A written batch for the syncer: make it durable, then answer it.
+struct SyncJob {
+    store: Arc<dyn LogStore>,
+    segment: u64,
+    answers: Vec<Answer>,
+    max_id: u64,
+    changed: bool,
+    started: Instant,
+    done: std::sync::mpsc::SyncSender<Result<(), String>>,
+}
+
+/// The syncer thread: `fdatasync`s each written batch and answers it, while the writer
+/// applies the next batch to redb.
+fn syncer(shared: Arc<Shared>, jobs: Receiver<SyncJob>) {
+    while let Ok(job) = jobs.recv() {
+        let synced = job.store.sync(job.segment).map_err(|e| e.to_string());
+        match &synced {
+            Ok(()) => {
+                metrics::histogram!("hookbox_journal_commit_seconds")
+                    .record(job.started.elapsed().as_secs_f64());
+                notify(&shared, job.max_id, job.changed);
+                for a in job.answers {
+                    a(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal log sync failed; nothing in this batch was acknowledged");
+                metrics::counter!("hookbox_journal_commit_failures_total").increment(1);
+                shared.healthy.store(false, Ordering::Release);
+                for a in job.answers {
+                    a(Err(e));
+                }
+            }
+        }
+        let _ = job.done.send(synced);
+    }
+}
+
+/// Tells the delivery runtime that events (up to `max_id`) or deliveries changed.
+fn notify(shared: &Shared, max_id: u64, changed: bool) {
+    if max_id > 0 || changed {
+        shared.committed.send_if_modified(|v| {
+            let newer = max_id > *v;
+            *v = (*v).max(max_id);
+            newer || changed
+        });
+    }
+}
+
+/// How often redb commits durably (a checkpoint, with the log): the log past it is what
+/// an open applies again, and outcomes committed since may be forgotten by a crash.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 /// The writer loop. Ends when every sender is gone or on [`Op::Shutdown`].
+///
+/// With a log, acknowledged writes commit to redb without fsync (visible to every read
+/// at once) and then to the log, whose `fdatasync` (on the syncer thread, overlapping
+/// the next batch) is their commit point; redb commits durably once a second. Without
+/// one, every batch holding an acknowledged write commits durably in redb.
 pub(super) fn run(
     shared: Arc<Shared>,
     rx: Receiver<Op>,
     opener: Opener,
     max_batch: usize,
     mut last_id: u64,
+    wal: Option<Wal>,
 ) {
+    let mut logging = wal.map(|wal| {
+        let (jobs, job_rx) = std::sync::mpsc::sync_channel::<SyncJob>(1);
+        let s = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("hookbox-journal-sync".into())
+            .spawn(move || syncer(s, job_rx))
+            .expect("spawn the journal log syncer thread");
+        Logging {
+            wal,
+            outstanding: None,
+            jobs,
+            syncer: Some(handle),
+        }
+    });
     let mut batch: Vec<Op> = Vec::with_capacity(max_batch);
     let mut stop = false;
     let mut last_durable = Instant::now();
@@ -129,60 +227,126 @@ pub(super) fn run(
             Ok(Op::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             Ok(op) => batch.push(op),
             Err(RecvTimeoutError::Timeout) => {
-                recover(&shared, &opener);
+                recover(&shared, &opener, &mut logging);
                 continue;
             }
         }
         // Whatever queued up during the previous commit forms this batch. Under load
-        // (the previous batch was large) the writer lingers up to 150 us for stragglers:
-        // a commit's fixed cost then buys more events; at low load there is no wait.
-        let linger = if prev_batch >= 16 {
-            Some(Instant::now() + Duration::from_micros(150))
-        } else {
-            None
-        };
+        // (the previous batch was large) the writer waits up to 150 us for stragglers,
+        // blocked on the queue (never spinning): a commit's fixed cost then buys more
+        // events; at low load there is no wait.
+        let linger = (prev_batch >= 16).then(|| Instant::now() + Duration::from_micros(150));
         while batch.len() < max_batch {
-            match rx.try_recv() {
+            let next = match linger {
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        rx.try_recv().map_err(|_| ())
+                    } else {
+                        rx.recv_timeout(left).map_err(|_| ())
+                    }
+                }
+                None => rx.try_recv().map_err(|_| ()),
+            };
+            match next {
                 Ok(Op::Shutdown) => {
                     stop = true;
                     break;
                 }
                 Ok(op) => batch.push(op),
-                Err(_) if linger.is_some_and(|t| Instant::now() < t) => std::thread::yield_now(),
-                Err(_) => break,
+                Err(()) => break,
             }
         }
         prev_batch = batch.len();
         let appends = batch.iter().filter(|o| matches!(o, Op::Append(_))).count();
         shared.queued.fetch_sub(appends, Ordering::AcqRel);
-        let db = match current_db(&shared, &opener) {
+        let db = match current_db(&shared, &opener, &mut logging) {
             Ok(db) => db,
             Err(e) => {
                 batch.drain(..).for_each(|op| op.fail(&e));
                 continue;
             }
         };
-        let durable =
-            batch.iter().any(Op::durable) || last_durable.elapsed() > Duration::from_secs(1);
+        let acknowledged = batch.iter().any(Op::durable);
+        let checkpoint = last_durable.elapsed() > CHECKPOINT_EVERY;
+        let durable = checkpoint || (acknowledged && logging.is_none());
+        if durable {
+            // A checkpoint may delete log segments: the batch being synced goes first.
+            if let Some(l) = logging.as_mut() {
+                if let Err(e) = l.settle() {
+                    fail_and_recover(&shared, &opener, &mut logging, &mut batch, &e);
+                    continue;
+                }
+            }
+        }
+        let mut log = Vec::new();
+        let plan = Plan {
+            durable,
+            log: (logging.is_some() && !durable).then_some(&mut log),
+            checkpoint: logging
+                .as_ref()
+                .filter(|_| durable)
+                .map(|l| l.wal.last_seq()),
+        };
         let started = Instant::now();
-        match write_batch(&shared, &db, &mut batch, &mut last_id, durable) {
+        match write_batch(&shared, &db, &mut batch, &mut last_id, plan) {
             Ok(done) => {
                 if durable {
                     last_durable = Instant::now();
                 }
-                metrics::histogram!("hookbox_journal_commit_seconds")
-                    .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("hookbox_journal_batch_size").record(done.replies.len() as f64);
                 shared.apply_pending(&done.pending);
-                if done.max_id > 0 || done.changed {
-                    shared.committed.send_if_modified(|v| {
-                        let newer = done.max_id > *v;
-                        *v = (*v).max(done.max_id);
-                        newer || done.changed
-                    });
+                if let (true, Some(l)) = (durable, logging.as_mut()) {
+                    let seq = l.wal.last_seq();
+                    if let Err(e) = l.wal.checkpointed(seq) {
+                        tracing::warn!(error = %e, "deleting checkpointed log segments failed; trying again at the next checkpoint");
+                    }
                 }
-                for reply in done.replies {
-                    reply(Ok(()));
+                if log.is_empty() {
+                    // A duplicate or a step stored already is answered from what the
+                    // batch being synced wrote: not before that is durable.
+                    if let (true, false, Some(l)) = (acknowledged, durable, logging.as_mut()) {
+                        if let Err(e) = l.settle() {
+                            done.replies.into_iter().for_each(|r| r(Err(&e)));
+                            fail_and_recover(&shared, &opener, &mut logging, &mut batch, &e);
+                            continue;
+                        }
+                    }
+                    metrics::histogram!("hookbox_journal_commit_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    notify(&shared, done.max_id, done.changed);
+                    for reply in done.replies {
+                        reply(Ok(()));
+                    }
+                    continue;
+                }
+                let l = logging.as_mut().expect("a log was written");
+                // One write unsynced at a time: a crash then tears only the log's end.
+                let written = l.settle().and_then(|()| {
+                    l.wal
+                        .write(&log)
+                        .map_err(|e| format!("writing the journal log: {e}"))
+                });
+                if let Err(e) = written {
+                    done.replies.into_iter().for_each(|r| r(Err(&e)));
+                    fail_and_recover(&shared, &opener, &mut logging, &mut batch, &e);
+                    continue;
+                }
+                let (tx, outstanding) = std::sync::mpsc::sync_channel(1);
+                let job = SyncJob {
+                    store: l.wal.store(),
+                    segment: l.wal.segment(),
+                    answers: done.replies,
+                    max_id: done.max_id,
+                    changed: done.changed,
+                    started,
+                    done: tx,
+                };
+                l.outstanding = Some(outstanding);
+                if l.jobs.send(job).is_err() {
+                    // Its answers are dropped with it: the callers see the journal stop.
+                    tracing::error!("the journal log syncer stopped");
+                    l.outstanding = None;
                 }
             }
             Err(e) => {
@@ -190,20 +354,71 @@ pub(super) fn run(
                 metrics::counter!("hookbox_journal_commit_failures_total").increment(1);
                 drop(db);
                 shared.healthy.store(false, Ordering::Release);
-                recover(&shared, &opener);
+                recover(&shared, &opener, &mut logging);
             }
+        }
+    }
+    // A clean stop: the last batch synced, and a checkpoint, so the next open has no
+    // log to apply.
+    if let Some(l) = logging.as_mut() {
+        let _ = l.settle();
+        if let Ok(db) = current_db(&shared, &opener, &mut None) {
+            let seq = l.wal.last_seq();
+            let ok = checkpoint_now(&db, seq).is_ok();
+            if ok {
+                let _ = l.wal.checkpointed(seq);
+            }
+        }
+    }
+    // The syncer ends with its queue, and lets go of the database.
+    if let Some(mut l) = logging {
+        let handle = l.syncer.take();
+        drop(l);
+        if let Some(h) = handle {
+            let _ = h.join();
         }
     }
     // Appends still queued behind a shutdown are refused (their senders see an error).
     drop(rx);
 }
 
+/// A durable commit recording that redb holds the log up to `seq`.
+fn checkpoint_now(db: &Database, seq: u64) -> Result<(), JournalError> {
+    let txn = db.begin_write()?;
+    txn.open_table(META)?.insert(LOG_CHECKPOINT, seq)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// The `META` key of the last log record redb holds durably.
+pub(super) const LOG_CHECKPOINT: &str = "log_checkpoint";
+
+/// The log failed under a batch: its ops are refused, and the journal reopens (redb at
+/// its last checkpoint, with the log applied again).
+fn fail_and_recover(
+    shared: &Shared,
+    opener: &Opener,
+    logging: &mut Option<Logging>,
+    batch: &mut Vec<Op>,
+    e: &str,
+) {
+    tracing::error!(error = %e, "journal log failed; nothing in this batch was acknowledged");
+    metrics::counter!("hookbox_journal_commit_failures_total").increment(1);
+    batch.drain(..).for_each(|op| op.fail(e));
+    shared.healthy.store(false, Ordering::Release);
+    recover(shared, opener, logging);
+}
+
 /// The live database, reopening it first if a failure closed it.
-fn current_db(shared: &Shared, opener: &Opener) -> Result<Arc<Database>, String> {
+fn current_db(
+    shared: &Shared,
+    opener: &Opener,
+    logging: &mut Option<Logging>,
+) -> Result<Arc<Database>, String> {
     if let Some(db) = shared.db.read().expect("db lock").clone() {
         return Ok(db);
     }
-    recover(shared, opener);
+    recover(shared, opener, logging);
     shared
         .db
         .read()
@@ -213,8 +428,14 @@ fn current_db(shared: &Shared, opener: &Opener) -> Result<Arc<Database>, String>
 }
 
 /// Closes the failed database (once readers let go) and opens it again, which runs
-/// redb's repair. On failure the journal stays closed; the writer tries again shortly.
-fn recover(shared: &Shared, opener: &Opener) {
+/// redb's repair and rolls it back to its last durable commit; with a log, the log past
+/// that checkpoint is applied again. On failure the journal stays closed; the writer
+/// tries again shortly.
+fn recover(shared: &Shared, opener: &Opener, logging: &mut Option<Logging>) {
+    if let Some(l) = logging.as_mut() {
+        // The batch being synced is answered (or refused) before the reopen.
+        let _ = l.settle();
+    }
     let old = shared.db.write().expect("db lock").take();
     if let Some(mut old) = old {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -237,6 +458,16 @@ fn recover(shared: &Shared, opener: &Opener) {
     }
     match opener() {
         Ok(db) => {
+            if let Some(l) = logging.as_mut() {
+                match open_log(&db, l.wal.store()) {
+                    Ok(wal) => l.wal = wal,
+                    Err(e) => {
+                        tracing::error!(error = %e, "journal log replay after a storage failure failed; will retry");
+                        std::thread::sleep(Duration::from_millis(50));
+                        return;
+                    }
+                }
+            }
             *shared.db.write().expect("db lock") = Some(Arc::new(db));
             shared.healthy.store(true, Ordering::Release);
             tracing::info!("journal reopened after a storage failure");
@@ -263,9 +494,9 @@ struct Done {
 
 /// Answers an op once its batch is settled: the value after a commit, the error after
 /// a failure (so no caller is left with a silently dropped reply).
-type Answer = Box<dyn FnOnce(Result<(), &str>)>;
+type Answer = Box<dyn FnOnce(Result<(), &str>) + Send>;
 
-fn answer<T: 'static>(reply: Reply<T>, value: T) -> Answer {
+fn answer<T: Send + 'static>(reply: Reply<T>, value: T) -> Answer {
     Box::new(move |r| {
         let _ = reply.send(
             r.map(|()| value)
@@ -325,12 +556,24 @@ impl<'t> Tables<'t> {
 
 /// Writes and commits `batch`. On failure every op of the batch is answered with the
 /// error before this returns.
+/// How a batch is committed.
+struct Plan<'a> {
+    /// Commit durably (fsync) in redb.
+    durable: bool,
+    /// Collect a log record for each acknowledged write here (when logging and not
+    /// committing durably).
+    log: Option<&'a mut Vec<Vec<u8>>>,
+    /// Record this checkpoint: redb holds the log up to this record once this durable
+    /// commit returns.
+    checkpoint: Option<u64>,
+}
+
 fn write_batch(
     shared: &Shared,
     db: &Database,
     batch: &mut Vec<Op>,
     last_id: &mut u64,
-    durable: bool,
+    plan: Plan<'_>,
 ) -> Result<Done, JournalError> {
     let mut done = Done {
         replies: Vec::with_capacity(batch.len()),
@@ -340,7 +583,7 @@ fn write_batch(
         changed: false,
     };
     let mut ops = std::mem::take(batch).into_iter();
-    match write_ops(shared, db, &mut ops, &mut done, last_id, durable) {
+    match write_ops(shared, db, &mut ops, &mut done, last_id, plan) {
         Ok(()) => Ok(done),
         Err(e) => {
             let text = e.to_string();
@@ -357,8 +600,13 @@ fn write_ops(
     ops: &mut std::vec::IntoIter<Op>,
     done: &mut Done,
     last_id: &mut u64,
-    durable: bool,
+    plan: Plan<'_>,
 ) -> Result<(), JournalError> {
+    let Plan {
+        durable,
+        mut log,
+        checkpoint,
+    } = plan;
     let mut txn = db.begin_write()?;
     txn.set_durability(if durable {
         Durability::Immediate
@@ -374,6 +622,20 @@ fn write_ops(
             match op {
                 Op::Append(op) => {
                     let a = append(&mut t, &op, &mut next, now_ms, done)?;
+                    if let (false, Some(log)) = (a.duplicate, log.as_deref_mut()) {
+                        log.push(
+                            Record::Append {
+                                id: a.id.0,
+                                source: op.source.to_string(),
+                                received_ms: op.received_ms,
+                                dedup: op.delivery_id.clone().map(|d| (d, now_ms)),
+                                order_key: op.order_key.clone(),
+                                destinations: op.destinations.clone(),
+                                record: op.record.clone(),
+                            }
+                            .encode(),
+                        );
+                    }
                     done.replies.push(answer(op.reply, a));
                 }
                 Op::Outcome(op) => {
@@ -390,16 +652,34 @@ fn write_ops(
                     let mut steps = txn.open_table(STEPS)?;
                     if steps.get((id, name.as_str()))?.is_none() {
                         steps.insert((id, name.as_str()), value.as_slice())?;
+                        if let Some(log) = log.as_deref_mut() {
+                            log.push(Record::Step { id, name, value }.encode());
+                        }
                     }
                     done.replies.push(answer(reply, ()));
                 }
                 Op::Redrive { filter, reply } => {
-                    let n = redrive(&mut t, &filter, now_ms, done)?;
+                    let moved = redrive(&mut t, &filter, now_ms, done)?;
+                    let n = moved.len() as u64;
+                    if let (true, Some(log)) = (n > 0, log.as_deref_mut()) {
+                        log.push(Record::Redrive { now_ms, moved }.encode());
+                    }
                     done.replies.push(answer(reply, n));
                 }
                 Op::Replay { filter, reply } => {
-                    let status = replay(&mut t, &filter, now_ms)?;
+                    let (status, queued) = replay(&mut t, &filter, now_ms)?;
                     done.changed |= status.matched > 0 && !filter.dry_run;
+                    if let (false, Some(log)) = (filter.dry_run, log.as_deref_mut()) {
+                        log.push(
+                            Record::Replay {
+                                replay_id: status.id,
+                                now_ms,
+                                status: serde_json::to_vec(&status).expect("status serializes"),
+                                queued,
+                            }
+                            .encode(),
+                        );
+                    }
                     done.replies.push(answer(reply, status));
                 }
                 Op::Purge {
@@ -414,17 +694,9 @@ fn write_ops(
                 Op::Shutdown => {}
             }
         }
-        let mut sources = txn.open_table(SOURCES)?;
-        let touched: std::collections::HashSet<&Arc<str>> =
-            done.pending.keys().chain(done.appended.keys()).collect();
-        for source in touched {
-            let (total, pending) = sources.get(&**source)?.map(|g| g.value()).unwrap_or((0, 0));
-            let appended = done.appended.get(source).copied().unwrap_or(0);
-            let delta = done.pending.get(source).copied().unwrap_or(0);
-            sources.insert(
-                &**source,
-                (total + appended, (pending as i64 + delta).max(0) as u64),
-            )?;
+        update_sources(&txn, done)?;
+        if let Some(seq) = checkpoint {
+            txn.open_table(META)?.insert(LOG_CHECKPOINT, seq)?;
         }
     }
     if let Some(hook) = &shared.hook {
@@ -432,6 +704,23 @@ fn write_ops(
     }
     txn.commit()?;
     *last_id = next;
+    Ok(())
+}
+
+/// Adds a batch's appended and settled counts to the per-source counters.
+fn update_sources(txn: &WriteTransaction, done: &Done) -> Result<(), JournalError> {
+    let mut sources = txn.open_table(SOURCES)?;
+    let touched: std::collections::HashSet<&Arc<str>> =
+        done.pending.keys().chain(done.appended.keys()).collect();
+    for source in touched {
+        let (total, pending) = sources.get(&**source)?.map(|g| g.value()).unwrap_or((0, 0));
+        let appended = done.appended.get(source).copied().unwrap_or(0);
+        let delta = done.pending.get(source).copied().unwrap_or(0);
+        sources.insert(
+            &**source,
+            (total + appended, (pending as i64 + delta).max(0) as u64),
+        )?;
+    }
     Ok(())
 }
 
@@ -455,39 +744,65 @@ fn append(
     }
     *next = (op.received_ms << 16).max(*next + 1);
     let id = *next;
-    t.events.insert(id, op.record.as_slice())?;
-    t.by_source.insert((&*op.source, id), ())?;
-    let unnamed = [String::new()];
-    let destinations = if op.destinations.is_empty() {
-        &unnamed[..]
-    } else {
-        &op.destinations[..]
+    let dedup = op.delivery_id.as_deref().map(|d| (d, now_ms));
+    let new = NewEvent {
+        id,
+        source: &op.source,
+        received_ms: op.received_ms,
+        dedup,
+        order_key: &op.order_key,
+        destinations: &op.destinations,
+        record: &op.record,
     };
-    for dest in destinations {
-        let dest = dest.as_str();
-        t.ready.insert(
-            (&*op.source, op.received_ms, id, 0, dest),
-            (1, op.order_key.as_str()),
-        )?;
-        // A delivery's state row is written at its first outcome (until then the
-        // ready queue lists it, see `fresh_destinations`): one B-tree fewer per
-        // append. An ordered delivery's row keeps its key from the start.
-        if !op.order_key.is_empty() {
-            t.order
-                .insert((&*op.source, dest, op.order_key.as_str(), id), ())?;
-            t.put_state(id, dest, &EventState::fresh(&op.order_key))?;
-        }
-    }
-    if let Some(did) = &op.delivery_id {
-        t.dedup.insert((&*op.source, did.as_str()), (id, now_ms))?;
-    }
-    *done.appended.entry(op.source.clone()).or_default() += 1;
-    *done.pending.entry(op.source.clone()).or_default() += destinations.len() as i64;
-    done.max_id = done.max_id.max(id);
+    insert_event(t, &new, done)?;
     Ok(Appended {
         id: EventId(id),
         duplicate: false,
     })
+}
+
+/// An event to insert, with everything its append decided.
+struct NewEvent<'a> {
+    id: u64,
+    source: &'a Arc<str>,
+    received_ms: u64,
+    dedup: Option<(&'a str, u64)>,
+    order_key: &'a str,
+    destinations: &'a [String],
+    record: &'a [u8],
+}
+
+/// Inserts an event and its deliveries (one per destination).
+fn insert_event(t: &mut Tables<'_>, e: &NewEvent<'_>, done: &mut Done) -> Result<(), JournalError> {
+    let id = e.id;
+    let source = &**e.source;
+    t.events.insert(id, e.record)?;
+    t.by_source.insert((source, id), ())?;
+    let unnamed = [String::new()];
+    let destinations = if e.destinations.is_empty() {
+        &unnamed[..]
+    } else {
+        e.destinations
+    };
+    for dest in destinations {
+        let dest = dest.as_str();
+        t.ready
+            .insert((source, e.received_ms, id, 0, dest), (1, e.order_key))?;
+        // A delivery's state row is written at its first outcome (until then the
+        // ready queue lists it, see `fresh_destinations`): one B-tree fewer per
+        // append. An ordered delivery's row keeps its key from the start.
+        if !e.order_key.is_empty() {
+            t.order.insert((source, dest, e.order_key, id), ())?;
+            t.put_state(id, dest, &EventState::fresh(e.order_key))?;
+        }
+    }
+    if let Some((did, at)) = e.dedup {
+        t.dedup.insert((source, did), (id, at))?;
+    }
+    *done.appended.entry(e.source.clone()).or_default() += 1;
+    *done.pending.entry(e.source.clone()).or_default() += destinations.len() as i64;
+    done.max_id = done.max_id.max(id);
+    Ok(())
 }
 
 fn next_attempt_key(t: &Tables<'_>, id: u64) -> Result<u32, JournalError> {
@@ -583,7 +898,7 @@ fn redrive(
     f: &RedriveFilter,
     now_ms: u64,
     done: &mut Done,
-) -> Result<u64, JournalError> {
+) -> Result<Vec<(String, u64, String)>, JournalError> {
     // Collect first: the dead table is changed while going through it.
     let mut picked: Vec<(String, u64, String)> = Vec::new();
     for entry in t.dead.iter()? {
@@ -613,33 +928,47 @@ fn redrive(
         }
         picked.push((source.to_owned(), id, dest.to_owned()));
     }
-    let mut moved = 0u64;
-    for (source, id, dest) in &picked {
-        let dest = dest.as_str();
-        let mut st = t
-            .get_state(*id, dest)?
+    let mut moved = Vec::new();
+    for (source, id, dest) in picked {
+        let st = t
+            .get_state(id, &dest)?
             .unwrap_or_else(|| EventState::fresh(""));
         if f.max_redrives.is_some_and(|max| st.redrives >= max) {
             continue;
         }
-        t.dead.remove((source.as_str(), *id, dest))?;
-        moved += 1;
-        st.state = State::Pending;
-        st.redrives += 1;
-        st.dead_at_ms = None;
-        // A redriven event starts a fresh round of attempts; its history is kept.
-        t.ready.insert(
-            (source.as_str(), now_ms, *id, 0, dest),
-            (1, st.order_key.as_str()),
-        )?;
-        t.put_state(*id, dest, &st)?;
-        *done.pending.entry(Arc::from(source.as_str())).or_default() += 1;
+        revive(t, &source, id, &dest, st, now_ms, done)?;
+        moved.push((source, id, dest));
     }
-    done.changed |= moved > 0;
+    done.changed |= !moved.is_empty();
     Ok(moved)
 }
 
-fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplayStatus, JournalError> {
+/// Moves one dead delivery back to pending, due `now_ms`, for a fresh round of
+/// attempts; its history is kept.
+fn revive(
+    t: &mut Tables<'_>,
+    source: &str,
+    id: u64,
+    dest: &str,
+    mut st: EventState,
+    now_ms: u64,
+    done: &mut Done,
+) -> Result<(), JournalError> {
+    t.dead.remove((source, id, dest))?;
+    st.state = State::Pending;
+    st.redrives += 1;
+    st.dead_at_ms = None;
+    t.ready
+        .insert((source, now_ms, id, 0, dest), (1, st.order_key.as_str()))?;
+    t.put_state(id, dest, &st)?;
+    *done.pending.entry(Arc::from(source)).or_default() += 1;
+    Ok(())
+}
+
+/// A replay's status and the (source, event, destination) of each delivery it queued.
+type Replayed = (ReplayStatus, Vec<(String, u64, String)>);
+
+fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<Replayed, JournalError> {
     let window = Window {
         since_ms: f.since_ms,
         until_ms: f.until_ms,
@@ -700,17 +1029,135 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<ReplaySta
         created_ms: now_ms,
     };
     if !f.dry_run {
-        for (source, id, dest) in &matched {
-            // Replays are not ordered by key: they re-deliver history as it was.
-            t.ready.insert(
-                (source.as_str(), now_ms, *id, replay_id, dest.as_str()),
-                (1, ""),
-            )?;
-        }
         let bytes = serde_json::to_vec(&status).expect("status serializes");
-        t.replays.insert(replay_id, bytes.as_slice())?;
+        queue_replay(t, replay_id, now_ms, &bytes, &matched)?;
     }
-    Ok(status)
+    Ok((status, matched))
+}
+
+/// Files a replay's deliveries and its status.
+fn queue_replay(
+    t: &mut Tables<'_>,
+    replay_id: u64,
+    now_ms: u64,
+    status: &[u8],
+    queued: &[(String, u64, String)],
+) -> Result<(), JournalError> {
+    for (source, id, dest) in queued {
+        // Replays are not ordered by key: they re-deliver history as it was.
+        t.ready.insert(
+            (source.as_str(), now_ms, *id, replay_id, dest.as_str()),
+            (1, ""),
+        )?;
+    }
+    t.replays.insert(replay_id, status)?;
+    Ok(())
+}
+
+/// Opens the log of a journal whose database is `db`: applies the records past redb's
+/// checkpoint to it, in one durable commit (again at the next open, if this one is cut
+/// short: applying a record twice changes nothing), and returns the log to write to.
+pub(super) fn open_log(db: &Database, store: Arc<dyn LogStore>) -> Result<Wal, JournalError> {
+    let checkpoint = {
+        let txn = db.begin_read()?;
+        match txn.open_table(META) {
+            Ok(meta) => meta.get(LOG_CHECKPOINT)?.map_or(0, |g| g.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let (mut wal, records) =
+        Wal::open(store, checkpoint).map_err(|e| JournalError::Storage(e.to_string()))?;
+    let Some(&(last, _)) = records.last() else {
+        return Ok(wal);
+    };
+    let applied = records.len();
+    let txn = db.begin_write()?;
+    {
+        let mut t = Tables::open(&txn)?;
+        let mut done = Done {
+            replies: Vec::new(),
+            appended: HashMap::new(),
+            pending: HashMap::new(),
+            max_id: 0,
+            changed: false,
+        };
+        for (_, r) in records {
+            apply_record(&txn, &mut t, r, &mut done)?;
+        }
+        update_sources(&txn, &done)?;
+        txn.open_table(META)?.insert(LOG_CHECKPOINT, last)?;
+    }
+    txn.commit()?;
+    tracing::info!(records = applied, "journal log applied to the database");
+    wal.checkpointed(last)
+        .map_err(|e| JournalError::Storage(e.to_string()))?;
+    Ok(wal)
+}
+
+/// Applies one log record, unless its effect is there already.
+fn apply_record(
+    txn: &WriteTransaction,
+    t: &mut Tables<'_>,
+    r: Record,
+    done: &mut Done,
+) -> Result<(), JournalError> {
+    match r {
+        Record::Append {
+            id,
+            source,
+            received_ms,
+            dedup,
+            order_key,
+            destinations,
+            record,
+        } => {
+            if t.events.get(id)?.is_some() {
+                return Ok(());
+            }
+            let source: Arc<str> = Arc::from(source);
+            let e = NewEvent {
+                id,
+                source: &source,
+                received_ms,
+                dedup: dedup.as_ref().map(|(d, at)| (d.as_str(), *at)),
+                order_key: &order_key,
+                destinations: &destinations,
+                record: &record,
+            };
+            insert_event(t, &e, done)
+        }
+        Record::Step { id, name, value } => {
+            let mut steps = txn.open_table(STEPS)?;
+            if steps.get((id, name.as_str()))?.is_none() {
+                steps.insert((id, name.as_str()), value.as_slice())?;
+            }
+            Ok(())
+        }
+        Record::Redrive { now_ms, moved } => {
+            for (source, id, dest) in moved {
+                if t.dead.get((source.as_str(), id, dest.as_str()))?.is_none() {
+                    continue;
+                }
+                let st = t
+                    .get_state(id, &dest)?
+                    .unwrap_or_else(|| EventState::fresh(""));
+                revive(t, &source, id, &dest, st, now_ms, done)?;
+            }
+            Ok(())
+        }
+        Record::Replay {
+            replay_id,
+            now_ms,
+            status,
+            queued,
+        } => {
+            if t.replays.get(replay_id)?.is_some() {
+                return Ok(());
+            }
+            queue_replay(t, replay_id, now_ms, &status, &queued)
+        }
+    }
 }
 
 /// Retention: removes up to `limit` done events received before `before_ms` with
