@@ -539,9 +539,11 @@ async fn redrive_and_replay_work_through_plain_form_posts() {
         .await;
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
-    assert!(html.contains("Redrive 2 dead events?"), "{html}");
+    assert!(html.contains("Redrive 2 dead deliveries?"), "{html}");
     assert!(
-        html.contains(&format!("hookbox dlq redrive --id {b} --id {c}")),
+        html.contains(&format!(
+            "hookbox dlq redrive --destination app --id {b} --id {c}"
+        )),
         "the CLI line"
     );
     assert!(html.contains("/v1/dlq/redrive"), "the curl line");
@@ -589,7 +591,7 @@ async fn redrive_and_replay_work_through_plain_form_posts() {
         )
         .await;
     let html = res.text().await.unwrap();
-    assert!(html.contains("Redrive 1 dead event?"), "{html}");
+    assert!(html.contains("Redrive 1 dead delivery?"), "{html}");
     let doc = Html::parse_document(&html);
     let digest = doc
         .select(&Selector::parse("input[name=digest]").unwrap())
