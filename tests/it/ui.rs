@@ -717,6 +717,21 @@ async fn dead_letters_are_listed_and_redriven_per_destination() {
     ];
     want.sort();
     assert_eq!(dead_pairs(&html), want, "{html}");
+
+    // From the event page, one destination: the live one is not dead, so nothing.
+    let (_, html) = d.get(&cookie, &format!("/ui/events/{c}")).await;
+    let rows = table_under(&html, "Destinations");
+    assert_eq!(rows[0][6], "", "app is done: no redrive");
+    assert_eq!(rows[1][6], "Redrive audit", "{rows:?}");
+    let path = format!("/ui/events/{c}/redrive");
+    let res = d.form(&cookie, &path, &[("destination", "app")]).await;
+    assert_eq!(res.status(), 409);
+    let res = d.form(&cookie, &path, &[("destination", "audit")]).await;
+    assert_eq!(res.status(), 303);
+    wait_delivery(&d, &c, "audit", "done").await;
+    assert_eq!(delivery(&d, &c, "app").await["redrives"], 1);
+    assert_eq!(delivery(&d, &c, "audit").await["redrives"], 1);
+    assert_eq!(delivery(&d, &b, "app").await["state"], "dead");
 }
 
 fn urlenc(v: &str) -> String {
