@@ -15,8 +15,8 @@
 //! | `POST /ui/logout` | ends the session |
 //! | `GET /ui/` | overview: sources, destinations, the journal |
 //! | `GET /ui/events` | events, filtered by the query string; `/ui/events/rows` is the live tail |
-//! | `GET /ui/events/{id}` | one event; `POST .../redrive`, `POST .../replay`, `GET .../raw` |
-//! | `GET /ui/dlq`, `POST /ui/dlq/redrive` | dead letters, grouped; redrive after a bound preview |
+//! | `GET /ui/events/{id}` | one event and each destination's delivery; `POST .../redrive` (`destination`: that one only), `POST .../replay`, `GET .../raw` |
+//! | `GET /ui/dlq`, `POST /ui/dlq/redrive` | dead deliveries, one per (event, destination), grouped; a row's redrive at once, a selection's or a filter's after a bound preview |
 //! | `GET /ui/replays`, `POST /ui/replays`, `GET /ui/replays/{id}` | replays: count, confirm, progress |
 //! | `GET /ui/rejected` | the recent refusals of the webhook listener |
 //! | `GET /ui/sources` | sources and destinations as configured |

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use super::templates::{self, event::PerDestination, respond};
+use super::templates::{self, respond};
 use super::{session, Ui};
 use crate::admin::ops::{self, Problem};
 use crate::EventId;
@@ -109,15 +109,16 @@ async fn fail(p: Problem) -> Response {
     templates::error_page(status, title, &detail)
 }
 
-/// A redrive of exactly `ids`.
-fn by_ids(ids: Vec<EventId>) -> ops::RedriveRequest {
+/// A redrive of the dead deliveries of `ids` to `destination` (`None`: to every
+/// destination; for an event of a source without named destinations, its only one).
+fn by_ids(ids: Vec<EventId>, destination: Option<String>) -> ops::RedriveRequest {
     ops::RedriveRequest {
         ids: Some(ids),
         source: None,
         event_type: None,
         since: None,
         until: None,
-        destination: None,
+        destination,
     }
 }
 
@@ -412,53 +413,6 @@ async fn load_event(ui: &Arc<Ui>, id: &str) -> Result<(ops::EventDetail, Vec<u8>
     Ok((v, body))
 }
 
-async fn per_destination(ui: &Ui, v: &ops::EventDetail) -> Vec<PerDestination> {
-    let Some(src) = ui.opts.sources.iter().find(|s| s.name == v.source) else {
-        return Vec::new();
-    };
-    let st = v.state.map_or("", |s| s.as_str());
-    let last_error = v
-        .delivery
-        .as_ref()
-        .and_then(|d| d.last_error.as_deref())
-        .unwrap_or("");
-    let id = Some(v.id);
-    let mut out = Vec::new();
-    for d in &src.destinations {
-        let memoised = match (id, src.destinations.len() > 1) {
-            (Some(id), true) => matches!(
-                ui.admin
-                    .journal
-                    .step_result(id, &format!("forward:{d}"))
-                    .await,
-                Ok(Some(_))
-            ),
-            _ => false,
-        };
-        let failure = last_error
-            .split("; ")
-            .find_map(|part| part.strip_prefix(&format!("{d}: ")));
-        let (state, detail) = if st == "done" || memoised {
-            ("delivered", None)
-        } else if let Some(f) = failure {
-            (
-                if st == "dead" { "dead" } else { "failing" },
-                Some(f.to_owned()),
-            )
-        } else if st == "dead" {
-            ("dead", None)
-        } else {
-            ("pending", None)
-        };
-        out.push(PerDestination {
-            name: d.clone(),
-            state,
-            detail,
-        });
-    }
-    out
-}
-
 pub(crate) async fn event(
     Shared(ui): Shared<Arc<Ui>>,
     Path(id): Path<String>,
@@ -484,18 +438,16 @@ pub(crate) async fn event(
     };
     let notice = match get(&q, "done").as_deref() {
         Some("redrive") => {
-            Some("Redriven: the event went back to pending for a new round of attempts.")
+            Some("Redriven: its dead deliveries went back to pending for a new round of attempts.")
         }
         _ => None,
     };
-    let destinations = per_destination(&ui, &v).await;
     let url = admin_url(&headers);
     respond(
         StatusCode::OK,
         templates::event::page(&templates::event::EventPage {
             event: &v,
             body: &body,
-            destinations: &destinations,
             view,
             diff,
             notice,
@@ -522,16 +474,27 @@ pub(crate) async fn raw(Shared(ui): Shared<Arc<Ui>>, Path(id): Path<String>) -> 
     res
 }
 
-pub(crate) async fn redrive_event(Shared(ui): Shared<Arc<Ui>>, Path(id): Path<String>) -> Response {
+/// Redrives an event's dead deliveries: all of them, or with a `destination` field only
+/// the one to that destination.
+pub(crate) async fn redrive_event(
+    Shared(ui): Shared<Arc<Ui>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let Ok(event) = id.parse::<EventId>() else {
         return templates::error_page(StatusCode::BAD_REQUEST, "Not an event id", &id);
     };
-    match ops::redrive(&ui.admin, by_ids(vec![event])).await {
-        Ok(r) if r.redriven == 0 => templates::error_page(
-            StatusCode::CONFLICT,
-            "Nothing to redrive",
-            "the event is not dead (any more): it may have been redriven already",
-        ),
+    let destination = get(&pairs(&body), "destination");
+    let what = match &destination {
+        Some(d) => {
+            format!("the delivery to {d} is not dead (any more): it may have been redriven already")
+        }
+        None => "the event is not dead (any more): it may have been redriven already".to_owned(),
+    };
+    match ops::redrive(&ui.admin, by_ids(vec![event], destination)).await {
+        Ok(r) if r.redriven == 0 => {
+            templates::error_page(StatusCode::CONFLICT, "Nothing to redrive", &what)
+        }
         Ok(_) => Redirect::to(&format!("/ui/events/{id}?done=redrive")).into_response(),
         Err(p) => fail(p).await,
     }
@@ -619,18 +582,58 @@ impl DeadFilter {
     }
 }
 
-/// One dead event.
+/// One dead delivery: an event and the destination that gave up on it.
 #[derive(Debug, Clone)]
 pub(crate) struct DeadRow {
     pub(crate) id: String,
     pub(crate) source: String,
+    /// `None`: the source's only, unnamed delivery.
+    pub(crate) destination: Option<String>,
     pub(crate) event_type: Option<String>,
     pub(crate) dead_at: Option<SystemTime>,
     pub(crate) attempts: u32,
     pub(crate) last_error: Option<String>,
 }
 
-/// The most dead events one page or one bulk redrive covers.
+impl DeadRow {
+    /// The delivery's form value: the event id, then `/` and the destination for a
+    /// named one (names never hold a `/`, ids neither).
+    pub(crate) fn key(&self) -> String {
+        match &self.destination {
+            Some(d) => format!("{}/{d}", self.id),
+            None => self.id.clone(),
+        }
+    }
+}
+
+/// A delivery's form value (see [`DeadRow::key`]) read back: the event and the
+/// destination (`None`: the unnamed delivery).
+fn parse_key(key: &str) -> Option<(EventId, Option<String>)> {
+    let (id, dest) = match key.split_once('/') {
+        Some((id, d)) if !d.is_empty() => (id, Some(d.to_owned())),
+        Some(_) => return None,
+        None => (key, None),
+    };
+    Some((id.parse().ok()?, dest))
+}
+
+/// The dead deliveries `rows` as redrive requests, one per destination, each of
+/// exactly the events listed with that destination: together they redrive exactly
+/// those (event, destination) pairs and no other delivery of the same events.
+fn redrives_of(rows: &[DeadRow]) -> Vec<ops::RedriveRequest> {
+    let mut by_dest: BTreeMap<Option<String>, Vec<EventId>> = BTreeMap::new();
+    for r in rows {
+        if let Ok(id) = r.id.parse() {
+            by_dest.entry(r.destination.clone()).or_default().push(id);
+        }
+    }
+    by_dest
+        .into_iter()
+        .map(|(dest, ids)| by_ids(ids, dest))
+        .collect()
+}
+
+/// The most dead deliveries one page or one bulk redrive covers.
 const DEAD_BOUND: usize = 1000;
 
 /// A failure's group: the destination, the HTTP status or the error's head.
@@ -668,8 +671,25 @@ fn group_of(err: &str, destinations: &[String]) -> String {
     }
 }
 
-/// Dead events matching `f` (and their groups before the group filter); `true` when
-/// the journal held more than [`DEAD_BOUND`].
+/// A dead delivery's failure group: by its destination first, when it has one.
+fn group_of_row(r: &DeadRow, destinations: &[String]) -> String {
+    let err = r.last_error.as_deref().unwrap_or("no error recorded");
+    match &r.destination {
+        Some(d) => {
+            let own = [d.clone()];
+            let g = group_of(err, &own);
+            if g.starts_with(&format!("{d} · ")) {
+                g
+            } else {
+                format!("{d} · {}", group_of(err, destinations))
+            }
+        }
+        None => group_of(err, destinations),
+    }
+}
+
+/// Dead deliveries matching `f` (and their groups before the group filter); `true`
+/// when the journal held more than [`DEAD_BOUND`].
 async fn dead_rows(
     ui: &Arc<Ui>,
     f: &DeadFilter,
@@ -694,6 +714,7 @@ async fn dead_rows(
         .map(|e| DeadRow {
             id: e.id.to_string(),
             source: e.source,
+            destination: e.destination,
             event_type: e.event_type,
             dead_at: e.dead_at,
             attempts: e.attempts,
@@ -714,24 +735,14 @@ async fn dead_rows(
         .collect();
     let mut groups: BTreeMap<String, usize> = BTreeMap::new();
     for r in &rows {
-        *groups
-            .entry(group_of(
-                r.last_error.as_deref().unwrap_or("no error recorded"),
-                &dests,
-            ))
-            .or_default() += 1;
+        *groups.entry(group_of_row(r, &dests)).or_default() += 1;
     }
     let mut groups: Vec<(String, usize)> = groups.into_iter().collect();
     groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let rows = match &f.group {
         Some(g) => rows
             .into_iter()
-            .filter(|r| {
-                group_of(
-                    r.last_error.as_deref().unwrap_or("no error recorded"),
-                    &dests,
-                ) == *g
-            })
+            .filter(|r| group_of_row(r, &dests) == *g)
             .collect(),
         None => rows,
     };
@@ -745,8 +756,14 @@ pub(crate) async fn dlq(Shared(ui): Shared<Arc<Ui>>, uri: Uri) -> Response {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let notice = get(&q, "redriven")
-        .map(|n| format!("Redriven {n} event(s): they are pending again and are being delivered."));
+    let notice = get(&q, "redriven").map(|n| {
+        let (what, they) = if n == "1" {
+            ("delivery", "it is")
+        } else {
+            ("deliveries", "they are")
+        };
+        format!("Redriven {n} dead {what}: {they} pending again and being delivered.")
+    });
     respond(
         StatusCode::OK,
         templates::dlq::page(
@@ -760,11 +777,40 @@ pub(crate) async fn dlq(Shared(ui): Shared<Arc<Ui>>, uri: Uri) -> Response {
     )
 }
 
-/// What a bulk redrive's preview binds: the sorted ids, hashed.
+/// What a bulk redrive's preview binds: the sorted (event, destination) pairs, hashed.
 fn digest(rows: &[DeadRow]) -> String {
-    let mut ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    ids.sort_unstable();
-    hex::encode(&Sha256::digest(ids.join("\n").as_bytes())[..16])
+    let mut keys: Vec<String> = rows.iter().map(DeadRow::key).collect();
+    keys.sort_unstable();
+    hex::encode(&Sha256::digest(keys.join("\n").as_bytes())[..16])
+}
+
+/// Redrives one dead delivery (a row's own button): exactly that (event, destination)
+/// pair, at once; back to the list with its filters.
+async fn dlq_redrive_one(ui: &Arc<Ui>, form: &Pairs, f: &DeadFilter) -> Response {
+    let key = get(form, "id").unwrap_or_default();
+    let Some((id, destination)) = parse_key(&key) else {
+        return templates::error_page(StatusCode::BAD_REQUEST, "Not a dead delivery", &key);
+    };
+    let what = match &destination {
+        Some(d) => format!("{id} to {d}"),
+        None => id.to_string(),
+    };
+    match ops::redrive(&ui.admin, by_ids(vec![id], destination)).await {
+        Ok(r) if r.redriven == 0 => templates::error_page(
+            StatusCode::CONFLICT,
+            "Nothing to redrive",
+            &format!(
+                "the delivery of {what} is not dead (any more): it may have been redriven already"
+            ),
+        ),
+        Ok(r) => {
+            let n = r.redriven.to_string();
+            let mut q = f.fields().to_vec();
+            q.push(("redriven", &n));
+            Redirect::to(&format!("/ui/dlq?{}", encode(&q))).into_response()
+        }
+        Err(p) => fail(p).await,
+    }
 }
 
 pub(crate) async fn dlq_redrive(
@@ -774,6 +820,9 @@ pub(crate) async fn dlq_redrive(
 ) -> Response {
     let form = pairs(&body);
     let f = DeadFilter::of(&form);
+    if get(&form, "action").as_deref() == Some("one") {
+        return dlq_redrive_one(&ui, &form, &f).await;
+    }
     let by_filter = get(&form, "scope").as_deref() == Some("filter");
     let (rows, truncated) = if by_filter {
         match dead_rows(&ui, &f).await {
@@ -785,7 +834,7 @@ pub(crate) async fn dlq_redrive(
         match dead_rows(&ui, &DeadFilter::default()).await {
             Ok((rows, _, t)) => (
                 rows.into_iter()
-                    .filter(|r| wanted.contains(&r.id))
+                    .filter(|r| wanted.contains(&r.key()))
                     .collect(),
                 t,
             ),
@@ -795,8 +844,8 @@ pub(crate) async fn dlq_redrive(
     if by_filter && truncated {
         return templates::error_page(
             StatusCode::CONFLICT,
-            "Too many dead events match",
-            &format!("more than {DEAD_BOUND} dead events match these filters; narrow them and preview again"),
+            "Too many dead deliveries match",
+            &format!("more than {DEAD_BOUND} dead deliveries match these filters; narrow them and preview again"),
         );
     }
     let d = digest(&rows);
@@ -807,22 +856,23 @@ pub(crate) async fn dlq_redrive(
                 StatusCode::CONFLICT,
                 "The set changed since the preview",
                 &format!(
-                    "the preview counted {expect} event(s); {} match now, or not the same ones. Nothing was redriven: preview again.",
+                    "the preview counted {expect} dead delivery(ies); {} match now, or not the same ones. Nothing was redriven: preview again.",
                     rows.len()
                 ),
             );
         }
-        let ids: Vec<EventId> = rows.iter().filter_map(|r| r.id.parse().ok()).collect();
-        return match ops::redrive(&ui.admin, by_ids(ids)).await {
-            Ok(r) => {
-                let n = r.redriven.to_string();
-                Redirect::to(&format!("/ui/dlq?{}", encode(&[("redriven", &n)]))).into_response()
+        // One redrive per destination, each of exactly the events previewed with it.
+        let mut redriven = 0;
+        for r in redrives_of(&rows) {
+            match ops::redrive(&ui.admin, r).await {
+                Ok(r) => redriven += r.redriven,
+                Err(p) => return fail(p).await,
             }
-            Err(p) => fail(p).await,
-        };
+        }
+        let n = redriven.to_string();
+        return Redirect::to(&format!("/ui/dlq?{}", encode(&[("redriven", &n)]))).into_response();
     }
-    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let (cli, curl) = templates::dlq::commands(&ids, &admin_url(&headers));
+    let (cli, curl) = templates::dlq::commands(&redrives_of(&rows), &admin_url(&headers));
     respond(
         StatusCode::OK,
         templates::dlq::preview(&rows, &f, by_filter, &d, &cli, &curl),
@@ -1110,6 +1160,7 @@ pub(crate) async fn overview(Shared(ui): Shared<Arc<Ui>>) -> Response {
     let hour_ago = now - Duration::from_secs(3600);
     let backlogs: BTreeMap<String, u64> = journal.sources().into_iter().collect();
     let (dead_all, total) = tokio::join!(journal.dead_count(), journal.count());
+    // One entry per dead (event, destination) delivery: these count deliveries.
     let mut dead_by_source: BTreeMap<String, u64> = BTreeMap::new();
     if let Ok(list) = journal.dead(None, 10_000).await {
         for d in list {
@@ -1259,6 +1310,58 @@ mod tests {
         assert_eq!(group_of("api: HTTP 500: boom", &d), "api · HTTP 500");
         assert_eq!(group_of("api: connect: refused", &d), "api · connect");
         assert_eq!(group_of("no handler", &d), "no handler");
+    }
+
+    fn row(id: &str, destination: Option<&str>) -> DeadRow {
+        DeadRow {
+            id: id.to_owned(),
+            source: "shop".to_owned(),
+            destination: destination.map(str::to_owned),
+            event_type: None,
+            dead_at: None,
+            attempts: 1,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn a_dead_delivery_is_named_by_its_event_and_destination() {
+        let id = "evt_00000000000000ff";
+        for dest in [None, Some("audit"), Some("billing.v2")] {
+            let key = row(id, dest).key();
+            let (got, d) = parse_key(&key).unwrap();
+            assert_eq!(got.to_string(), id);
+            assert_eq!(d.as_deref(), dest);
+        }
+        assert!(parse_key(&format!("{id}/")).is_none());
+        assert!(parse_key("nope/audit").is_none());
+    }
+
+    #[test]
+    fn a_selection_is_redriven_one_destination_at_a_time() {
+        let (a, b) = ("evt_0000000000000001", "evt_0000000000000002");
+        let rows = [
+            row(a, Some("app")),
+            row(b, Some("audit")),
+            row(b, Some("app")),
+        ];
+        let got: Vec<(Option<String>, Vec<String>)> = redrives_of(&rows)
+            .into_iter()
+            .map(|r| {
+                let ids = r.ids.unwrap().iter().map(ToString::to_string).collect();
+                (r.destination, ids)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("app".to_owned()), vec![a.to_owned(), b.to_owned()]),
+                (Some("audit".to_owned()), vec![b.to_owned()]),
+            ]
+        );
+        let got = redrives_of(&[row(a, None)]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].destination, None);
     }
 
     #[test]

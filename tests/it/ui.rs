@@ -445,6 +445,295 @@ async fn an_xss_corpus_in_events_is_rendered_as_text() {
     assert!(!html.contains("v1,"), "no signature value is shown");
 }
 
+/// The texts of the cells of `table`'s body rows, row by row.
+fn cells(table: scraper::ElementRef<'_>) -> Vec<Vec<String>> {
+    let tr = Selector::parse("tbody tr").unwrap();
+    let td = Selector::parse("td").unwrap();
+    table
+        .select(&tr)
+        .map(|r| {
+            r.select(&td)
+                .map(|c| c.text().collect::<String>().trim().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// The first table of the card whose heading is `heading`.
+fn table_under(html: &str, heading: &str) -> Vec<Vec<String>> {
+    let doc = Html::parse_document(html);
+    let card = Selector::parse("section.card").unwrap();
+    let h2 = Selector::parse("h2").unwrap();
+    let table = Selector::parse("table").unwrap();
+    let section = doc
+        .select(&card)
+        .find(|s| {
+            s.select(&h2)
+                .next()
+                .is_some_and(|h| h.text().collect::<String>() == heading)
+        })
+        .unwrap_or_else(|| panic!("no {heading:?} card: {html}"));
+    cells(section.select(&table).next().expect("a table"))
+}
+
+/// The dead-letter list's rows: (event, destination).
+fn dead_pairs(html: &str) -> Vec<(String, String)> {
+    let doc = Html::parse_document(html);
+    let form = Selector::parse("form[action='/ui/dlq/redrive'] table").unwrap();
+    let Some(table) = doc.select(&form).next() else {
+        return Vec::new();
+    };
+    let mut pairs: Vec<(String, String)> = cells(table)
+        .into_iter()
+        .map(|r| (r[1].clone(), r[3].clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// The delivery of `id` to `dest` as the admin API shows it.
+async fn delivery(d: &dashboard::Dashboard, id: &str, dest: &str) -> serde_json::Value {
+    let v = d.event(id).await;
+    v["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["destination"] == dest)
+        .unwrap_or_else(|| panic!("{id} has no delivery to {dest}: {v:#}"))
+        .clone()
+}
+
+/// Waits (up to 15 s) until the delivery of `id` to `dest` is in `state`.
+async fn wait_delivery(d: &dashboard::Dashboard, id: &str, dest: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = delivery(d, id, dest).await;
+        if v["state"] == state {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} to {dest} never became {state}: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A source with two destinations: the dead-letter list has one row per dead (event,
+/// destination) pair, a row's redrive redrives that pair only, a bulk redrive exactly
+/// the selected pairs, and the event page shows each destination's delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_redriven_per_destination() {
+    let d = dashboard::start_fanout().await;
+    let (audit, audit_failing) = d.audit.as_ref().unwrap();
+    let cookie = d.session().await;
+    // `a` and `c` die at both destinations, `b` at app only (audit takes it at once).
+    let a = d
+        .post(r#"{"type":"invoice.paid","note":"fail both"}"#, &[])
+        .await;
+    let b = d
+        .post(r#"{"type":"invoice.paid","note":"fail"}"#, &[])
+        .await;
+    let c = d
+        .post(r#"{"type":"invoice.voided","note":"fail both"}"#, &[])
+        .await;
+    for id in [&a, &c] {
+        wait_delivery(&d, id, "app", "dead").await;
+        wait_delivery(&d, id, "audit", "dead").await;
+    }
+    wait_delivery(&d, &b, "app", "dead").await;
+    wait_delivery(&d, &b, "audit", "done").await;
+
+    let (status, html) = d.get(&cookie, "/ui/dlq").await;
+    assert_eq!(status, 200);
+    let mut want = vec![
+        (a.clone(), "app".to_owned()),
+        (a.clone(), "audit".to_owned()),
+        (b.clone(), "app".to_owned()),
+        (c.clone(), "app".to_owned()),
+        (c.clone(), "audit".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(dead_pairs(&html), want, "{html}");
+    // Grouped by destination, and a group narrows the list to its destination.
+    assert!(html.contains("audit · HTTP 502"), "{html}");
+    let (_, html) = d
+        .get(
+            &cookie,
+            &format!("/ui/dlq?group={}", urlenc("audit · HTTP 502")),
+        )
+        .await;
+    let mut want = vec![
+        (a.clone(), "audit".to_owned()),
+        (c.clone(), "audit".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(dead_pairs(&html), want);
+
+    // The event page: both destinations' deliveries, and whose each attempt was.
+    let (_, html) = d.get(&cookie, &format!("/ui/events/{a}")).await;
+    let rows = table_under(&html, "Destinations");
+    let states: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    assert_eq!(states, vec![("app", "dead"), ("audit", "dead")], "{html}");
+    assert_eq!(rows[1][2], "2", "audit's attempts");
+    assert!(rows[1][4].contains("audit store is read-only"), "{rows:?}");
+    let attempts = table_under(&html, "Attempts");
+    let to: Vec<&str> = attempts.iter().map(|r| r[3].as_str()).collect();
+    assert_eq!(to.iter().filter(|t| **t == "app").count(), 2, "{to:?}");
+    assert_eq!(to.iter().filter(|t| **t == "audit").count(), 2, "{to:?}");
+    let (_, html) = d.get(&cookie, &format!("/ui/events/{b}")).await;
+    let rows = table_under(&html, "Destinations");
+    let states: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    assert_eq!(states, vec![("app", "dead"), ("audit", "done")], "{html}");
+
+    // A row's own redrive: (a, app) only; a's audit delivery and b stay dead.
+    d.failing.store(false, Ordering::SeqCst);
+    let audit_before = audit.requests().len();
+    let res = d
+        .form(
+            &cookie,
+            "/ui/dlq/redrive",
+            &[("action", "one"), ("id", &format!("{a}/app"))],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/ui/dlq?redriven=1");
+    wait_delivery(&d, &a, "app", "done").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let untouched = delivery(&d, &a, "audit").await;
+    assert_eq!(untouched["state"], "dead", "{untouched:#}");
+    assert_eq!(untouched["redrives"], 0, "{untouched:#}");
+    assert_eq!(untouched["attempts"], 2, "{untouched:#}");
+    assert_eq!(
+        audit.requests().len(),
+        audit_before,
+        "nothing went to audit"
+    );
+    assert_eq!(delivery(&d, &a, "app").await["redrives"], 1);
+    assert_eq!(delivery(&d, &b, "app").await["state"], "dead");
+    let (_, html) = d.get(&cookie, &format!("/ui/events/{a}")).await;
+    let rows = table_under(&html, "Destinations");
+    let states: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    assert_eq!(states, vec![("app", "done"), ("audit", "dead")], "{html}");
+    let (_, html) = d.get(&cookie, "/ui/dlq").await;
+    let mut want = vec![
+        (a.clone(), "audit".to_owned()),
+        (b.clone(), "app".to_owned()),
+        (c.clone(), "app".to_owned()),
+        (c.clone(), "audit".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(dead_pairs(&html), want, "{html}");
+    // Again: not dead any more.
+    let res = d
+        .form(
+            &cookie,
+            "/ui/dlq/redrive",
+            &[("action", "one"), ("id", &format!("{a}/app"))],
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+
+    // A selection: exactly the pairs previewed, one redrive per destination; the
+    // other dead deliveries of the same events (c to audit) and b stay dead.
+    audit_failing.store(false, Ordering::SeqCst);
+    let a_audit = format!("{a}/audit");
+    let c_app = format!("{c}/app");
+    let picked = [("id", a_audit.as_str()), ("id", c_app.as_str())];
+    let res = d
+        .form(
+            &cookie,
+            "/ui/dlq/redrive",
+            &[&picked[..], &[("action", "preview")]].concat(),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Redrive 2 dead deliveries?"), "{html}");
+    assert!(
+        html.contains(&format!("hookbox dlq redrive --destination app --id {c}")),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("hookbox dlq redrive --destination audit --id {a}")),
+        "{html}"
+    );
+    let doc = Html::parse_document(&html);
+    let hidden = Selector::parse("input[type=hidden][name=id]").unwrap();
+    let mut bound: Vec<String> = doc
+        .select(&hidden)
+        .map(|e| e.value().attr("value").unwrap().to_owned())
+        .collect();
+    bound.sort();
+    let mut want = vec![a_audit.clone(), c_app.clone()];
+    want.sort();
+    assert_eq!(bound, want);
+    let digest = doc
+        .select(&Selector::parse("input[name=digest]").unwrap())
+        .next()
+        .unwrap()
+        .value()
+        .attr("value")
+        .unwrap()
+        .to_owned();
+    let res = d
+        .form(
+            &cookie,
+            "/ui/dlq/redrive",
+            &[
+                &picked[..],
+                &[
+                    ("action", "confirm"),
+                    ("expect", "2"),
+                    ("digest", digest.as_str()),
+                ],
+            ]
+            .concat(),
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/ui/dlq?redriven=2");
+    wait_delivery(&d, &a, "audit", "done").await;
+    wait_delivery(&d, &c, "app", "done").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(delivery(&d, &a, "app").await["redrives"], 1, "a/app once");
+    let c_audit = delivery(&d, &c, "audit").await;
+    assert_eq!(c_audit["state"], "dead", "{c_audit:#}");
+    assert_eq!(c_audit["redrives"], 0, "{c_audit:#}");
+    assert_eq!(delivery(&d, &b, "app").await["state"], "dead");
+    let (_, html) = d.get(&cookie, "/ui/dlq").await;
+    let mut want = vec![
+        (b.clone(), "app".to_owned()),
+        (c.clone(), "audit".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(dead_pairs(&html), want, "{html}");
+
+    // From the event page, one destination: the live one is not dead, so nothing.
+    let (_, html) = d.get(&cookie, &format!("/ui/events/{c}")).await;
+    let rows = table_under(&html, "Destinations");
+    assert_eq!(rows[0][6], "", "app is done: no redrive");
+    assert_eq!(rows[1][6], "Redrive audit", "{rows:?}");
+    let path = format!("/ui/events/{c}/redrive");
+    let res = d.form(&cookie, &path, &[("destination", "app")]).await;
+    assert_eq!(res.status(), 409);
+    let res = d.form(&cookie, &path, &[("destination", "audit")]).await;
+    assert_eq!(res.status(), 303);
+    wait_delivery(&d, &c, "audit", "done").await;
+    assert_eq!(delivery(&d, &c, "app").await["redrives"], 1);
+    assert_eq!(delivery(&d, &c, "audit").await["redrives"], 1);
+    assert_eq!(delivery(&d, &b, "app").await["state"], "dead");
+}
+
 fn urlenc(v: &str) -> String {
     form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
@@ -539,9 +828,11 @@ async fn redrive_and_replay_work_through_plain_form_posts() {
         .await;
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
-    assert!(html.contains("Redrive 2 dead events?"), "{html}");
+    assert!(html.contains("Redrive 2 dead deliveries?"), "{html}");
     assert!(
-        html.contains(&format!("hookbox dlq redrive --id {b} --id {c}")),
+        html.contains(&format!(
+            "hookbox dlq redrive --destination app --id {b} --id {c}"
+        )),
         "the CLI line"
     );
     assert!(html.contains("/v1/dlq/redrive"), "the curl line");
@@ -589,7 +880,7 @@ async fn redrive_and_replay_work_through_plain_form_posts() {
         )
         .await;
     let html = res.text().await.unwrap();
-    assert!(html.contains("Redrive 1 dead event?"), "{html}");
+    assert!(html.contains("Redrive 1 dead delivery?"), "{html}");
     let doc = Html::parse_document(&html);
     let digest = doc
         .select(&Selector::parse("input[name=digest]").unwrap())

@@ -1,5 +1,5 @@
-//! One event: headers (signatures masked), body, state per destination, the attempt
-//! timeline, a diff of two attempts, and its actions.
+//! One event: headers (signatures masked), body, each destination's delivery, the
+//! attempt timeline, a diff of two attempts, and its actions.
 
 use maud::{html, Markup};
 use serde_json::Value;
@@ -8,14 +8,6 @@ use crate::admin::ops::{AttemptRecord, EventDetail};
 
 use super::events::{bytes, enc};
 use super::{equivalents, layout, rfc3339, state, time, Nav};
-
-/// Where the event stands with one destination.
-#[derive(Debug)]
-pub(crate) struct PerDestination {
-    pub(crate) name: String,
-    pub(crate) state: &'static str,
-    pub(crate) detail: Option<String>,
-}
 
 /// How the body is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +110,10 @@ fn diff_table(a: &AttemptRecord, b: &AttemptRecord) -> Markup {
             ("Duration (ms)", x.duration_ms.to_string()),
             ("Outcome", x.outcome.as_str().to_owned()),
             (
+                "Destination",
+                x.destination.clone().unwrap_or_else(|| "—".to_owned()),
+            ),
+            (
                 "Replay",
                 x.replay.map_or_else(|| "—".to_owned(), |r| r.to_string()),
             ),
@@ -146,7 +142,6 @@ fn diff_table(a: &AttemptRecord, b: &AttemptRecord) -> Markup {
 pub(crate) struct EventPage<'a> {
     pub(crate) event: &'a EventDetail,
     pub(crate) body: &'a [u8],
-    pub(crate) destinations: &'a [PerDestination],
     pub(crate) view: View,
     pub(crate) diff: Option<(usize, usize)>,
     pub(crate) notice: Option<&'a str>,
@@ -174,6 +169,9 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
         .and_then(|v| serde_json::to_string_pretty(&v).ok());
     let delivery = e.delivery.as_ref();
     let next_at = delivery.and_then(|d| d.next_at);
+    // Named destinations get their own table; a source's only delivery is the summary.
+    let named = e.destinations.iter().any(|d| d.destination.is_some());
+    let any_dead = st == "dead" || e.destinations.iter().any(|d| d.state.as_str() == "dead");
     let body = html! {
         nav.crumbs { a href="/ui/events" { "Events" } " / " span.mono { (id) } }
         div.head {
@@ -198,24 +196,13 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
                     @if let Some(t) = delivery.and_then(|d| d.dead_at) { dt { "Dead since" } dd { (time(t)) } }
                     @if let Some(err) = delivery.and_then(|d| d.last_error.as_deref()) { dt { "Last failure" } dd.mono.wrap { (err) } }
                 }
-                @if !p.destinations.is_empty() {
-                    h3 { "Per destination" }
-                    table.grid.compact {
-                        thead { tr { th { "Destination" } th { "State" } th { "Detail" } } }
-                        tbody {
-                            @for d in p.destinations {
-                                tr { td.mono { (d.name) } td { (state(d.state)) } td.mono.wrap { (d.detail.as_deref().unwrap_or("")) } }
-                            }
-                        }
-                    }
-                }
             }
             section.card {
                 h2 { "Actions" }
-                @if st == "dead" {
+                @if any_dead {
                     form.inline method="post" action={(base) "/redrive"} {
                         button.primary type="submit" { "Redrive" }
-                        span.muted { " Back to pending; delivered again at once." }
+                        span.muted { " Its dead deliveries back to pending; delivered again at once." }
                     }
                     (equivalents(&format!("hookbox dlq redrive --id {id}"),
                         &format!("curl -X POST -H \"Authorization: Bearer $HOOKBOX_ADMIN_TOKEN\" -H 'content-type: application/json' -d '{{\"ids\":[\"{id}\"]}}' {}/v1/dlq/redrive", p.admin_url)))
@@ -228,6 +215,38 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
                 p { a.button href={(base) "/raw"} download { "Download raw body" } }
             }
         }
+        @if named {
+            section.card {
+                h2 { "Destinations" }
+                p.muted.small { "Each destination has its own delivery: its own attempts, retries and dead state." }
+                div.tablewrap {
+                    table.grid {
+                        thead { tr { th { "Destination" } th { "State" } th.num { "Attempts" } th { "Next attempt" } th { "Last error" } th.num { "Redrives" } th {} } }
+                        tbody {
+                            @for d in &e.destinations {
+                                @let name = d.destination.as_deref().unwrap_or("—");
+                                tr {
+                                    td.mono { (name) }
+                                    td { (state(d.state.as_str())) }
+                                    td.num { (d.delivery.attempts) }
+                                    td { @if let Some(t) = d.delivery.next_at { (time(t)) } @else { "—" } }
+                                    td.mono.wrap { (d.delivery.last_error.as_deref().unwrap_or("")) }
+                                    td.num { (d.delivery.redrives) }
+                                    td {
+                                        @if let (Some(dest), "dead") = (&d.destination, d.state.as_str()) {
+                                            form.inline method="post" action={(base) "/redrive"} {
+                                                input type="hidden" name="destination" value=(dest);
+                                                button.small type="submit" aria-label={"redrive the delivery to " (dest)} { "Redrive " (dest) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         section.card {
             h2 { "Attempts" }
             @if attempts.is_empty() {
@@ -236,13 +255,14 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
                 form method="get" action={(base) "#diff"} {
                     input type="hidden" name="view" value=(match p.view { View::Pretty => "pretty", View::Raw => "raw", View::Hex => "hex" });
                     table.grid {
-                        thead { tr { th { "A" } th { "B" } th { "Attempt" } th { "Started" } th.num { "Duration" } th { "Outcome" } th { "Error" } } }
+                        thead { tr { th { "A" } th { "B" } th { "Attempt" } th { "Destination" } th { "Started" } th.num { "Duration" } th { "Outcome" } th { "Error" } } }
                         tbody {
                             @for (i, a) in attempts.iter().enumerate() {
                                 tr {
                                     td { input type="radio" name="a" value=(i) checked[p.diff.map_or(i + 2 == attempts.len(), |d| d.0 == i)] aria-label={"compare attempt " (attempt_label(a)) " as A"}; }
                                     td { input type="radio" name="b" value=(i) checked[p.diff.map_or(i + 1 == attempts.len(), |d| d.1 == i)] aria-label={"compare attempt " (attempt_label(a)) " as B"}; }
                                     td.mono { (attempt_label(a)) }
+                                    td.mono { (a.destination.as_deref().unwrap_or("—")) }
                                     td { (time(a.started_at)) }
                                     td.num { (a.duration_ms) " ms" }
                                     td { (state(a.outcome.as_str())) }
@@ -250,7 +270,7 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
                                 }
                             }
                             @if let Some(t) = next_at {
-                                tr.next { td {} td {} td.mono { "next" } td { (time(t)) } td {} td { span.badge { "scheduled" } } td {} }
+                                tr.next { td {} td {} td.mono { "next" } td {} td { (time(t)) } td {} td { span.badge { "scheduled" } } td {} }
                             }
                         }
                     }

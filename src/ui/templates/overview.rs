@@ -26,6 +26,7 @@ pub(crate) struct SourceRow {
     pub(crate) oldest_pending_secs: Option<u64>,
     /// True when more events are pending than were looked at: the oldest is older.
     pub(crate) oldest_at_least: bool,
+    /// Dead deliveries of its events (one per event and destination that gave up).
     pub(crate) dead: u64,
 }
 
@@ -46,6 +47,7 @@ pub(crate) struct Health {
     pub(crate) queued: u64,
     pub(crate) capacity: u64,
     pub(crate) commit_mean_ms: Option<f64>,
+    /// Dead deliveries, over every source.
     pub(crate) dead: u64,
     pub(crate) total: u64,
 }
@@ -62,7 +64,7 @@ pub(crate) fn page(sources: &[SourceRow], dests: &[DestinationRow], h: &Health) 
                 @if h.ready { span.badge.ok { "ready" } } @else { span.badge.bad { "not ready" } }
             } span.sub { (h.reason) } }
             div.stat { span.label { "Events held" } a.value href="/ui/events" { (h.total) } }
-            div.stat { span.label { "Dead letters" } a.value.bad[h.dead > 0] href="/ui/dlq" { (h.dead) } }
+            div.stat { span.label { "Dead deliveries" } a.value.bad[h.dead > 0] href="/ui/dlq" { (h.dead) } }
             div.stat { span.label { "Writer queue" } span.value { (h.queued) " / " (h.capacity) } }
             div.stat { span.label { "Mean commit" } span.value {
                 @if let Some(ms) = h.commit_mean_ms { (format!("{ms:.2}")) " ms" } @else { "—" }
@@ -76,7 +78,7 @@ pub(crate) fn page(sources: &[SourceRow], dests: &[DestinationRow], h: &Health) 
                 table.grid {
                     thead { tr {
                         th { "Source" } th colspan="2" { "Received, last hour" } th colspan="2" { "Rejected" } th colspan="2" { "Shed" }
-                        th.num { "Backlog" } th.num { "Oldest pending" } th.num { "Dead" }
+                        th.num { "Backlog" } th.num { "Oldest pending" } th.num { "Dead deliveries" }
                     } }
                     tbody {
                         @for s in sources {

@@ -1,6 +1,7 @@
 //! A `hookbox serve` with its dashboard, a source `shop` (Standard Webhooks) forwarding
 //! to a downstream the test can make fail, and a short retry schedule (two attempts),
-//! so that a failing event is dead within a second.
+//! so that a failing event is dead within a second. [`start_fanout`] gives `shop` a
+//! second destination, `audit`, with its own downstream and its own failure switch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,11 +34,24 @@ pub(crate) struct Dashboard {
     pub(crate) downstream: Downstream,
     /// While true, events whose body contains `fail` or `hostile` are refused.
     pub(crate) failing: Arc<AtomicBool>,
+    /// `audit`'s downstream and its switch (while true, bodies with `both` are refused),
+    /// with [`start_fanout`].
+    pub(crate) audit: Option<(Downstream, Arc<AtomicBool>)>,
     _dir: tempfile::TempDir,
 }
 
 /// Starts a dashboard; `admin_extra` is added to its `[admin]` table.
 pub(crate) async fn start(admin_extra: &str) -> Dashboard {
+    start_with(admin_extra, false).await
+}
+
+/// Starts a dashboard whose `shop` source delivers to `app` and to `audit`, each its
+/// own delivery with its own retries and dead state.
+pub(crate) async fn start_fanout() -> Dashboard {
+    start_with("", true).await
+}
+
+async fn start_with(admin_extra: &str, fanout: bool) -> Dashboard {
     let failing = Arc::new(AtomicBool::new(true));
     let f = failing.clone();
     let downstream = Downstream::start(move |_, r| {
@@ -59,17 +73,44 @@ pub(crate) async fn start(admin_extra: &str) -> Dashboard {
         }
     })
     .await;
+    let audit = if fanout {
+        let failing = Arc::new(AtomicBool::new(true));
+        let f = failing.clone();
+        let downstream = Downstream::start(move |_, r| {
+            if f.load(Ordering::SeqCst) && String::from_utf8_lossy(&r.body).contains("both") {
+                Reply::status(502).body("audit store is read-only")
+            } else {
+                Reply::ok()
+            }
+        })
+        .await;
+        Some((downstream, failing))
+    } else {
+        None
+    };
+    let (shop_destinations, audit_destination) = match &audit {
+        Some((a, _)) => (
+            r#"["app", "audit"]"#,
+            format!(
+                "\n[[destination]]\nname = \"audit\"\nurl = \"{}\"\nsigning_secret = \"{}\"\n\
+                 timeout = \"2s\"\nretry = {{ schedule = [\"300ms\"], max_attempts = 2 }}\n",
+                a.url("/audit"),
+                crate::serve::APP_SECRET,
+            ),
+        ),
+        None => (r#"["app"]"#, String::new()),
+    };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("hookbox.toml");
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\njournal = \"{}\"\nshutdown_grace = \"1s\"\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n{admin_extra}\n\n\
          [[source]]\nname = \"shop\"\npath = \"/hooks/shop\"\nscheme = \"standard-webhooks\"\n\
-         secrets = [\"{SHOP_SECRET}\"]\ndestinations = [\"app\"]\n\n\
+         secrets = [\"{SHOP_SECRET}\"]\ndestinations = {shop_destinations}\n\n\
          [[source]]\nname = \"billing\"\npath = \"/hooks/billing\"\nscheme = \"stripe\"\n\
          secrets = [\"whsec_billing_test\"]\nmax_backlog = 1000\ndestinations = [\"app\"]\n\n\
          [[destination]]\nname = \"app\"\nurl = \"{}\"\nsigning_secret = \"{}\"\ntimeout = \"2s\"\n\
-         retry = {{ schedule = [\"300ms\"], max_attempts = 2 }}\n",
+         retry = {{ schedule = [\"300ms\"], max_attempts = 2 }}\n{audit_destination}",
         dir.path().join("journal.redb").display(),
         downstream.url("/webhooks"),
         crate::serve::APP_SECRET,
@@ -82,6 +123,7 @@ pub(crate) async fn start(admin_extra: &str) -> Dashboard {
         admin,
         downstream,
         failing,
+        audit,
         _dir: dir,
     }
 }
