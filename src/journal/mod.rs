@@ -25,6 +25,8 @@ use crate::{Event, Verified};
 
 mod error;
 mod postgres;
+#[cfg(test)]
+mod powerloss;
 mod record;
 mod redb_journal;
 pub(crate) mod retention;

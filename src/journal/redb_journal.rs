@@ -103,6 +103,7 @@ impl std::fmt::Debug for RedbJournal {
 /// - `queue_capacity`: 8192 appends waiting for the writer (beyond: `Overloaded`).
 /// - `max_batch`: 4096 appends per write transaction.
 /// - `cache_size`: 64 MiB of redb page cache.
+/// - `checkpoint_every`: 1 s.
 /// - `log`: on for [`open`](RedbJournalBuilder::open): acknowledged writes commit to a
 ///   write-ahead log beside the file (`<file>-wal/`, see [`crate::wal`]), and redb
 ///   commits durably about once a second. Off, each batch holding an acknowledged
@@ -114,6 +115,7 @@ pub struct RedbJournalBuilder {
     hook: Option<CommitHook>,
     log: bool,
     store: Option<Arc<dyn LogStore>>,
+    checkpoint_every: Duration,
 }
 
 impl std::fmt::Debug for RedbJournalBuilder {
@@ -135,6 +137,7 @@ impl Default for RedbJournalBuilder {
             hook: None,
             log: true,
             store: None,
+            checkpoint_every: Duration::from_secs(1),
         }
     }
 }
@@ -161,6 +164,14 @@ impl RedbJournalBuilder {
     /// Turns the write-ahead log on or off (see the defaults above).
     pub fn log(mut self, on: bool) -> Self {
         self.log = on;
+        self
+    }
+
+    /// Sets how often redb commits durably (default 1 s). With the log, that is the
+    /// checkpoint: the log past it is applied again at open, and delivery outcomes since
+    /// may be forgotten by a crash (and the deliveries repeated).
+    pub fn checkpoint_every(mut self, every: Duration) -> Self {
+        self.checkpoint_every = every;
         self
     }
 
@@ -266,9 +277,10 @@ impl RedbJournalBuilder {
         let (sender, rx) = sync_channel(self.queue_capacity);
         let w = shared.clone();
         let max_batch = self.max_batch;
+        let every = self.checkpoint_every;
         let handle = std::thread::Builder::new()
             .name("hookbox-journal".into())
-            .spawn(move || writer::run(w, rx, opener, max_batch, last_id, wal))
+            .spawn(move || writer::run(w, rx, opener, max_batch, last_id, wal, every))
             .expect("spawn the journal writer thread");
         Ok(RedbJournal {
             shared,

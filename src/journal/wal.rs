@@ -333,9 +333,13 @@ pub struct ScanError {
     pub problem: String,
 }
 
-/// The record framed at `at`: `Ok(Some((seq, payload, end)))`, `Ok(None)` when it is cut
-/// short by the end of `bytes`, `Err` when it fails its checksum or is implausible.
-fn record_at(bytes: &[u8], at: usize) -> Result<Option<(u64, &[u8], usize)>, String> {
+/// A whole record read from a segment: its sequence number, its payload, and where it
+/// ends.
+type Framed<'a> = (u64, &'a [u8], usize);
+
+/// The record framed at `at`: `Ok(Some(..))`, `Ok(None)` when it is cut short by the end
+/// of `bytes`, `Err` when it fails its checksum or is implausible.
+fn record_at(bytes: &[u8], at: usize) -> Result<Option<Framed<'_>>, String> {
     let Some(head) = bytes.get(at..at + RECORD_HEAD) else {
         return Ok(None);
     };

@@ -1,11 +1,15 @@
 //! The group-commit writer: one thread, one write transaction per batch.
 //!
 //! Every journal write goes through here, so redb's single writer is never contended
-//! and each batch costs one commit. A batch is durable (`Durability::Immediate`, one
-//! fsync) when it holds anything that is acknowledged to the outside (appends, step
-//! results, redrives, replays) or when the last durable commit is over a second old;
-//! batches of delivery outcomes alone commit without fsync, because losing them in a
-//! crash only means redelivering (at-least-once), never losing an event.
+//! and each batch costs one commit. With the write-ahead log (`wal.rs`, the default for
+//! a file), a batch commits to redb without fsync (every read sees it at once), then
+//! what it acknowledges (appends, step results, redrives, replays) is written to the
+//! log with one write, and a syncer thread `fdatasync`s it and answers the batch while
+//! the writer already applies the next one. redb commits durably once a second (a
+//! checkpoint, after which the log below it is deleted). Without the log, a batch
+//! holding anything acknowledged is a durable redb commit (`Durability::Immediate`).
+//! Delivery outcomes alone never wait for an fsync: losing one in a crash only means
+//! redelivering (at-least-once), never losing an event.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -179,10 +183,6 @@ fn notify(shared: &Shared, max_id: u64, changed: bool) {
     }
 }
 
-/// How often redb commits durably (a checkpoint, with the log): the log past it is what
-/// an open applies again, and outcomes committed since may be forgotten by a crash.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
 /// The writer loop. Ends when every sender is gone or on [`Op::Shutdown`].
 ///
 /// With a log, acknowledged writes commit to redb without fsync (visible to every read
@@ -196,6 +196,7 @@ pub(super) fn run(
     max_batch: usize,
     mut last_id: u64,
     wal: Option<Wal>,
+    checkpoint_every: Duration,
 ) {
     let mut logging = wal.map(|wal| {
         let (jobs, job_rx) = std::sync::mpsc::sync_channel::<SyncJob>(1);
@@ -268,7 +269,7 @@ pub(super) fn run(
             }
         };
         let acknowledged = batch.iter().any(Op::durable);
-        let checkpoint = last_durable.elapsed() > CHECKPOINT_EVERY;
+        let checkpoint = last_durable.elapsed() > checkpoint_every;
         let durable = checkpoint || (acknowledged && logging.is_none());
         if durable {
             // A checkpoint may delete log segments: the batch being synced goes first.
