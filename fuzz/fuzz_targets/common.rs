@@ -79,7 +79,63 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("mailgun_body", run_mailgun_body),
     ("adyen_body", run_adyen_body),
     ("config_toml", run_config_toml),
+    ("wal_segment", run_wal_segment),
 ];
+
+/// The journal's write-ahead log reader over one segment's bytes: read as the log's last
+/// segment (a torn end is cut) and as a sealed one (any damage is an error). No input may
+/// panic; what is kept must read back the same, whole; every record kept must decode or
+/// be a clear error. `Some(Ok(()))` for a whole segment whose records all decode.
+pub fn wal_segment(data: &[u8]) {
+    run_wal_segment(data);
+}
+
+fn run_wal_segment(data: &[u8]) -> Outcome {
+    use hookbox::wal::{scan, Record};
+    let sealed = scan(data, false);
+    let last = scan(data, true);
+    let bad = |why: String| Some(Err(VerifyError::new(ErrorKind::InvalidBody, why)));
+    let s = match last {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(
+                sealed.is_err(),
+                "a sealed segment read what the last one refused"
+            );
+            return bad(e.to_string());
+        }
+    };
+    assert!(s.valid_len <= data.len());
+    if let Ok(whole) = &sealed {
+        assert_eq!(
+            whole.records, s.records,
+            "sealed and last read the same records"
+        );
+        assert!(s.torn.is_none());
+    }
+    // What is kept, read again, is whole and the same.
+    let again = scan(&data[..s.valid_len], true).expect("the kept prefix reads");
+    if s.valid_len > 0 {
+        assert!(
+            again.torn.is_none(),
+            "the kept prefix is whole: {:?}",
+            again.torn
+        );
+    }
+    assert_eq!(again.records, s.records);
+    let mut decoded = Ok(());
+    for (seq, payload) in &s.records {
+        match Record::decode(payload) {
+            Ok(r) => assert_eq!(&r.encode(), payload, "record {seq} re-encodes the same"),
+            Err(e) => decoded = decoded.and(Err(format!("record {seq}: {e}"))),
+        }
+    }
+    match (decoded, &s.torn) {
+        (Err(e), _) => bad(e),
+        (Ok(()), Some(t)) => bad(format!("torn: {t}")),
+        (Ok(()), None) => Some(Ok(())),
+    }
+}
 
 /// The whole entry point: the scheme named by the first byte, any headers, any body.
 pub fn verify_entry(data: &[u8]) {

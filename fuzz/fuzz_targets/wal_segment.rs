@@ -1,0 +1,3 @@
+#![no_main]
+#[path = "common.rs"] mod common;
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::wal_segment(data));
