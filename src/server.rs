@@ -226,6 +226,9 @@ pub async fn open_journal(
         return Ok(Arc::new(builder.open().await?));
     }
     let mut builder = RedbJournal::builder();
+    if let Some(t) = s.checkpoint {
+        builder = builder.checkpoint_every(t.0);
+    }
     if let Some(n) = s.queue_capacity {
         builder = builder.queue_capacity(n);
     }
