@@ -94,6 +94,7 @@ contract!(
     each_destination_has_its_own_delivery,
     replays_go_to_every_destination_or_to_one,
     per_key_order_holds_per_destination,
+    destinations_count_in_listings_replays_and_retention,
 );
 
 fn far() -> SystemTime {
@@ -1172,4 +1173,84 @@ async fn per_key_order_holds_per_destination(j: &dyn Journal) {
         vec![(first, "b".to_owned())],
         "b's retrying head still holds b's key"
     );
+}
+
+async fn destinations_count_in_listings_replays_and_retention(j: &dyn Journal) {
+    let since = now_ms();
+    let both = append_to(j, "s", json!({"n": 1}), None, &["billing", "audit"]).await;
+    let twice = append_to(j, "s", json!({"n": 2}), None, &["audit", "audit"]).await;
+    assert_eq!(
+        j.backlog("s"),
+        3,
+        "a destination listed twice is one delivery"
+    );
+    let claims = claim_all(j, "s").await;
+    assert_eq!(
+        pairs(&claims),
+        vec![
+            (both, "audit".to_owned()),
+            (both, "billing".to_owned()),
+            (twice, "audit".to_owned())
+        ]
+    );
+    for c in claims {
+        if c.id == both && &*c.destination == "billing" {
+            let a = attempt(&c, AttemptOutcome::Fail, Some("410"));
+            j.settle(c, a, Next::Dead("410".into())).await.unwrap();
+        } else {
+            done(j, c).await;
+        }
+    }
+    let listed = |state: State| async move {
+        let q = Query {
+            state: Some(state),
+            ..Default::default()
+        };
+        j.query(&q)
+            .await
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| (e.id, e.state, e.attempts))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed(State::Dead).await,
+        vec![(both, State::Dead, 2)],
+        "listed by the state over all destinations, attempts summed"
+    );
+    assert_eq!(listed(State::Done).await, vec![(twice, State::Done, 1)]);
+    assert_eq!(listed(State::Pending).await, vec![]);
+    let window = ReplayFilter {
+        since_ms: since,
+        until_ms: now_ms() + 1,
+        dry_run: true,
+        ..Default::default()
+    };
+    assert_eq!(j.replay(window.clone()).await.unwrap().matched, 3);
+    let to_one = ReplayFilter {
+        destination: Some("audit".into()),
+        ..window
+    };
+    assert_eq!(j.replay(to_one).await.unwrap().matched, 2);
+    assert!(claim_all(j, "s").await.is_empty(), "a dry run queues nothing");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let cutoff = SystemTime::now();
+    assert_eq!(
+        j.purge(cutoff, 100).await.unwrap(),
+        1,
+        "an event goes once every destination is done"
+    );
+    assert!(j.get(twice).await.unwrap().is_none());
+    assert!(j.get(both).await.unwrap().is_some());
+    let billing = RedriveFilter {
+        destination: Some("billing".into()),
+        ..Default::default()
+    };
+    assert_eq!(j.redrive(billing).await.unwrap(), 1);
+    done(j, claim_all(j, "s").await.remove(0)).await;
+    assert_eq!(j.purge(cutoff, 100).await.unwrap(), 1);
+    assert!(j.get(both).await.unwrap().is_none());
+    assert_eq!(j.deliveries(both).await.unwrap(), vec![]);
+    assert_eq!(j.state(both).await.unwrap(), None);
 }

@@ -789,7 +789,7 @@ impl Journal for PostgresJournal {
             received_ms: millis(e.received_at),
             dedup_window: opts.dedup_window,
             order_key: opts.order_key.clone().unwrap_or_default(),
-            destinations: destinations(&opts.destinations),
+            destinations: opts.unique_destinations(),
             reply,
         };
         let sent = match &*self.appends.lock().expect("queue lock") {
@@ -1372,19 +1372,6 @@ impl AppendOp {
     fn deliveries(&self) -> u64 {
         self.destinations.len().max(1) as u64
     }
-}
-
-/// An append's destinations, each once, in their order; only the unnamed one is the
-/// same as none.
-fn destinations(list: &[String]) -> Vec<String> {
-    if list.iter().all(String::is_empty) {
-        return Vec::new();
-    }
-    let mut seen = HashSet::new();
-    list.iter()
-        .filter(|d| seen.insert(d.as_str()))
-        .cloned()
-        .collect()
 }
 
 /// The end of one delivery attempt, waiting for its commit.
