@@ -806,7 +806,7 @@ async fn a_version_1_database_is_migrated_with_its_deliveries() {
         .await
         .unwrap();
     let (found, now) = PostgresJournal::migrate(&db.url).await.unwrap();
-    assert_eq!((found, now), (1, 2));
+    assert_eq!((found, now), (1, 3));
     let c = db.client().await;
     let indexes: Vec<String> = c
         .query(
@@ -827,6 +827,12 @@ async fn a_version_1_database_is_migrated_with_its_deliveries() {
             .iter()
             .any(|d| d.contains("(source, due_ms, event_id) WHERE (state < 2)")),
         "{indexes:#?}"
+    );
+    assert!(
+        indexes
+            .iter()
+            .any(|d| d.contains("(source, target, order_key, event_id)")),
+        "per-key order is per destination: {indexes:#?}"
     );
     let fill: Vec<Option<Vec<String>>> = c
         .query(
@@ -1233,7 +1239,10 @@ async fn destinations_count_in_listings_replays_and_retention(j: &dyn Journal) {
         ..window
     };
     assert_eq!(j.replay(to_one).await.unwrap().matched, 2);
-    assert!(claim_all(j, "s").await.is_empty(), "a dry run queues nothing");
+    assert!(
+        claim_all(j, "s").await.is_empty(),
+        "a dry run queues nothing"
+    );
     tokio::time::sleep(Duration::from_millis(5)).await;
     let cutoff = SystemTime::now();
     assert_eq!(

@@ -30,7 +30,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, Row};
 
 /// The schema version this build creates and understands.
-pub(super) const SCHEMA_VERSION: i32 = 2;
+pub(super) const SCHEMA_VERSION: i32 = 3;
 
 /// Migrations, applied in order; entry `i` brings the schema from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -129,6 +129,16 @@ BEGIN
         EXECUTE format('ALTER TABLE %s SET (fillfactor = 70)', part);
     END LOOP;
 END $$;
+"#,
+    // 3: deliveries are one per event and destination (`target`), and per-key order
+    // holds per destination: the order index leads with the target, so that the head
+    // check of one destination does not walk another's backlog of the key. Builds
+    // before this one (one delivery per event) refuse a database at this version: they
+    // could not settle a named destination's delivery.
+    r#"
+DROP INDEX hookbox_deliveries_order;
+CREATE INDEX hookbox_deliveries_order ON hookbox_deliveries (source, target, order_key, event_id)
+    WHERE order_key <> '' AND replay = 0 AND state <> 2;
 "#,
 ];
 
@@ -459,6 +469,12 @@ pub(super) async fn notify<C: GenericClient>(c: &C, max_id: i64) -> Result<(), E
 /// row carries the event's record too (NULL if it is gone), so that a delivery needs no
 /// read of its own.
 ///
+/// The head check is a first-row probe of the order index, written so that the planner
+/// uses it: `order_key <> ''` spelled out (the index is partial; `h.order_key =
+/// d.order_key` does not prove it), and `ORDER BY .. LIMIT 1` rather than `NOT EXISTS`,
+/// which PostgreSQL would answer with a bitmap scan of every earlier row of the key:
+/// with a key blocked behind a dead event that made each claim quadratic in its backlog.
+///
 /// The claim commits without waiting for its WAL flush ([`unsynced`]), so a crash of the
 /// database may forget it; `token` is therefore fresh from the node (never reused by
 /// it), not the row's previous token plus one, which a forgotten claim would hand out
@@ -476,10 +492,12 @@ pub(super) async fn claim<C: GenericClient>(
         "WITH c AS (
            SELECT d.event_id, d.target, d.replay FROM hookbox_deliveries d
            WHERE d.source = $1 AND d.state < 2 AND d.owner IS NULL AND d.due_ms <= $2
-             AND (d.order_key = '' OR d.replay <> 0 OR NOT EXISTS (
-               SELECT 1 FROM hookbox_deliveries h
-               WHERE h.source = d.source AND h.order_key = d.order_key AND h.replay = 0
-                 AND h.target = d.target AND h.state <> 2 AND h.event_id < d.event_id))
+             AND (d.order_key = '' OR d.replay <> 0 OR (
+               SELECT h.event_id FROM hookbox_deliveries h
+               WHERE h.source = d.source AND h.target = d.target AND h.order_key = d.order_key
+                 AND h.order_key <> '' AND h.replay = 0 AND h.state <> 2
+                 AND h.event_id < d.event_id
+               ORDER BY h.event_id LIMIT 1) IS NULL)
            ORDER BY d.due_ms, d.event_id
            LIMIT $3
            FOR UPDATE OF d SKIP LOCKED)
