@@ -23,8 +23,13 @@ pub(crate) const SOURCES: TableDefinition<&str, (u64, u64)> = TableDefinition::n
 /// waiting, by due time, one per event and destination. Fresh events are filed at their
 /// receive time; retries at their next attempt; replays under their replay id (0 = the
 /// original delivery).
-pub(crate) const READY: TableDefinition<(&str, u64, u64, u64, &str), (u32, &str)> =
-    TableDefinition::new("ready_v2");
+pub(crate) const READY: TableDefinition<ReadyKey, ReadyValue> = TableDefinition::new("ready_v2");
+
+/// A [`READY`] key: (source, due ms, id, replay id, destination).
+pub(crate) type ReadyKey = (&'static str, u64, u64, u64, &'static str);
+
+/// A [`READY`] value: (attempt, ordering key).
+pub(crate) type ReadyValue = (u32, &'static str);
 
 /// (id, destination) -> that delivery's state (JSON). Written at append for named
 /// destinations and for ordered events, otherwise at the first outcome: an event with no

@@ -20,7 +20,8 @@ use super::record::{decode_summary, millis};
 use super::redb_journal::Shared;
 use super::state::{Attempt, EventState, Next, RedriveFilter, ReplayFilter, ReplayStatus, State};
 use super::tables::{
-    ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, ORDER, READY, REPLAYS, SOURCES, STATE, STEPS,
+    ReadyKey, ReadyValue, ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, ORDER, READY, REPLAYS, SOURCES,
+    STATE, STEPS,
 };
 use super::{type_matches, Appended, EventId, JournalError, Window};
 
@@ -278,7 +279,7 @@ struct Tables<'t> {
     events: redb::Table<'t, u64, &'static [u8]>,
     by_source: redb::Table<'t, (&'static str, u64), ()>,
     dedup: redb::Table<'t, (&'static str, &'static str), (u64, u64)>,
-    ready: redb::Table<'t, (&'static str, u64, u64, u64, &'static str), (u32, &'static str)>,
+    ready: redb::Table<'t, ReadyKey, ReadyValue>,
     state: redb::Table<'t, (u64, &'static str), &'static [u8]>,
     dead: redb::Table<'t, (&'static str, u64, &'static str), u64>,
     attempts: redb::Table<'t, (u64, u32), &'static [u8]>,
