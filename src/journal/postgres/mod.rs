@@ -9,6 +9,10 @@
 //!   concurrently, so one batch commits while the next forms. A commit whose outcome
 //!   is unknown (the connection broke) answers an error, never success: the provider
 //!   retries and deduplication absorbs the retry if the commit did land.
+//! - **Deliveries** are one row per event and destination (`target`, `''` for the
+//!   unnamed one), each with its own attempts, retries, dead state and per-key order;
+//!   the append statement writes them all, from the destination lists flattened into
+//!   two arrays (none bound for events with only the unnamed destination).
 //! - **Event ids** stay `received ms << 16 | n`; on PostgreSQL the low 16 bits are the
 //!   node's slot (6 bits, unique among live nodes) and a per-millisecond counter
 //!   (10 bits), so nodes never allocate the same id.
