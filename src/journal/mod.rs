@@ -237,8 +237,25 @@ pub struct AppendOptions {
     pub order_key: Option<String>,
     /// The destinations the event goes to, each its own delivery with its own attempts,
     /// retries, dead state and order. Empty: one delivery, to the unnamed destination
-    /// (`""`), which is what a source with one handler needs.
+    /// (`""`), which is what a source with one handler needs. A destination listed
+    /// twice is one delivery.
     pub destinations: Vec<String>,
+}
+
+impl AppendOptions {
+    /// The destinations, each once, in their order; a list of only the unnamed
+    /// destination is the same as none.
+    pub(crate) fn unique_destinations(&self) -> Vec<String> {
+        if self.destinations.iter().all(String::is_empty) {
+            return Vec::new();
+        }
+        let mut seen = std::collections::HashSet::new();
+        self.destinations
+            .iter()
+            .filter(|d| seen.insert(d.as_str()))
+            .cloned()
+            .collect()
+    }
 }
 
 /// The future of every journal call that is not answered from counters: reads resolve

@@ -849,7 +849,7 @@ impl Journal for RedbJournal {
             received_ms: millis(event.received_at),
             dedup_window: opts.dedup_window,
             order_key: opts.order_key.clone().unwrap_or_default(),
-            destinations: opts.destinations.clone(),
+            destinations: opts.unique_destinations(),
             reply,
         };
         if let Err(e) = self.sender.try_send(Op::Append(op)) {

@@ -97,6 +97,7 @@ contract!(
     per_key_order_holds_per_destination,
     payload_filters_select_listings_and_replays,
     a_filtered_page_looks_at_a_bounded_number_of_events,
+    destinations_count_in_listings_replays_and_retention,
 );
 
 fn far() -> SystemTime {
@@ -1076,7 +1077,7 @@ async fn a_version_1_database_is_migrated_with_its_deliveries() {
         .await
         .unwrap();
     let (found, now) = PostgresJournal::migrate(&db.url).await.unwrap();
-    assert_eq!((found, now), (1, 2));
+    assert_eq!((found, now), (1, 3));
     let c = db.client().await;
     let indexes: Vec<String> = c
         .query(
@@ -1097,6 +1098,12 @@ async fn a_version_1_database_is_migrated_with_its_deliveries() {
             .iter()
             .any(|d| d.contains("(source, due_ms, event_id) WHERE (state < 2)")),
         "{indexes:#?}"
+    );
+    assert!(
+        indexes
+            .iter()
+            .any(|d| d.contains("(source, target, order_key, event_id)")),
+        "per-key order is per destination: {indexes:#?}"
     );
     let fill: Vec<Option<Vec<String>>> = c
         .query(
@@ -1443,4 +1450,87 @@ async fn per_key_order_holds_per_destination(j: &dyn Journal) {
         vec![(first, "b".to_owned())],
         "b's retrying head still holds b's key"
     );
+}
+
+async fn destinations_count_in_listings_replays_and_retention(j: &dyn Journal) {
+    let since = now_ms();
+    let both = append_to(j, "s", json!({"n": 1}), None, &["billing", "audit"]).await;
+    let twice = append_to(j, "s", json!({"n": 2}), None, &["audit", "audit"]).await;
+    assert_eq!(
+        j.backlog("s"),
+        3,
+        "a destination listed twice is one delivery"
+    );
+    let claims = claim_all(j, "s").await;
+    assert_eq!(
+        pairs(&claims),
+        vec![
+            (both, "audit".to_owned()),
+            (both, "billing".to_owned()),
+            (twice, "audit".to_owned())
+        ]
+    );
+    for c in claims {
+        if c.id == both && &*c.destination == "billing" {
+            let a = attempt(&c, AttemptOutcome::Fail, Some("410"));
+            j.settle(c, a, Next::Dead("410".into())).await.unwrap();
+        } else {
+            done(j, c).await;
+        }
+    }
+    let listed = |state: State| async move {
+        let q = Query {
+            state: Some(state),
+            ..Default::default()
+        };
+        j.query(&q)
+            .await
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| (e.id, e.state, e.attempts))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed(State::Dead).await,
+        vec![(both, State::Dead, 2)],
+        "listed by the state over all destinations, attempts summed"
+    );
+    assert_eq!(listed(State::Done).await, vec![(twice, State::Done, 1)]);
+    assert_eq!(listed(State::Pending).await, vec![]);
+    let window = ReplayFilter {
+        since_ms: since,
+        until_ms: now_ms() + 1,
+        dry_run: true,
+        ..Default::default()
+    };
+    assert_eq!(j.replay(window.clone()).await.unwrap().matched, 3);
+    let to_one = ReplayFilter {
+        destination: Some("audit".into()),
+        ..window
+    };
+    assert_eq!(j.replay(to_one).await.unwrap().matched, 2);
+    assert!(
+        claim_all(j, "s").await.is_empty(),
+        "a dry run queues nothing"
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let cutoff = SystemTime::now();
+    assert_eq!(
+        j.purge(cutoff, 100).await.unwrap(),
+        1,
+        "an event goes once every destination is done"
+    );
+    assert!(j.get(twice).await.unwrap().is_none());
+    assert!(j.get(both).await.unwrap().is_some());
+    let billing = RedriveFilter {
+        destination: Some("billing".into()),
+        ..Default::default()
+    };
+    assert_eq!(j.redrive(billing).await.unwrap(), 1);
+    done(j, claim_all(j, "s").await.remove(0)).await;
+    assert_eq!(j.purge(cutoff, 100).await.unwrap(), 1);
+    assert!(j.get(both).await.unwrap().is_none());
+    assert_eq!(j.deliveries(both).await.unwrap(), vec![]);
+    assert_eq!(j.state(both).await.unwrap(), None);
 }

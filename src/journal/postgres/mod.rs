@@ -9,6 +9,10 @@
 //!   concurrently, so one batch commits while the next forms. A commit whose outcome
 //!   is unknown (the connection broke) answers an error, never success: the provider
 //!   retries and deduplication absorbs the retry if the commit did land.
+//! - **Deliveries** are one row per event and destination (`target`, `''` for the
+//!   unnamed one), each with its own attempts, retries, dead state and per-key order;
+//!   the append statement writes them all, from the destination lists flattened into
+//!   two arrays (none bound for events with only the unnamed destination).
 //! - **Event ids** stay `received ms << 16 | n`; on PostgreSQL the low 16 bits are the
 //!   node's slot (6 bits, unique among live nodes) and a per-millisecond counter
 //!   (10 bits), so nodes never allocate the same id.
@@ -477,6 +481,18 @@ fn no_answer(inner: &Inner, client: deadpool_postgres::Object, limit: Duration) 
     ))
 }
 
+/// What a claim holds: (event, replay or 0, destination).
+type HeldKey = (u64, u64, Arc<str>);
+
+/// The key `claim` is held under.
+fn held_key(claim: &Claim) -> HeldKey {
+    (
+        claim.id.0,
+        claim.replay.unwrap_or(0),
+        claim.destination.clone(),
+    )
+}
+
 /// State shared by the handle and its tasks.
 struct Inner {
     /// Connections for writers, claims and reads; dropped with the last task.
@@ -514,8 +530,9 @@ struct Inner {
     /// The runtime the journal was opened on: claims and give-backs run there to their
     /// end, even when their caller (a source actor on an arbiter of its own) stops.
     runtime: tokio::runtime::Handle,
-    /// The claims this node handed out and has not seen end: (event, replay) -> token.
-    held: Mutex<HashMap<(u64, u64), u64>>,
+    /// The claims this node handed out and has not seen end: (event, replay,
+    /// destination) -> token.
+    held: Mutex<HashMap<HeldKey, u64>>,
     /// Set when a claim, settle or abandon failed, so that the database may hold claims
     /// of this node that nobody holds any more (a settle that did not commit, a claim
     /// whose answer was lost with the connection). A live node's claims are never
@@ -563,7 +580,7 @@ impl Inner {
 
     /// Marks a claim as ended (settled, given back, or failed to be).
     fn release_held(&self, claim: &Claim) {
-        let key = (claim.id.0, claim.replay.unwrap_or(0));
+        let key = held_key(claim);
         let mut held = self.held.lock().expect("held lock");
         if held.get(&key) == Some(&claim.token) {
             held.remove(&key);
@@ -816,6 +833,7 @@ impl Journal for PostgresJournal {
             received_ms: millis(e.received_at),
             dedup_window: opts.dedup_window,
             order_key: opts.order_key.clone().unwrap_or_default(),
+            destinations: opts.unique_destinations(),
             reply,
         };
         let sent = match &*self.appends.lock().expect("queue lock") {
@@ -1056,6 +1074,7 @@ impl Journal for PostgresJournal {
             inner.release_held(c);
         }
         let ids: Vec<i64> = claims.iter().map(|c| c.id.0 as i64).collect();
+        let targets: Vec<String> = claims.iter().map(|c| c.destination.to_string()).collect();
         let replays: Vec<i64> = claims
             .iter()
             .map(|c| c.replay.unwrap_or(0) as i64)
@@ -1065,7 +1084,7 @@ impl Journal for PostgresJournal {
         self.inner.runtime.spawn(async move {
             let released = async {
                 let c = inner.client().await?;
-                let n = sql::abandon(&c, inner.node(), &ids, &replays, &tokens)
+                let n = sql::abandon(&c, inner.node(), &ids, &targets, &replays, &tokens)
                     .await
                     .map_err(|e| inner.db_error(e))?;
                 if n > 0 {
@@ -1098,10 +1117,12 @@ impl Journal for PostgresJournal {
             claim.replay.unwrap_or(0) as i64,
             claim.token as i64,
         );
+        let target = claim.destination.clone();
         let name = name.to_owned();
         Box::pin(async move {
             let c = inner.client().await?;
-            let held = sql::save_step(&c, inner.node(), id, replay, token, &name, &value)
+            let row = (id, &*target, replay);
+            let held = sql::save_step(&c, inner.node(), row, token, &name, &value)
                 .await
                 .map_err(|e| inner.db_error(e))?;
             if held {
@@ -1116,19 +1137,10 @@ impl Journal for PostgresJournal {
     }
 
     fn state(&self, id: EventId) -> JournalFuture<Option<EventState>> {
-        self.read(move |c| async move {
-            Ok(sql::state(&c, id.0 as i64).await?.map(|r| {
-                let state = to_state(r.get(0));
-                EventState {
-                    state,
-                    attempts: r.get::<_, i32>(1) as u32,
-                    next_at_ms: (state == State::Retrying).then(|| r.get::<_, i64>(2) as u64),
-                    last_error: r.get(3),
-                    redrives: r.get::<_, i32>(4) as u32,
-                    dead_at_ms: r.get::<_, Option<i64>>(5).map(|v| v as u64),
-                    order_key: r.get(6),
-                }
-            }))
+        let deliveries = self.deliveries(id);
+        Box::pin(async move {
+            let deliveries = deliveries.await?;
+            Ok(EventState::aggregate(deliveries.iter().map(|d| &d.state)))
         })
     }
 
@@ -1152,25 +1164,36 @@ impl Journal for PostgresJournal {
             Ok(sql::dead(&c, source.as_deref(), limit)
                 .await?
                 .into_iter()
-                .map(|(id, source)| DeadDelivery {
+                .map(|(id, source, destination)| DeadDelivery {
                     id: EventId(id as u64),
                     source,
-                    destination: String::new(),
+                    destination,
                 })
                 .collect())
         })
     }
 
     fn deliveries(&self, id: EventId) -> JournalFuture<Vec<DestinationState>> {
-        let state = self.state(id);
-        Box::pin(async move {
-            Ok(state
+        self.read(move |c| async move {
+            Ok(sql::deliveries(&c, id.0 as i64)
                 .await?
-                .map(|state| DestinationState {
-                    destination: String::new(),
-                    state,
+                .iter()
+                .map(|r| {
+                    let state = to_state(r.get(0));
+                    DestinationState {
+                        destination: r.get(7),
+                        state: EventState {
+                            state,
+                            attempts: r.get::<_, i32>(1) as u32,
+                            next_at_ms: (state == State::Retrying)
+                                .then(|| r.get::<_, i64>(2) as u64),
+                            last_error: r.get(3),
+                            redrives: r.get::<_, i32>(4) as u32,
+                            dead_at_ms: r.get::<_, Option<i64>>(5).map(|v| v as u64),
+                            order_key: r.get(6),
+                        },
+                    }
                 })
-                .into_iter()
                 .collect())
         })
     }
@@ -1193,6 +1216,7 @@ impl Journal for PostgresJournal {
                 &c,
                 ids.as_deref(),
                 f.source.as_deref(),
+                f.destination.as_deref(),
                 exact.as_deref(),
                 prefix.as_deref(),
                 f.since_ms.map(|v| v.min(i64::MAX as u64) as i64),
@@ -1230,6 +1254,7 @@ impl Journal for PostgresJournal {
                 exact_type: exact.as_deref(),
                 type_prefix: prefix.as_deref(),
                 ids: None,
+                destination: f.destination.as_deref(),
             };
             let mut c = inner.client().await?;
             // A filter is applied here, in Rust: the ids it takes bound the statements.
@@ -1257,8 +1282,7 @@ impl Journal for PostgresJournal {
             }
             let result = async {
                 let txn = c.transaction().await?;
-                let (id, matched) =
-                    sql::replay_insert(&txn, &select, f.destination.as_deref(), now).await?;
+                let (id, matched) = sql::replay_insert(&txn, &select, now).await?;
                 if matched > 0 {
                     sql::notify(&txn, 0).await?;
                 }
@@ -1387,9 +1411,20 @@ async fn claim_now(
             return Err(no_answer(inner, c, ROUND_TRIP));
         }
     };
+    // Destinations are few: one shared name each, not one allocation per claim.
+    let mut names: Vec<Arc<str>> = Vec::new();
     let mut claims: Vec<Claim> = rows
         .iter()
         .map(|r| {
+            let target: &str = r.get(7);
+            let destination = match names.iter().find(|n| &***n == target) {
+                Some(n) => n.clone(),
+                None => {
+                    let n: Arc<str> = Arc::from(target);
+                    names.push(n.clone());
+                    n
+                }
+            };
             let replay: i64 = r.get(1);
             let id = r.get::<_, i64>(0) as u64;
             // A record that does not decode is left for `get`, which reports it.
@@ -1403,7 +1438,7 @@ async fn claim_now(
                 attempt: r.get::<_, i32>(2) as u32,
                 due_ms: r.get::<_, i64>(3) as u64,
                 order_key: r.get(4),
-                destination: Arc::from(""),
+                destination,
                 source: source.clone(),
                 token: r.get::<_, i64>(5) as u64,
                 event: Prefetched(event),
@@ -1411,12 +1446,12 @@ async fn claim_now(
         })
         .collect();
     // UPDATE .. RETURNING does not keep the CTE's order.
-    claims.sort_by_key(|c| (c.due_ms, c.id));
-    inner.held.lock().expect("held lock").extend(
-        claims
-            .iter()
-            .map(|c| ((c.id.0, c.replay.unwrap_or(0)), c.token)),
-    );
+    claims.sort_by(|a, b| (a.due_ms, a.id, &a.destination).cmp(&(b.due_ms, b.id, &b.destination)));
+    inner
+        .held
+        .lock()
+        .expect("held lock")
+        .extend(claims.iter().map(|c| (held_key(c), c.token)));
     Ok(claims)
 }
 
@@ -1430,8 +1465,17 @@ struct AppendOp {
     received_ms: u64,
     dedup_window: Option<Duration>,
     order_key: String,
+    /// The destinations, each once (empty: one delivery, to the unnamed destination).
+    destinations: Vec<String>,
     /// Answered after the commit returns, never before.
     reply: oneshot::Sender<Result<Appended, JournalError>>,
+}
+
+impl AppendOp {
+    /// How many original deliveries the event gets.
+    fn deliveries(&self) -> u64 {
+        self.destinations.len().max(1) as u64
+    }
 }
 
 /// The end of one delivery attempt, waiting for its commit.
@@ -1471,7 +1515,7 @@ async fn append_writer(inner: Arc<Inner>, rx: Arc<tokio::sync::Mutex<mpsc::Recei
                     let mut backlog = inner.backlog.write().expect("backlog lock");
                     for (op, r) in batch.iter().zip(&results) {
                         if !r.duplicate {
-                            *backlog.entry(op.source.clone()).or_default() += 1;
+                            *backlog.entry(op.source.clone()).or_default() += op.deliveries();
                             max_id = max_id.max(r.id.0);
                         }
                     }
@@ -1585,6 +1629,10 @@ async fn write_appends_once(inner: &Inner, batch: &[AppendOp]) -> Result<Vec<App
         new.order_keys.push(op.order_key.clone());
         new.deduped
             .push(op.delivery_id.is_some() && op.dedup_window.is_some());
+        for d in &op.destinations {
+            new.target_ids.push(ids[i] as i64);
+            new.targets.push(d.clone());
+        }
     }
     let result = async {
         if !new_sources.is_empty() {
@@ -1766,6 +1814,7 @@ async fn write_settles(inner: &Inner, batch: &[SettleOp]) -> Result<Vec<bool>, J
             ),
         };
         s.event_ids.push(c.id.0 as i64);
+        s.targets.push(c.destination.to_string());
         s.replays.push(c.replay.unwrap_or(0) as i64);
         s.tokens.push(c.token as i64);
         s.states.push(state);
@@ -1773,22 +1822,36 @@ async fn write_settles(inner: &Inner, batch: &[SettleOp]) -> Result<Vec<bool>, J
         s.next_attempts.push(next_attempt);
         s.errors.push(error);
         s.dead_ms.push(dead_ms);
-        s.attempts
-            .push(serde_json::to_vec(&op.attempt).expect("attempt serializes"));
+        // The attempt is recorded under the delivery it belongs to.
+        let attempt = if op.attempt.destination == *c.destination {
+            serde_json::to_vec(&op.attempt)
+        } else {
+            let mut recorded = op.attempt.clone();
+            recorded.destination = c.destination.to_string();
+            serde_json::to_vec(&recorded)
+        };
+        s.attempts.push(attempt.expect("attempt serializes"));
         s.replay_done.push(if replay { d } else { 0 });
         s.replay_failed.push(if replay { f } else { 0 });
     }
     let client = inner.client().await?;
     let node = inner.node();
     let result = sql::settle(&client, node, &s);
-    let held: HashSet<(i64, i64)> = match tokio::time::timeout(ROUND_TRIP, result).await {
+    let held: HashSet<(i64, String, i64)> = match tokio::time::timeout(ROUND_TRIP, result).await {
         Ok(result) => result.map_err(|e| inner.db_error(e))?.into_iter().collect(),
         Err(_) => return Err(no_answer(inner, client, ROUND_TRIP)),
     };
-    Ok(s.event_ids
+    Ok(batch
         .iter()
-        .zip(&s.replays)
-        .map(|(&id, &replay)| held.contains(&(id, replay)))
+        .map(|op| {
+            let c = &op.claim;
+            let key = (
+                c.id.0 as i64,
+                c.destination.to_string(),
+                c.replay.unwrap_or(0) as i64,
+            );
+            held.contains(&key)
+        })
         .collect())
 }
 
@@ -1913,14 +1976,13 @@ async fn release_strays(inner: &Inner) {
     let released = async {
         let c = inner.client().await?;
         let _no_claims = inner.claiming.write().await;
-        let (ids, replays): (Vec<i64>, Vec<i64>) = inner
-            .held
-            .lock()
-            .expect("held lock")
-            .keys()
-            .map(|&(id, replay)| (id as i64, replay as i64))
-            .unzip();
-        let n = sql::release_unheld(&c, inner.node(), &ids, &replays)
+        let (mut ids, mut targets, mut replays) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, replay, target) in inner.held.lock().expect("held lock").keys() {
+            ids.push(*id as i64);
+            targets.push(target.to_string());
+            replays.push(*replay as i64);
+        }
+        let n = sql::release_unheld(&c, inner.node(), &ids, &targets, &replays)
             .await
             .map_err(|e| inner.db_error(e))?;
         if n > 0 {

@@ -4,8 +4,10 @@
 //!
 //! - `events`: one row per event, the same versioned record as redb (`record.rs`) plus
 //!   the columns listings filter on. Written once.
-//! - `deliveries`: one row per (event, target, replay). The original delivery
-//!   (`replay = 0`, `target = ''`) carries the event's state; each replay adds rows.
+//! - `deliveries`: one row per (event, target, replay). The original deliveries
+//!   (`replay = 0`), one per destination of the event (`target`, `''` for the unnamed
+//!   one), carry its state: each has its own attempts, retries, dead state and order;
+//!   the event's state is their aggregate. Each replay adds rows.
 //!   `owner` (a node) and `token` (the fencing token) are the claim: set by `claim`,
 //!   presented by every later write, cleared by settle, abandon or the reaper.
 //! - `dedup`: (source, provider delivery id) -> event, unique: the same delivery posted
@@ -28,7 +30,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, Row};
 
 /// The schema version this build creates and understands.
-pub(super) const SCHEMA_VERSION: i32 = 2;
+pub(super) const SCHEMA_VERSION: i32 = 3;
 
 /// Migrations, applied in order; entry `i` brings the schema from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -127,6 +129,15 @@ BEGIN
         EXECUTE format('ALTER TABLE %s SET (fillfactor = 70)', part);
     END LOOP;
 END $$;
+"#,
+    // 3: deliveries are one per event and destination (`target`), and per-key order
+    // holds per destination: the order index leads with the target, the shape of the
+    // head check. Builds before this one (one delivery per event) refuse a database at
+    // this version: they would claim a named destination's delivery and never settle it.
+    r#"
+DROP INDEX hookbox_deliveries_order;
+CREATE INDEX hookbox_deliveries_order ON hookbox_deliveries (source, target, order_key, event_id)
+    WHERE order_key <> '' AND replay = 0 AND state <> 2;
 "#,
 ];
 
@@ -348,11 +359,16 @@ pub(super) struct NewEvents {
     pub(super) order_keys: Vec<String>,
     /// Written only if its key's dedup entry names it after this batch.
     pub(super) deduped: Vec<bool>,
+    /// The named destinations of the events, flattened: event id and target, one entry
+    /// per delivery. An event without entries has one delivery, to the unnamed
+    /// destination `''`, so the common case binds nothing here.
+    pub(super) target_ids: Vec<i64>,
+    pub(super) targets: Vec<String>,
 }
 
 /// Writes a batch in one statement (its own transaction): the dedup entries of `keys`,
 /// then each event of `events` that is not deduplicated or whose key's entry names it,
-/// with its original delivery, due at once. Returns the event each key's entry names:
+/// with its original deliveries (one per destination), due at once. Returns the event each key's entry names:
 /// the proposed one when it was free or expired, else the event already journaled.
 ///
 /// The unique key makes concurrent posts of one delivery, on any nodes, wait for each
@@ -391,11 +407,13 @@ pub(super) async fn append<C: GenericClient>(
              AS y(id, source, received_ms, delivery_id, event_type, body_len, record, deduped)
            WHERE NOT deduped OR id IN (SELECT event_id FROM k)),
          dl AS (
-           INSERT INTO hookbox_deliveries (event_id, source, due_ms, order_key)
-           SELECT id, source, received_ms, order_key
+           INSERT INTO hookbox_deliveries (event_id, target, source, due_ms, order_key)
+           SELECT y.id, COALESCE(t.target, ''), y.source, y.received_ms, y.order_key
            FROM unnest($6::bigint[], $7::text[], $8::bigint[], $13::text[], $14::bool[])
              AS y(id, source, received_ms, order_key, deduped)
-           WHERE NOT deduped OR id IN (SELECT event_id FROM k))
+           LEFT JOIN unnest($15::bigint[], $16::text[]) AS t(event_id, target)
+             ON t.event_id = y.id
+           WHERE NOT y.deduped OR y.id IN (SELECT event_id FROM k))
          SELECT source, delivery_id, event_id FROM k",
         &[
             &keys.sources,
@@ -412,6 +430,8 @@ pub(super) async fn append<C: GenericClient>(
             &events.records,
             &events.order_keys,
             &events.deduped,
+            &events.target_ids,
+            &events.targets,
         ],
     )
     .await?;
@@ -443,9 +463,18 @@ pub(super) async fn notify<C: GenericClient>(c: &C, max_id: i64) -> Result<(), E
 // ---- claims and outcomes --------------------------------------------------------
 
 /// Claims up to `limit` due deliveries of `source` for `node`: rows locked by another
-/// claimer are skipped, and of a key only its oldest unfinished event is eligible. Each
+/// claimer are skipped, and of a key only its oldest unfinished event is eligible (per
+/// destination: one head per source, target and key). Each
 /// row carries the event's record too (NULL if it is gone), so that a delivery needs no
 /// read of its own.
+///
+/// The head check is answered through the primary key, not the (partial) order index:
+/// `h.order_key = d.order_key` does not prove `order_key <> ''`. Forms the planner can
+/// answer from the order index (the predicate spelled out, or a first-row probe) were
+/// measured to make it choose a bitmap scan and sort of every due row for the claim
+/// instead of the due index in order, a third less throughput on unordered sources;
+/// until that is solved, a key blocked behind a dead head costs each claim a scan of
+/// the earlier deliveries of its destination.
 ///
 /// The claim commits without waiting for its WAL flush ([`unsynced`]), so a crash of the
 /// database may forget it; `token` is therefore fresh from the node (never reused by
@@ -474,7 +503,7 @@ pub(super) async fn claim<C: GenericClient>(
          UPDATE hookbox_deliveries d SET owner = $4, token = $5
          FROM c WHERE d.event_id = c.event_id AND d.target = c.target AND d.replay = c.replay
          RETURNING d.event_id, d.replay, d.attempt, d.due_ms, d.order_key, d.token,
-           (SELECT e.record FROM hookbox_events e WHERE e.id = d.event_id)",
+           (SELECT e.record FROM hookbox_events e WHERE e.id = d.event_id), d.target",
         &[&source, &now_ms, &limit, &node, &token],
     )
     .await
@@ -501,6 +530,7 @@ pub(super) async fn next_due<C: GenericClient>(
 #[derive(Default)]
 pub(super) struct Settles {
     pub(super) event_ids: Vec<i64>,
+    pub(super) targets: Vec<String>,
     pub(super) replays: Vec<i64>,
     pub(super) tokens: Vec<i64>,
     pub(super) states: Vec<i16>,
@@ -516,37 +546,38 @@ pub(super) struct Settles {
 
 /// Records a batch of attempts in one statement, each only if `node` still holds its
 /// claim with its token, without waiting for the WAL flush ([`unsynced`]). Returns the
-/// (event, replay) pairs that were held.
+/// (event, target, replay) triples that were held.
 pub(super) async fn settle<C: GenericClient>(
     c: &C,
     node: i64,
     s: &Settles,
-) -> Result<Vec<(i64, i64)>, Error> {
+) -> Result<Vec<(i64, String, i64)>, Error> {
     let rows = unsynced(
         c,
         "WITH x AS (
            SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::smallint[],
                                 $5::bigint[], $6::int[], $7::text[], $8::bigint[], $9::bytea[],
-                                $10::bigint[], $11::bigint[])
+                                $10::bigint[], $11::bigint[], $13::text[])
              AS x(event_id, replay, token, state, due_ms, attempt, error, dead_ms, record,
-                  done, failed)),
+                  done, failed, target)),
          u AS (
            UPDATE hookbox_deliveries d SET owner = NULL, state = x.state, due_ms = x.due_ms,
              attempt = x.attempt, attempts = d.attempts + 1,
              last_error = COALESCE(x.error, d.last_error), dead_ms = x.dead_ms
            FROM x
-           WHERE d.event_id = x.event_id AND d.target = '' AND d.replay = x.replay
+           WHERE d.event_id = x.event_id AND d.target = x.target AND d.replay = x.replay
              AND d.owner = $12 AND d.token = x.token
-           RETURNING d.event_id, d.replay),
+           RETURNING d.event_id, d.target, d.replay),
          held AS (
-           SELECT x.* FROM x JOIN u ON u.event_id = x.event_id AND u.replay = x.replay),
+           SELECT x.* FROM x JOIN u
+             ON u.event_id = x.event_id AND u.target = x.target AND u.replay = x.replay),
          a AS (INSERT INTO hookbox_attempts (event_id, attempt)
                SELECT event_id, record FROM held),
          r AS (UPDATE hookbox_replays p SET done = p.done + t.done, failed = p.failed + t.failed
                FROM (SELECT replay, sum(done)::bigint AS done, sum(failed)::bigint AS failed
                      FROM held WHERE replay <> 0 GROUP BY replay) t
                WHERE p.id = t.replay AND (t.done + t.failed) > 0)
-         SELECT event_id, replay FROM u",
+         SELECT event_id, target, replay FROM u",
         &[
             &s.event_ids,
             &s.replays,
@@ -560,46 +591,54 @@ pub(super) async fn settle<C: GenericClient>(
             &s.replay_done,
             &s.replay_failed,
             &node,
+            &s.targets,
         ],
     )
     .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }
 
-/// Gives claims back: (event, replay, token) triples still held by `node`.
+/// Gives claims back: (event, target, replay, token) entries still held by `node`.
 pub(super) async fn abandon<C: GenericClient>(
     c: &C,
     node: i64,
     ids: &[i64],
+    targets: &[String],
     replays: &[i64],
     tokens: &[i64],
 ) -> Result<u64, Error> {
     execute(
         c,
         "UPDATE hookbox_deliveries d SET owner = NULL
-         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS x(event_id, replay, token)
-         WHERE d.event_id = x.event_id AND d.target = '' AND d.replay = x.replay
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $5::text[])
+           AS x(event_id, replay, token, target)
+         WHERE d.event_id = x.event_id AND d.target = x.target AND d.replay = x.replay
            AND d.owner = $4 AND d.token = x.token",
-        &[&ids, &replays, &tokens, &node],
+        &[&ids, &replays, &tokens, &node, &targets],
     )
     .await
 }
 
-/// Gives back every claim of `node` but those listed as (event, replay); returns how
-/// many.
+/// Gives back every claim of `node` but those listed as (event, target, replay);
+/// returns how many.
 pub(super) async fn release_unheld<C: GenericClient>(
     c: &C,
     node: i64,
     ids: &[i64],
+    targets: &[String],
     replays: &[i64],
 ) -> Result<u64, Error> {
     execute(
         c,
         "UPDATE hookbox_deliveries d SET owner = NULL
          WHERE d.state < 2 AND d.owner = $1 AND NOT EXISTS (
-           SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS h(event_id, replay)
-           WHERE h.event_id = d.event_id AND h.replay = d.replay)",
-        &[&node, &ids, &replays],
+           SELECT 1 FROM unnest($2::bigint[], $3::bigint[], $4::text[])
+             AS h(event_id, replay, target)
+           WHERE h.event_id = d.event_id AND h.target = d.target AND h.replay = d.replay)",
+        &[&node, &ids, &replays, &targets],
     )
     .await
 }
@@ -611,8 +650,7 @@ pub(super) async fn release_unheld<C: GenericClient>(
 pub(super) async fn save_step<C: GenericClient>(
     c: &C,
     node: i64,
-    event_id: i64,
-    replay: i64,
+    (event_id, target, replay): (i64, &str, i64),
     token: i64,
     name: &str,
     value: &[u8],
@@ -621,14 +659,14 @@ pub(super) async fn save_step<C: GenericClient>(
         c,
         "WITH held AS (
            SELECT 1 FROM hookbox_deliveries
-           WHERE event_id = $1 AND target = '' AND replay = $2 AND owner = $3 AND token = $4
+           WHERE event_id = $1 AND target = $7 AND replay = $2 AND owner = $3 AND token = $4
            FOR SHARE),
          ins AS (
            INSERT INTO hookbox_steps (event_id, name, value)
            SELECT $1, $5, $6 WHERE EXISTS (SELECT 1 FROM held)
            ON CONFLICT (event_id, name) DO NOTHING)
          SELECT count(*) FROM held",
-        &[&event_id, &replay, &node, &token, &name, &value],
+        &[&event_id, &replay, &node, &token, &name, &value, &target],
     )
     .await?;
     Ok(rows[0].get::<_, i64>(0) == 1)
@@ -837,9 +875,20 @@ fn parse_day(s: &str) -> Option<i64> {
 
 // ---- reads ----------------------------------------------------------------------
 
-/// The columns of a listing, in [`summary`](super::summary) order.
+/// The columns of a listing, in [`summary`](super::summary) order; the state and
+/// attempts are those of [`EVENT_STATE`] (alias `a`).
 const SUMMARY: &str = "e.id, e.source, e.delivery_id, e.event_type, e.received_ms, e.body_len,
-                       d.state, d.attempts";
+                       a.state, a.attempts";
+
+/// An event's state over its original deliveries, as `EventState::aggregate` makes it:
+/// the worst (dead, then retrying, then pending, then done), attempts summed. A lateral
+/// subquery of `e`; no row for an event without deliveries.
+const EVENT_STATE: &str = "LATERAL (
+    SELECT ('{2,0,1,3}'::smallint[])[max(CASE d.state WHEN 2 THEN 1 WHEN 0 THEN 2
+                                                     WHEN 1 THEN 3 ELSE 4 END)] AS state,
+           sum(d.attempts)::int AS attempts
+    FROM hookbox_deliveries d WHERE d.event_id = e.id AND d.replay = 0
+    HAVING count(*) > 0) a";
 
 /// Events of a window, newest first; `limit + 1` rows to tell whether a next page exists.
 /// With `with_record`, each row ends with the event's record (for a filter on bodies).
@@ -858,12 +907,12 @@ pub(super) async fn list<C: GenericClient>(
     let record = if with_record { ", e.record" } else { "" };
     let sql = format!(
         "SELECT {SUMMARY}{record} FROM hookbox_events e
-         JOIN hookbox_deliveries d ON d.event_id = e.id AND d.target = '' AND d.replay = 0
+         CROSS JOIN {EVENT_STATE}
          WHERE e.id >= $1 AND e.id < $2
            AND ($3::text IS NULL OR e.source = $3)
            AND ($4::text IS NULL OR e.event_type = $4)
            AND ($5::text IS NULL OR starts_with(e.event_type, $5))
-           AND ($6::smallint IS NULL OR d.state = $6)
+           AND ($6::smallint IS NULL OR a.state = $6)
            AND e.received_ms >= $8 AND e.received_ms < $9
          ORDER BY e.id DESC LIMIT $7"
     );
@@ -911,17 +960,17 @@ pub(super) async fn lookup<C: GenericClient>(
     Ok(rows.first().map(|r| r.get(0)))
 }
 
-/// An event's original delivery: state, attempts, due, last error, redrives, dead ms,
-/// order key.
-pub(super) async fn state<C: GenericClient>(c: &C, id: i64) -> Result<Option<Row>, Error> {
-    let rows = query(
+/// An event's original deliveries, by target (bytewise, as redb orders them): state,
+/// attempts, due, last error, redrives, dead ms, order key, target.
+pub(super) async fn deliveries<C: GenericClient>(c: &C, id: i64) -> Result<Vec<Row>, Error> {
+    query(
         c,
-        "SELECT state, attempts, due_ms, last_error, redrives, dead_ms, order_key
-         FROM hookbox_deliveries WHERE event_id = $1 AND target = '' AND replay = 0",
+        "SELECT state, attempts, due_ms, last_error, redrives, dead_ms, order_key, target
+         FROM hookbox_deliveries WHERE event_id = $1 AND replay = 0
+         ORDER BY target COLLATE \"C\"",
         &[&id],
     )
-    .await?;
-    Ok(rows.into_iter().next())
+    .await
 }
 
 /// An event's attempts, oldest first.
@@ -950,24 +999,28 @@ pub(super) async fn step<C: GenericClient>(
     Ok(rows.first().map(|r| r.get(0)))
 }
 
-/// Dead events, by source then id.
+/// Dead original deliveries as (event, source, target): by source, then event, then
+/// target (bytewise), as redb lists them.
 pub(super) async fn dead<C: GenericClient>(
     c: &C,
     source: Option<&str>,
     limit: i64,
-) -> Result<Vec<(i64, String)>, Error> {
+) -> Result<Vec<(i64, String, String)>, Error> {
     let rows = query(
         c,
-        "SELECT event_id, source FROM hookbox_deliveries
-         WHERE state = 3 AND replay = 0 AND target = '' AND ($1::text IS NULL OR source = $1)
-         ORDER BY source, event_id LIMIT $2",
+        "SELECT event_id, source, target FROM hookbox_deliveries
+         WHERE state = 3 AND replay = 0 AND ($1::text IS NULL OR source = $1)
+         ORDER BY source, event_id, target COLLATE \"C\" LIMIT $2",
         &[&source, &limit],
     )
     .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }
 
-/// How many events are dead.
+/// How many original deliveries are dead.
 pub(super) async fn dead_count<C: GenericClient>(c: &C) -> Result<i64, Error> {
     Ok(query(
         c,
@@ -1004,13 +1057,14 @@ pub(super) async fn backlogs<C: GenericClient>(c: &C) -> Result<Vec<(String, i64
 
 // ---- operator writes ------------------------------------------------------------
 
-/// Moves matching dead events back to pending, due `now_ms`, with a fresh round of
-/// attempts; returns how many.
+/// Moves matching dead original deliveries (of `target` only, when given) back to
+/// pending, due `now_ms`, with a fresh round of attempts; returns how many.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn redrive<C: GenericClient>(
     c: &C,
     ids: Option<&[i64]>,
     source: Option<&str>,
+    target: Option<&str>,
     exact_type: Option<&str>,
     type_prefix: Option<&str>,
     since_ms: Option<i64>,
@@ -1024,7 +1078,8 @@ pub(super) async fn redrive<C: GenericClient>(
          SET state = 0, redrives = d.redrives + 1, dead_ms = NULL, due_ms = $8, attempt = 1,
              owner = NULL
          FROM hookbox_events e
-         WHERE e.id = d.event_id AND d.state = 3 AND d.replay = 0 AND d.target = ''
+         WHERE e.id = d.event_id AND d.state = 3 AND d.replay = 0
+           AND ($9::text IS NULL OR d.target = $9)
            AND ($1::bigint[] IS NULL OR d.event_id = ANY($1))
            AND ($2::text IS NULL OR d.source = $2)
            AND ($3::text IS NULL OR e.event_type = $3)
@@ -1041,6 +1096,7 @@ pub(super) async fn redrive<C: GenericClient>(
             &until_ms,
             &max_redrives,
             &now_ms,
+            &target,
         ],
     )
     .await
@@ -1060,6 +1116,9 @@ pub(super) struct ReplaySelect<'a> {
     pub(super) type_prefix: Option<&'a str>,
     /// Only these events (those a filter applied in Rust took), when set.
     pub(super) ids: Option<&'a [i64]>,
+    /// One delivery to this destination per matched event; without, one per original
+    /// delivery (destination) of each.
+    pub(super) destination: Option<&'a str>,
 }
 
 const REPLAY_WHERE: &str = "e.id >= $1 AND e.id < $2
@@ -1103,13 +1162,23 @@ pub(super) async fn replay_candidates<C: GenericClient>(
     .await
 }
 
-/// How many events a replay matches.
+/// The original deliveries of the matched events, for a replay to every destination
+/// (the id bounds repeated so that only the window's partitions are looked at).
+const REPLAY_ORIGINALS: &str = "JOIN hookbox_deliveries d
+    ON d.event_id = e.id AND d.replay = 0 AND d.event_id >= $1 AND d.event_id < $2";
+
+/// How many deliveries a replay queues.
 pub(super) async fn replay_count<C: GenericClient>(
     c: &C,
     f: &ReplaySelect<'_>,
 ) -> Result<i64, Error> {
+    let join = if f.destination.is_some() {
+        ""
+    } else {
+        REPLAY_ORIGINALS
+    };
     let sql = format!(
-        "SELECT count(*) FROM hookbox_events e WHERE {REPLAY_WHERE}
+        "SELECT count(*) FROM hookbox_events e {join} WHERE {REPLAY_WHERE}
            AND ($9::bigint[] IS NULL OR e.id = ANY($9))"
     );
     Ok(query(
@@ -1131,44 +1200,51 @@ pub(super) async fn replay_count<C: GenericClient>(
         .get(0))
 }
 
-/// Creates a replay and its deliveries, due `now_ms`; returns (id, matched).
+/// Creates a replay and its deliveries, due `now_ms`; returns (id, matched: the
+/// deliveries queued).
 pub(super) async fn replay_insert<C: GenericClient>(
     c: &C,
     f: &ReplaySelect<'_>,
-    destination: Option<&str>,
     now_ms: i64,
 ) -> Result<(i64, i64), Error> {
     let id: i64 = query(
         c,
         "INSERT INTO hookbox_replays (destination, created_ms) VALUES ($1, $2) RETURNING id",
-        &[&destination, &now_ms],
+        &[&f.destination, &now_ms],
     )
     .await?[0]
         .get(0);
-    // Replays are not ordered by key: they re-deliver history as it was.
-    let sql = format!(
-        "INSERT INTO hookbox_deliveries (event_id, replay, source, due_ms)
-         SELECT e.id, $9, e.source, $10 FROM hookbox_events e WHERE {REPLAY_WHERE}
-           AND ($11::bigint[] IS NULL OR e.id = ANY($11))"
-    );
-    let matched = execute(
-        c,
-        &sql,
-        &[
-            &f.lo,
-            &f.hi,
-            &f.source,
-            &f.sources,
-            &f.exact_type,
-            &f.type_prefix,
-            &f.since_ms,
-            &f.until_ms,
-            &id,
-            &now_ms,
-            &f.ids,
-        ],
-    )
-    .await? as i64;
+    // Replays are not ordered by key: they re-deliver history as it was. The replay id
+    // is new, so no row of it exists yet.
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &f.lo,
+        &f.hi,
+        &f.source,
+        &f.sources,
+        &f.exact_type,
+        &f.type_prefix,
+        &f.since_ms,
+        &f.until_ms,
+        &id,
+        &now_ms,
+        &f.ids,
+    ];
+    let sql = match &f.destination {
+        Some(destination) => {
+            params.push(destination);
+            format!(
+                "INSERT INTO hookbox_deliveries (event_id, target, replay, source, due_ms)
+                 SELECT e.id, $12::text, $9, e.source, $10 FROM hookbox_events e
+                 WHERE {REPLAY_WHERE} AND ($11::bigint[] IS NULL OR e.id = ANY($11))"
+            )
+        }
+        None => format!(
+            "INSERT INTO hookbox_deliveries (event_id, target, replay, source, due_ms)
+             SELECT e.id, d.target, $9, e.source, $10 FROM hookbox_events e {REPLAY_ORIGINALS}
+             WHERE {REPLAY_WHERE} AND ($11::bigint[] IS NULL OR e.id = ANY($11))"
+        ),
+    };
+    let matched = execute(c, &sql, &params).await? as i64;
     execute(
         c,
         "UPDATE hookbox_replays SET matched = $2 WHERE id = $1",
@@ -1178,18 +1254,21 @@ pub(super) async fn replay_insert<C: GenericClient>(
     Ok((id, matched))
 }
 
-/// Retention: removes up to `limit` done events received before `cutoff` (an id bound)
-/// with everything about them; keeps any with a delivery still waiting. Rows another
+/// Retention: removes up to `limit` done events (every original delivery, one per
+/// destination, done) received before `cutoff` (an id bound) with everything about
+/// them; keeps any with a delivery still waiting (a replay's). Rows another
 /// purge holds are skipped, so purges on several nodes never wait for each other.
 pub(super) async fn purge<C: GenericClient>(c: &C, cutoff: i64, limit: i64) -> Result<u64, Error> {
     let rows = query(
         c,
         "WITH picked AS (
            SELECT e.id, e.source, e.delivery_id FROM hookbox_events e
-           JOIN hookbox_deliveries d ON d.event_id = e.id AND d.target = '' AND d.replay = 0
-           WHERE e.id < $1 AND d.state = 2
+           WHERE e.id < $1
+             AND EXISTS (SELECT 1 FROM hookbox_deliveries d
+                         WHERE d.event_id = e.id AND d.replay = 0)
              AND NOT EXISTS (SELECT 1 FROM hookbox_deliveries w
-                             WHERE w.event_id = e.id AND w.state < 2)
+                             WHERE w.event_id = e.id AND w.state <> 2
+                               AND (w.replay = 0 OR w.state < 2))
            ORDER BY e.id LIMIT $2
            FOR UPDATE OF e SKIP LOCKED),
          d1 AS (DELETE FROM hookbox_deliveries WHERE event_id IN (SELECT id FROM picked)),
