@@ -13,8 +13,13 @@
 //! - `noop`: a hyper 1 http1 server that reads the whole body and answers `202`;
 //! - `hookbox`: an axum `Router` with `route_service("/hooks/sw", endpoint("sw"))`,
 //!   source `sw` verified by `standard-webhooks` (a `whsec_` secret), journaled in a
-//!   [`RedbJournal`] in a temporary directory (real fsync: the writer commits with
-//!   `Durability::Immediate`), dedup on (the default 7-day window);
+//!   [`RedbJournal`] in a temporary directory (real fsync: every batch is acknowledged
+//!   after the `fdatasync` of its write-ahead log records), dedup on (the default 7-day
+//!   window);
+//! - `hookbox-nolog`: the same, with the journal's write-ahead log off: every batch is a
+//!   durable redb commit (what hookbox did before the log; the comparison in one run);
+//! - `hookbox-drain`: `hookbox`, with a delivery runtime taking every event to a no-op
+//!   handler actor at the same time (ingest while a destination drains);
 //! - `hookbox-pg`: the same `Router` and endpoint over a
 //!   [`PostgresJournal`](hookbox::PostgresJournal) (node `a`, default settings: 4
 //!   group-commit writers, `synchronous_commit` on) on the run's own database;
@@ -63,8 +68,8 @@
 //! Environment: `HOOKBOX_BENCH_SECS` (measurement seconds, default 5),
 //! `HOOKBOX_BENCH_CLIENT_THREADS` (1 or 2, default 2), `HOOKBOX_BENCH_SIZES` (bytes,
 //! default `1024,16384`), `HOOKBOX_BENCH_CONNS` (default `64,256`),
-//! `HOOKBOX_BENCH_SERVERS` (a comma-separated subset of `noop,hookbox,hookbox-pg,
-//! naive-pg,hookbox-pg3`; one alone is for profiling, e.g. under `perf record`),
+//! `HOOKBOX_BENCH_SERVERS` (a comma-separated subset of `noop,hookbox,hookbox-nolog,
+//! hookbox-drain,hookbox-pg,naive-pg,hookbox-pg3`; one alone is for profiling, e.g. under `perf record`),
 //! `HOOKBOX_BENCH_PG_WRITERS` and `HOOKBOX_BENCH_PG_POOL` (the PostgreSQL journals'
 //! writers and pool size per node, for exploring; the defaults otherwise).
 //! Traffic goes only to 127.0.0.1 (and the PostgreSQL server); the temporary directory
@@ -438,6 +443,8 @@ fn sign_pool(body: &Bytes, n: usize, tag: &str) -> Vec<Signature> {
 enum Kind {
     Noop,
     Hookbox,
+    HookboxNoLog,
+    HookboxDrain,
     HookboxPg,
     NaivePg,
     HookboxPg3,
@@ -445,9 +452,11 @@ enum Kind {
 
 impl Kind {
     /// Every server, in the order each cell runs them.
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 7] = [
         Kind::Noop,
         Kind::Hookbox,
+        Kind::HookboxNoLog,
+        Kind::HookboxDrain,
         Kind::HookboxPg,
         Kind::NaivePg,
         Kind::HookboxPg3,
@@ -457,6 +466,8 @@ impl Kind {
         match self {
             Kind::Noop => "noop",
             Kind::Hookbox => "hookbox",
+            Kind::HookboxNoLog => "hookbox-nolog",
+            Kind::HookboxDrain => "hookbox-drain",
             Kind::HookboxPg => "hookbox-pg",
             Kind::NaivePg => "naive-pg",
             Kind::HookboxPg3 => "hookbox-pg3",
@@ -713,6 +724,23 @@ fn listen_router(rt: &Runtime, router: Router) -> Listener {
 struct Running {
     listeners: Vec<Listener>,
     store: Store,
+    /// `hookbox-drain`'s delivery runtime, stopped with the server.
+    delivering: Option<hookbox::Runtime>,
+}
+
+/// A handler that takes every delivery at once.
+struct Drop0;
+
+impl actix::Actor for Drop0 {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<hookbox::Delivery> for Drop0 {
+    type Result = hookbox::Outcome;
+
+    fn handle(&mut self, _: hookbox::Delivery, _: &mut Self::Context) -> hookbox::Outcome {
+        hookbox::Outcome::Done
+    }
 }
 
 /// Opens PostgreSQL journal nodes `names` on the bench database.
@@ -730,13 +758,24 @@ fn start_server(rt: &Runtime, kind: Kind, dir: &Path, db: Option<&BenchDb>) -> R
         Kind::Noop => Running {
             listeners: vec![listen(rt, service_fn(noop))],
             store: Store::Nothing,
+            delivering: None,
         },
-        Kind::Hookbox => {
-            let journal: Arc<dyn Journal> =
-                Arc::new(RedbJournal::open(dir.join("hookbox.redb")).expect("journal"));
+        Kind::Hookbox | Kind::HookboxNoLog | Kind::HookboxDrain => {
+            let journal: Arc<dyn Journal> = Arc::new(
+                RedbJournal::builder()
+                    .log(kind != Kind::HookboxNoLog)
+                    .open(dir.join("hookbox.redb"))
+                    .expect("journal"),
+            );
+            let delivering = (kind == Kind::HookboxDrain).then(|| {
+                hookbox::Runtime::builder(journal.clone())
+                    .handler(hookbox::Route::source("sw"), || Drop0)
+                    .start()
+            });
             Running {
                 listeners: vec![listen_router(rt, hookbox_router(journal.clone()))],
                 store: Store::Journals(vec![journal]),
+                delivering,
             }
         }
         Kind::HookboxPg | Kind::HookboxPg3 => {
@@ -752,6 +791,7 @@ fn start_server(rt: &Runtime, kind: Kind, dir: &Path, db: Option<&BenchDb>) -> R
                     .map(|j| listen_router(rt, hookbox_router(j.clone())))
                     .collect(),
                 store: Store::Journals(nodes),
+                delivering: None,
             }
         }
         Kind::NaivePg => {
@@ -774,6 +814,7 @@ fn start_server(rt: &Runtime, kind: Kind, dir: &Path, db: Option<&BenchDb>) -> R
             Running {
                 listeners: vec![listen_router(rt, router)],
                 store: Store::Naive(pool),
+                delivering: None,
             }
         }
     }
@@ -1058,7 +1099,7 @@ impl Bench {
                 db.activity().await
             })
         });
-        let server = start_server(&self.server, kind, &dir, self.db.as_ref());
+        let mut server = start_server(&self.server, kind, &dir, self.db.as_ref());
         let load = Arc::new(Load {
             phase: AtomicU8::new(WARM),
             wrap: kind == Kind::Noop,
@@ -1118,6 +1159,9 @@ impl Bench {
         for l in server.listeners {
             let _ = l.stop.send(());
             let _ = self.server.block_on(l.task);
+        }
+        if let Some(r) = server.delivering.take() {
+            r.shutdown(Duration::from_secs(5));
         }
         let stored = self.server.block_on(async {
             let n = server.store.count().await;
@@ -1514,6 +1558,16 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
         found
     };
     let redb = ratios("hookbox / noop", Kind::Hookbox, Kind::Noop);
+    ratios(
+        "hookbox without its log (every batch a durable redb commit) / noop",
+        Kind::HookboxNoLog,
+        Kind::Noop,
+    );
+    ratios(
+        "hookbox with a destination draining / noop",
+        Kind::HookboxDrain,
+        Kind::Noop,
+    );
     let pg = ratios("hookbox-pg / naive-pg", Kind::HookboxPg, Kind::NaivePg);
     let nodes = ratios(
         "hookbox-pg3 (three nodes) / hookbox-pg (one node)",
