@@ -13,11 +13,11 @@
 //! - `noop`: a hyper 1 http1 server that reads the whole body and answers `202`;
 //! - `hookbox`: an axum `Router` with `route_service("/hooks/sw", endpoint("sw"))`,
 //!   source `sw` verified by `standard-webhooks` (a `whsec_` secret), journaled in a
-//!   [`RedbJournal`] in a temporary directory (real fsync: every batch is acknowledged
-//!   after the `fdatasync` of its write-ahead log records), dedup on (the default 7-day
-//!   window);
-//! - `hookbox-nolog`: the same, with the journal's write-ahead log off: every batch is a
-//!   durable redb commit (what hookbox did before the log; the comparison in one run);
+//!   [`RedbJournal`] in a temporary directory with its defaults (real fsync: each batch
+//!   is a durable redb commit), dedup on (the default 7-day window);
+//! - `hookbox-log`: the same, with the journal's write-ahead log on (`server.write_ahead_log`):
+//!   acknowledged after the log's `fdatasync`, redb committing without fsync between
+//!   checkpoints (the comparison in one run);
 //! - `hookbox-drain`: `hookbox`, with a delivery runtime taking every event to a no-op
 //!   handler actor at the same time (ingest while a destination drains);
 //! - `hookbox-pg`: the same `Router` and endpoint over a
@@ -68,8 +68,9 @@
 //! Environment: `HOOKBOX_BENCH_SECS` (measurement seconds, default 5),
 //! `HOOKBOX_BENCH_CLIENT_THREADS` (1 or 2, default 2), `HOOKBOX_BENCH_SIZES` (bytes,
 //! default `1024,16384`), `HOOKBOX_BENCH_CONNS` (default `64,256`),
-//! `HOOKBOX_BENCH_SERVERS` (a comma-separated subset of `noop,hookbox,hookbox-nolog,
+//! `HOOKBOX_BENCH_SERVERS` (a comma-separated subset of `noop,hookbox,hookbox-log,
 //! hookbox-drain,hookbox-pg,naive-pg,hookbox-pg3`; one alone is for profiling, e.g. under `perf record`),
+//! `HOOKBOX_BENCH_CHECKPOINT_MS` (the redb journal's checkpoint interval),
 //! `HOOKBOX_BENCH_PG_WRITERS` and `HOOKBOX_BENCH_PG_POOL` (the PostgreSQL journals'
 //! writers and pool size per node, for exploring; the defaults otherwise).
 //! Traffic goes only to 127.0.0.1 (and the PostgreSQL server); the temporary directory
@@ -178,6 +179,9 @@ struct JournalMetrics {
     batch: Arc<Series>,
     commit: Arc<Series>,
     ingest: Arc<Summary>,
+    /// redb's part of a batch (the transaction and its commit), and the log's fdatasync.
+    apply: Arc<Summary>,
+    sync: Arc<Summary>,
 }
 
 static METRICS: LazyLock<JournalMetrics> = LazyLock::new(JournalMetrics::default);
@@ -187,6 +191,8 @@ impl JournalMetrics {
         self.batch.clear();
         self.commit.clear();
         self.ingest.take();
+        self.apply.take();
+        self.sync.take();
     }
 }
 
@@ -211,6 +217,8 @@ impl metrics::Recorder for BenchRecorder {
             "hookbox_journal_batch_size" => Histogram::from_arc(METRICS.batch.clone()),
             "hookbox_journal_commit_seconds" => Histogram::from_arc(METRICS.commit.clone()),
             "hookbox_ingest_seconds" => Histogram::from_arc(METRICS.ingest.clone()),
+            "hookbox_journal_apply_seconds" => Histogram::from_arc(METRICS.apply.clone()),
+            "hookbox_journal_log_sync_seconds" => Histogram::from_arc(METRICS.sync.clone()),
             _ => Histogram::noop(),
         }
     }
@@ -443,7 +451,7 @@ fn sign_pool(body: &Bytes, n: usize, tag: &str) -> Vec<Signature> {
 enum Kind {
     Noop,
     Hookbox,
-    HookboxNoLog,
+    HookboxLog,
     HookboxDrain,
     HookboxPg,
     NaivePg,
@@ -455,7 +463,7 @@ impl Kind {
     const ALL: [Kind; 7] = [
         Kind::Noop,
         Kind::Hookbox,
-        Kind::HookboxNoLog,
+        Kind::HookboxLog,
         Kind::HookboxDrain,
         Kind::HookboxPg,
         Kind::NaivePg,
@@ -466,7 +474,7 @@ impl Kind {
         match self {
             Kind::Noop => "noop",
             Kind::Hookbox => "hookbox",
-            Kind::HookboxNoLog => "hookbox-nolog",
+            Kind::HookboxLog => "hookbox-log",
             Kind::HookboxDrain => "hookbox-drain",
             Kind::HookboxPg => "hookbox-pg",
             Kind::NaivePg => "naive-pg",
@@ -760,13 +768,16 @@ fn start_server(rt: &Runtime, kind: Kind, dir: &Path, db: Option<&BenchDb>) -> R
             store: Store::Nothing,
             delivering: None,
         },
-        Kind::Hookbox | Kind::HookboxNoLog | Kind::HookboxDrain => {
-            let journal: Arc<dyn Journal> = Arc::new(
-                RedbJournal::builder()
-                    .log(kind != Kind::HookboxNoLog)
-                    .open(dir.join("hookbox.redb"))
-                    .expect("journal"),
-            );
+        Kind::Hookbox | Kind::HookboxLog | Kind::HookboxDrain => {
+            let mut builder = RedbJournal::builder().log(kind == Kind::HookboxLog);
+            if let Some(ms) = std::env::var("HOOKBOX_BENCH_CHECKPOINT_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                builder = builder.checkpoint_every(Duration::from_millis(ms));
+            }
+            let journal: Arc<dyn Journal> =
+                Arc::new(builder.open(dir.join("hookbox.redb")).expect("journal"));
             let delivering = (kind == Kind::HookboxDrain).then(|| {
                 hookbox::Runtime::builder(journal.clone())
                     .handler(hookbox::Route::source("sw"), || Drop0)
@@ -998,6 +1009,9 @@ struct JournalProfile {
     p99_commit: f64,
     /// Average time an append waited for its commit.
     avg_append_wait: f64,
+    /// Average redb transaction (and commit) per batch, and log fdatasync, when logged.
+    avg_apply: f64,
+    avg_sync: f64,
 }
 
 impl JournalProfile {
@@ -1006,6 +1020,8 @@ impl JournalProfile {
         let batch = METRICS.batch.take();
         let mut commit = METRICS.commit.take();
         let (appends, wait) = METRICS.ingest.take();
+        let (applies, apply) = METRICS.apply.take();
+        let (syncs, sync) = METRICS.sync.take();
         commit.sort_by(f64::total_cmp);
         let pick = |q: f64| {
             if commit.is_empty() {
@@ -1023,6 +1039,8 @@ impl JournalProfile {
             p50_commit: pick(0.5),
             p99_commit: pick(0.99),
             avg_append_wait: wait / appends.max(1) as f64,
+            avg_apply: apply / applies.max(1) as f64,
+            avg_sync: sync / syncs.max(1) as f64,
         }
     }
 }
@@ -1559,8 +1577,8 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
     };
     let redb = ratios("hookbox / noop", Kind::Hookbox, Kind::Noop);
     ratios(
-        "hookbox without its log (every batch a durable redb commit) / noop",
-        Kind::HookboxNoLog,
+        "hookbox with its write-ahead log / noop",
+        Kind::HookboxLog,
         Kind::Noop,
     );
     ratios(
@@ -1616,6 +1634,15 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
             c.kind.name(),
             c.stored_check()
         );
+        if let Some(j) = c.journal.as_ref().filter(|j| j.avg_apply > 0.0) {
+            println!(
+                "{:>8}   {:>5}   of a batch: redb transaction {:.3} ms, log fdatasync {:.3} ms",
+                "",
+                "",
+                j.avg_apply * 1e3,
+                j.avg_sync * 1e3
+            );
+        }
     }
 
     println!();

@@ -122,7 +122,8 @@ pub struct Config {
 /// ## Defaults
 /// - `listen`: `127.0.0.1:8080`; `journal`: `data/hookbox.redb`; `lease`: 30 s;
 /// - `request_timeout`: 8 s; `max_in_flight`: 1024; `disk_floor`: 64 MiB;
-/// - `queue_capacity`: 8192; `checkpoint`: 1 s; `shutdown_grace`: 10 s;
+/// - `queue_capacity`: 8192; `write_ahead_log`: off; `checkpoint`: 1 s;
+///   `shutdown_grace`: 10 s;
 /// - `retention`: 30 days (`"0s"` keeps every event forever).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,9 +156,15 @@ pub struct ServerConfig {
     /// How many appends may wait for the journal writer.
     #[serde(default)]
     pub queue_capacity: Option<usize>,
-    /// How often the embedded journal checkpoints (a durable redb commit, after which
-    /// its write-ahead log below it is deleted; default 1 s). Shorter: less log to
-    /// apply at start; longer: fewer page writes.
+    /// The embedded journal commits acknowledged writes to a write-ahead log beside its
+    /// file, with redb committing durably once per `checkpoint` (default off: every
+    /// acknowledged batch is a durable redb commit; the guarantees are the same, see
+    /// the README's figures for the cost on your disk).
+    #[serde(default)]
+    pub write_ahead_log: Option<bool>,
+    /// With `write_ahead_log`, how often the journal checkpoints (a durable redb
+    /// commit, after which the log below it is deleted; default 1 s). Shorter: less log
+    /// to apply at start; longer: fewer page writes.
     #[serde(default)]
     pub checkpoint: Option<HumanDuration>,
     /// How long shutdown waits for requests in flight.

@@ -225,7 +225,7 @@ pub async fn open_journal(
         }
         return Ok(Arc::new(builder.open().await?));
     }
-    let mut builder = RedbJournal::builder();
+    let mut builder = RedbJournal::builder().log(s.write_ahead_log.unwrap_or(false));
     if let Some(t) = s.checkpoint {
         builder = builder.checkpoint_every(t.0);
     }

@@ -253,16 +253,20 @@ impl Disk {
         }
     }
 
-    fn open(&self) -> Result<RedbJournal, super::OpenError> {
+    /// The journal on this disk, with its write-ahead log or without (every
+    /// acknowledged batch a durable redb commit).
+    fn open(&self, log: bool) -> Result<RedbJournal, super::OpenError> {
         let backend = SimBackend {
             file: self.db.clone(),
             power: self.power.clone(),
         };
-        RedbJournal::builder()
+        let mut b = RedbJournal::builder()
             .cache_size(1 << 20)
-            .checkpoint_every(Duration::from_millis(3))
-            .log_store(self.log.clone())
-            .open_backend(move || backend.clone())
+            .checkpoint_every(Duration::from_millis(3));
+        if log {
+            b = b.log(true).log_store(self.log.clone());
+        }
+        b.open_backend(move || backend.clone())
     }
 
     /// The power goes: unsynced writes are lost, but for a torn prefix chosen by `seed`.
@@ -286,8 +290,8 @@ impl Disk {
 /// Appends `ids` (a delivery id each; repeats are duplicates) in concurrent groups,
 /// settling some deliveries, until the power is cut after `cut` I/O operations; returns
 /// the acknowledged (delivery id, event id) pairs.
-async fn run_until_cut(disk: &Disk, ids: &[u16], cut: u64) -> Vec<(String, u64)> {
-    let journal = Arc::new(disk.open().expect("a fresh journal opens"));
+async fn run_until_cut(disk: &Disk, log: bool, ids: &[u16], cut: u64) -> Vec<(String, u64)> {
+    let journal = Arc::new(disk.open(log).expect("a fresh journal opens"));
     disk.power.left.store(cut, Ordering::SeqCst);
     let verifier = Verifier::custom(Trusting);
     let opts = AppendOptions {
@@ -338,8 +342,10 @@ async fn run_until_cut(disk: &Disk, ids: &[u16], cut: u64) -> Vec<(String, u64)>
 
 /// After the crash: the journal opens, every acknowledged event is there under its
 /// delivery id, and no delivery id is journaled twice.
-async fn check_after_crash(disk: &Disk, acked: &[(String, u64)]) {
-    let journal = disk.open().expect("the journal opens after a power loss");
+async fn check_after_crash(disk: &Disk, log: bool, acked: &[(String, u64)]) {
+    let journal = disk
+        .open(log)
+        .expect("the journal opens after a power loss");
     let mut by_did: HashMap<String, Vec<u64>> = HashMap::new();
     let mut cursor = None;
     loop {
@@ -394,27 +400,29 @@ fn runtime() -> tokio::runtime::Runtime {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 48,
+        cases: 64,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
 
     /// At a random cut point, with a random torn tail on every file: every acknowledged
-    /// event survives exactly once, and the journal opens.
+    /// event survives exactly once, and the journal opens; with the write-ahead log and
+    /// without it.
     #[test]
     fn every_acknowledged_event_survives_a_power_loss(
+        log in any::<bool>(),
         ids in proptest::collection::vec(0u16..40, 1..60),
         cut in 1u64..400,
         seed in any::<u64>(),
     ) {
         let disk = Disk::new();
         let rt = runtime();
-        let acked = rt.block_on(run_until_cut(&disk, &ids, cut));
+        let acked = rt.block_on(run_until_cut(&disk, log, &ids, cut));
         disk.crash(seed);
-        rt.block_on(check_after_crash(&disk, &acked));
+        rt.block_on(check_after_crash(&disk, log, &acked));
         // And once more: a crash right after the recovery's own writes.
         disk.crash(seed.rotate_left(17));
-        rt.block_on(check_after_crash(&disk, &acked));
+        rt.block_on(check_after_crash(&disk, log, &acked));
     }
 }
 
@@ -422,10 +430,12 @@ proptest! {
 /// apply (its final checkpoint).
 #[test]
 fn a_clean_run_keeps_everything() {
-    let disk = Disk::new();
     let rt = runtime();
     let ids: Vec<u16> = (0..30).chain(0..10).collect();
-    let acked = rt.block_on(run_until_cut(&disk, &ids, u64::MAX));
-    assert_eq!(acked.len(), 40, "duplicates are acknowledged too");
-    rt.block_on(check_after_crash(&disk, &acked));
+    for log in [true, false] {
+        let disk = Disk::new();
+        let acked = rt.block_on(run_until_cut(&disk, log, &ids, u64::MAX));
+        assert_eq!(acked.len(), 40, "duplicates are acknowledged too");
+        rt.block_on(check_after_crash(&disk, log, &acked));
+    }
 }

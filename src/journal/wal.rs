@@ -710,6 +710,16 @@ impl Wal {
         self.next_seq - 1
     }
 
+    /// Deletes every segment: redb holds all of the log durably, and it is not written
+    /// to any more (the log was turned off).
+    pub(crate) fn discard(&mut self) -> io::Result<()> {
+        for seg in self.store.list()? {
+            self.store.remove(seg)?;
+        }
+        self.sealed.clear();
+        Ok(())
+    }
+
     /// redb holds everything up to `seq` durably: segments wholly below it are
     /// deleted, and the current one is sealed once it is large.
     pub(crate) fn checkpointed(&mut self, seq: u64) -> io::Result<()> {

@@ -149,7 +149,9 @@ struct SyncJob {
 /// applies the next batch to redb.
 fn syncer(shared: Arc<Shared>, jobs: Receiver<SyncJob>) {
     while let Ok(job) = jobs.recv() {
+        let t = Instant::now();
         let synced = job.store.sync(job.segment).map_err(|e| e.to_string());
+        metrics::histogram!("hookbox_journal_log_sync_seconds").record(t.elapsed().as_secs_f64());
         match &synced {
             Ok(()) => {
                 metrics::histogram!("hookbox_journal_commit_seconds")
@@ -290,7 +292,10 @@ pub(super) fn run(
                 .map(|l| l.wal.last_seq()),
         };
         let started = Instant::now();
-        match write_batch(&shared, &db, &mut batch, &mut last_id, plan) {
+        let result = write_batch(&shared, &db, &mut batch, &mut last_id, plan);
+        metrics::histogram!("hookbox_journal_apply_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match result {
             Ok(done) => {
                 if durable {
                     last_durable = Instant::now();

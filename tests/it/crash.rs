@@ -68,16 +68,22 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_with_the_write_ahead_log_loses_no_acknowledged_event() {
+    kill_rounds(|d| write_config_with(d, "write_ahead_log = true"), 12).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_checkpoints_loses_no_acknowledged_event() {
     // A checkpoint every 5 ms: a good share of the kills land inside one.
-    kill_rounds(|d| write_config_with(d, "checkpoint = \"5ms\""), 12).await;
+    let server = "write_ahead_log = true\ncheckpoint = \"5ms\"";
+    kill_rounds(|d| write_config_with(d, server), 12).await;
 }
 
 /// A long log (no checkpoint for an hour), then restarts killed while they apply it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_a_restart_applies_the_log_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config_with(dir.path(), "checkpoint = \"1h\"");
+    let config = write_config_with(dir.path(), "write_ahead_log = true\ncheckpoint = \"1h\"");
     let acked = Arc::new(Mutex::new(Vec::new()));
     let mut server = Server::start(&config);
     let url = server.url("/hooks/sw");

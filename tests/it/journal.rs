@@ -261,7 +261,7 @@ const LOG_FIXTURE: &str = concat!(
 
 /// The write-ahead log's version-1 format stays readable: a pinned segment reads back
 /// record by record, and a journal whose log directory holds it (and no database yet)
-/// applies it at open.
+/// applies it at open, even with the log off (and then deletes it).
 #[tokio::test]
 async fn a_version_1_log_segment_reads_and_applies() {
     use hookbox::wal::{scan, Record};
@@ -320,6 +320,11 @@ async fn a_version_1_log_segment_reads_and_applies() {
     assert_eq!(journal.backlog("stripe"), 2);
     assert_eq!(journal.backlog("github"), 1);
     assert_eq!(journal.events_stored().unwrap(), 2);
+    assert_eq!(
+        std::fs::read_dir(&wal).unwrap().count(),
+        0,
+        "applied, then deleted"
+    );
 }
 
 #[tokio::test]
@@ -329,6 +334,7 @@ async fn write_log_v1_fixture() {
     let path = dir.path().join("j.redb");
     let journal = RedbJournal::builder()
         .cache_size(1 << 20)
+        .log(true)
         .checkpoint_every(Duration::from_secs(3600))
         .open(&path)
         .unwrap();
