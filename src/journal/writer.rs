@@ -1,7 +1,7 @@
 //! The group-commit writer: one thread, one write transaction per batch.
 //!
 //! Every journal write goes through here, so redb's single writer is never contended
-//! and each batch costs one commit. With the write-ahead log (`wal.rs`, the default for
+//! and each batch costs one commit. With the write-ahead log (`wal.rs`, opt-in for
 //! a file), a batch commits to redb without fsync (every read sees it at once), then
 //! what it acknowledges (appends, step results, redrives, replays) is written to the
 //! log with one write, and a syncer thread `fdatasync`s it and answers the batch while
