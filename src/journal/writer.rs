@@ -368,7 +368,10 @@ pub(super) fn run(
     // log to apply.
     if let Some(l) = logging.as_mut() {
         let _ = l.settle();
-        if let Ok(db) = current_db(&shared, &opener, &mut None) {
+        // Only on a healthy database: one reopened here without applying the log must
+        // not be told it holds the log.
+        let live = shared.db.read().expect("db lock").clone();
+        if let (Some(db), true) = (live, shared.healthy.load(Ordering::Acquire)) {
             let seq = l.wal.last_seq();
             let ok = checkpoint_now(&db, seq).is_ok();
             if ok {
