@@ -378,7 +378,7 @@ fn types_node(patterns: &[String], key: &str) -> Result<Node, FilterError> {
         if pattern.is_empty() {
             return Err(error(&format!("{key}[{i}]"), "an empty type pattern"));
         }
-        if pattern[..pattern.len() - 1].contains('*') {
+        if pattern.strip_suffix('*').unwrap_or(pattern).contains('*') {
             return Err(error(
                 &format!("{key}[{i}]"),
                 format!("`{p}`: `*` may only end a pattern (`invoice.*`)"),
@@ -701,6 +701,28 @@ mod tests {
             // Against the document parsed back: floats need not survive the round trip.
             let parsed: Value = serde_json::from_slice(&body).unwrap();
             prop_assert_eq!(seek(&body, &tokens).unwrap(), parsed.pointer(&pointer).cloned());
+        }
+    }
+
+    proptest! {
+        /// Any type pattern, multi-byte characters included, compiles or is refused
+        /// with an error; none panics.
+        #[test]
+        fn any_type_pattern_compiles_or_is_refused(patterns in proptest::collection::vec(".{0,12}", 0..4)) {
+            let spec = FilterSpec { types: patterns, when: None };
+            let _ = Filter::from_spec(&spec);
+        }
+    }
+
+    #[test]
+    fn a_pattern_ending_in_a_multibyte_character_is_not_cut_inside_it() {
+        for p in ["Ú$¨sÉ(ü", "é", "a*é", "é*"] {
+            let spec = FilterSpec {
+                types: vec![p.to_owned()],
+                when: None,
+            };
+            let r = Filter::from_spec(&spec);
+            assert_eq!(r.is_err(), p == "a*é", "{p}: {:?}", r.err());
         }
     }
 
