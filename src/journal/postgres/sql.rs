@@ -1121,6 +1121,34 @@ pub(super) struct ReplaySelect<'a> {
     pub(super) destination: Option<&'a str>,
 }
 
+impl ReplaySelect<'_> {
+    /// The parameters `$1` to `$8` of [`REPLAY_WHERE`], then `rest` from `$9` on.
+    fn params<'p>(&'p self, rest: &[&'p (dyn ToSql + Sync)]) -> Vec<&'p (dyn ToSql + Sync)> {
+        let mut p: Vec<&(dyn ToSql + Sync)> = vec![
+            &self.lo,
+            &self.hi,
+            &self.source,
+            &self.sources,
+            &self.exact_type,
+            &self.type_prefix,
+            &self.since_ms,
+            &self.until_ms,
+        ];
+        p.extend_from_slice(rest);
+        p
+    }
+
+    /// The join a replay's deliveries come from: one per event with a destination,
+    /// one per original delivery without.
+    fn originals(&self) -> &'static str {
+        if self.destination.is_some() {
+            ""
+        } else {
+            REPLAY_ORIGINALS
+        }
+    }
+}
+
 const REPLAY_WHERE: &str = "e.id >= $1 AND e.id < $2
     AND e.received_ms >= $7 AND e.received_ms < $8
     AND ($3::text IS NULL OR e.source = $3)
@@ -1143,23 +1171,7 @@ pub(super) async fn replay_candidates<C: GenericClient>(
         "SELECT e.id, e.event_type{record} FROM hookbox_events e
          WHERE {REPLAY_WHERE} AND e.id > $9 ORDER BY e.id LIMIT $10"
     );
-    query(
-        c,
-        &sql,
-        &[
-            &f.lo,
-            &f.hi,
-            &f.source,
-            &f.sources,
-            &f.exact_type,
-            &f.type_prefix,
-            &f.since_ms,
-            &f.until_ms,
-            &after,
-            &limit,
-        ],
-    )
-    .await
+    query(c, &sql, &f.params(&[&after, &limit])).await
 }
 
 /// The original deliveries of the matched events, for a replay to every destination
@@ -1172,32 +1184,12 @@ pub(super) async fn replay_count<C: GenericClient>(
     c: &C,
     f: &ReplaySelect<'_>,
 ) -> Result<i64, Error> {
-    let join = if f.destination.is_some() {
-        ""
-    } else {
-        REPLAY_ORIGINALS
-    };
     let sql = format!(
-        "SELECT count(*) FROM hookbox_events e {join} WHERE {REPLAY_WHERE}
-           AND ($9::bigint[] IS NULL OR e.id = ANY($9))"
+        "SELECT count(*) FROM hookbox_events e {} WHERE {REPLAY_WHERE}
+           AND ($9::bigint[] IS NULL OR e.id = ANY($9))",
+        f.originals()
     );
-    Ok(query(
-        c,
-        &sql,
-        &[
-            &f.lo,
-            &f.hi,
-            &f.source,
-            &f.sources,
-            &f.exact_type,
-            &f.type_prefix,
-            &f.since_ms,
-            &f.until_ms,
-            &f.ids,
-        ],
-    )
-    .await?[0]
-        .get(0))
+    Ok(query(c, &sql, &f.params(&[&f.ids])).await?[0].get(0))
 }
 
 /// Creates a replay and its deliveries, due `now_ms`; returns (id, matched: the
@@ -1216,35 +1208,23 @@ pub(super) async fn replay_insert<C: GenericClient>(
         .get(0);
     // Replays are not ordered by key: they re-deliver history as it was. The replay id
     // is new, so no row of it exists yet.
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
-        &f.lo,
-        &f.hi,
-        &f.source,
-        &f.sources,
-        &f.exact_type,
-        &f.type_prefix,
-        &f.since_ms,
-        &f.until_ms,
-        &id,
-        &now_ms,
-        &f.ids,
-    ];
-    let sql = match &f.destination {
-        Some(destination) => {
-            params.push(destination);
-            format!(
-                "INSERT INTO hookbox_deliveries (event_id, target, replay, source, due_ms)
-                 SELECT e.id, $12::text, $9, e.source, $10 FROM hookbox_events e
-                 WHERE {REPLAY_WHERE} AND ($11::bigint[] IS NULL OR e.id = ANY($11))"
-            )
-        }
-        None => format!(
-            "INSERT INTO hookbox_deliveries (event_id, target, replay, source, due_ms)
-             SELECT e.id, d.target, $9, e.source, $10 FROM hookbox_events e {REPLAY_ORIGINALS}
-             WHERE {REPLAY_WHERE} AND ($11::bigint[] IS NULL OR e.id = ANY($11))"
-        ),
+    // With a destination, `$12` names it; without, each original's target is kept.
+    let target = if f.destination.is_some() {
+        "$12::text"
+    } else {
+        "d.target"
     };
-    let matched = execute(c, &sql, &params).await? as i64;
+    let sql = format!(
+        "INSERT INTO hookbox_deliveries (event_id, target, replay, source, due_ms)
+         SELECT e.id, {target}, $9, e.source, $10 FROM hookbox_events e {}
+         WHERE {REPLAY_WHERE} AND ($11::bigint[] IS NULL OR e.id = ANY($11))",
+        f.originals()
+    );
+    let mut rest: Vec<&(dyn ToSql + Sync)> = vec![&id, &now_ms, &f.ids];
+    if let Some(destination) = &f.destination {
+        rest.push(destination);
+    }
+    let matched = execute(c, &sql, &f.params(&rest)).await? as i64;
     execute(
         c,
         "UPDATE hookbox_replays SET matched = $2 WHERE id = $1",
