@@ -111,7 +111,10 @@ pub(crate) fn is_url(target: &str) -> bool {
 ///   live nodes.
 /// - `lease`: 30 s. A node silent for longer is reaped and its deliveries are due again
 ///   within `lease` plus a third of the reaper's own lease.
-/// - `writers`: 4 append transactions in flight per node; `max_batch`: 1024 appends
+/// - `writers`: 2 append transactions in flight per node (on a database that flushes
+///   its WAL on the same disk, more writers mean smaller batches whose commits wait on
+///   each other's flushes: measured, 4 writers gave 25 % less throughput than 2 and
+///   twice the p99); `max_batch`: 1024 appends
 ///   per transaction; `queue_capacity`: 8192 appends waiting (beyond: `Overloaded`).
 /// - `pool_size`: 16 connections.
 pub struct PostgresJournalBuilder {
@@ -678,7 +681,7 @@ impl PostgresJournal {
             url: url.into(),
             node: None,
             lease: Duration::from_secs(30),
-            writers: 4,
+            writers: 2,
             max_batch: 1024,
             queue_capacity: 8192,
             pool_size: 16,
