@@ -88,6 +88,7 @@ contract!(
     redrive_starts_a_fresh_round,
     steps_are_memoised_first_writer_wins_and_fenced,
     per_key_order_has_one_head_in_flight,
+    a_dead_head_does_not_stall_its_source,
     replays_deliver_a_window_again,
     purge_removes_only_old_done_events,
     queries_filter_and_page,
@@ -423,6 +424,39 @@ async fn per_key_order_has_one_head_in_flight(j: &dyn Journal) {
     done(j, c[0].clone()).await;
     let c = claim_all(j, "s").await;
     assert_eq!(c.iter().map(|c| c.id).collect::<Vec<_>>(), vec![second]);
+}
+
+/// A key whose head died keeps its followers waiting (until the head is redriven),
+/// and the rest of its source is still claimed at once, however many wait: a claim
+/// that looked at every earlier delivery for each waiting one would take minutes.
+async fn a_dead_head_does_not_stall_its_source(j: &dyn Journal) {
+    const WAITING: usize = 10_000;
+    // Deliveries done before: a check that walks every earlier delivery meets them.
+    for chunk in 0..WAITING / 1000 {
+        let appends = (0..1000).map(|i| append(j, "s", json!({"done": chunk * 1000 + i})));
+        futures_util::future::join_all(appends).await;
+        let claims = claim_all(j, "s").await;
+        assert_eq!(claims.len(), 1000);
+        futures_util::future::join_all(claims.into_iter().map(|c| done(j, c))).await;
+    }
+    append_keyed(j, "s", json!({"n": "head"}), Some("cus_1")).await;
+    let head = claim_all(j, "s").await.remove(0);
+    let a = attempt(&head, AttemptOutcome::Fail, Some("410"));
+    j.settle(head, a, Next::Dead("410".into())).await.unwrap();
+    for chunk in 0..WAITING / 500 {
+        let appends =
+            (0..500).map(|i| append_keyed(j, "s", json!({"n": chunk * 500 + i}), Some("cus_1")));
+        futures_util::future::join_all(appends).await;
+    }
+    let free = append(j, "s", json!({"n": "unordered"})).await;
+    let claimed = tokio::time::timeout(Duration::from_secs(20), claim_all(j, "s"))
+        .await
+        .expect("a claim behind 10,000 waiting deliveries answers within 20 s");
+    assert_eq!(
+        claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![free],
+        "only the unordered event is due; the key waits for its dead head"
+    );
 }
 
 async fn replays_deliver_a_window_again(j: &dyn Journal) {
