@@ -249,6 +249,8 @@ pub(crate) struct EventFilter {
     pub(crate) range: Option<String>,
     pub(crate) since: Option<String>,
     pub(crate) until: Option<String>,
+    /// A payload filter, in the admin API's `where` form (a JSON object).
+    pub(crate) where_: Option<String>,
     pub(crate) q: Option<String>,
     pub(crate) cursor: Option<String>,
 }
@@ -262,6 +264,7 @@ impl EventFilter {
             range: get(p, "range"),
             since: get(p, "since"),
             until: get(p, "until"),
+            where_: get(p, "where"),
             q: get(p, "q"),
             cursor: get(p, "cursor"),
         }
@@ -275,6 +278,7 @@ impl EventFilter {
             && self.range.is_none()
             && self.since.is_none()
             && self.until.is_none()
+            && self.where_.is_none()
     }
 
     fn fields(&self) -> Vec<(&'static str, &str)> {
@@ -285,6 +289,7 @@ impl EventFilter {
             ("range", o(&self.range)),
             ("since", o(&self.since)),
             ("until", o(&self.until)),
+            ("where", o(&self.where_)),
         ]
     }
 
@@ -320,6 +325,7 @@ impl EventFilter {
             ("state", self.state.as_deref().unwrap_or("")),
             ("since", since.as_deref().unwrap_or("")),
             ("until", until.as_deref().unwrap_or("")),
+            ("where", self.where_.as_deref().unwrap_or("")),
             ("cursor", cursor.unwrap_or("")),
             ("limit", &limit),
         ]))

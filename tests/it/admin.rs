@@ -1157,6 +1157,17 @@ async fn cli_send_signs_and_posts_and_tail_prints_what_arrives() {
         .kill_on_drop(true);
     let mut tail = tail.spawn().unwrap();
     let mut tail_out = tokio::io::BufReader::new(tail.stdout.take().unwrap());
+    // A second tail prints only what its filter takes.
+    let mut issues = tokio::process::Command::from(hookbox_bin());
+    issues
+        .args(["events", "tail", "--json", "-n", "0"])
+        .args(["--where", r#"types = ["issues"]"#])
+        .env("HOOKBOX_ADMIN_URL", &admin)
+        .env("HOOKBOX_ADMIN_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut issues = issues.spawn().unwrap();
+    let mut issues_out = tokio::io::BufReader::new(issues.stdout.take().unwrap());
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let o = cli(
@@ -1223,6 +1234,14 @@ async fn cli_send_signs_and_posts_and_tail_prints_what_arrives() {
     }
     assert_eq!(seen, vec![first, second]);
     tail.kill().await.unwrap();
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), issues_out.read_line(&mut line))
+        .await
+        .expect("the filtered tail prints within seconds")
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(id_of(&v["id"]), second, "only the `issues` event: {line}");
+    issues.kill().await.unwrap();
 
     // A wrong secret is refused by the server: the status is printed and send exits 1.
     let o = cli(

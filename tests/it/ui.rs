@@ -392,6 +392,9 @@ async fn an_xss_corpus_in_events_is_rendered_as_text() {
         urlenc(XSS[5])
     ));
     pages.push(format!("/ui/events?q={}", urlenc(XSS[4])));
+    let hostile_filter = serde_json::json!({ "types": [XSS[0]] }).to_string();
+    pages.push(format!("/ui/events?where={}", urlenc(&hostile_filter)));
+    pages.push(format!("/ui/events?where={}", urlenc(XSS[1])));
     pages.push(format!("/ui/replays?source={}", urlenc(XSS[1])));
     pages.push(format!("/ui/events/rows?after=&type={}", urlenc(XSS[0])));
     let mut saw_payload = false;
@@ -732,6 +735,54 @@ async fn dead_letters_are_listed_and_redriven_per_destination() {
     assert_eq!(delivery(&d, &c, "app").await["redrives"], 1);
     assert_eq!(delivery(&d, &c, "audit").await["redrives"], 1);
     assert_eq!(delivery(&d, &b, "app").await["state"], "dead");
+}
+
+/// The events page takes the admin API's payload filter, keeps it in its form, and
+/// answers a bad one with a 400 that names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_page_filters_by_payload() {
+    let d = dashboard::start("").await;
+    let small = d
+        .post(r#"{"type":"invoice.paid","data":{"amount":50}}"#, &[])
+        .await;
+    let big = d
+        .post(r#"{"type":"invoice.paid","data":{"amount":500}}"#, &[])
+        .await;
+    let other = d
+        .post(r#"{"type":"customer.created","data":{"amount":900}}"#, &[])
+        .await;
+    let cookie = d.session().await;
+    let filter = r#"{"types":["invoice.*"],"when":{"pointer":"/data/amount","gt":100}}"#;
+    let (status, html) = d
+        .get(&cookie, &format!("/ui/events?where={}", urlenc(filter)))
+        .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&big), "the matching event is listed");
+    assert!(!html.contains(&small), "below the amount: not listed");
+    assert!(!html.contains(&other), "another type: not listed");
+    let doc = Html::parse_document(&html);
+    let input = doc
+        .select(&Selector::parse("input[name=where]").unwrap())
+        .next()
+        .expect("a payload filter field");
+    assert_eq!(
+        input.value().attr("value"),
+        Some(filter),
+        "the field keeps it"
+    );
+    let (_, all) = d.get(&cookie, "/ui/events").await;
+    assert!(
+        all.contains(&small) && all.contains(&other),
+        "unfiltered: all"
+    );
+    let (status, html) = d
+        .get(
+            &cookie,
+            &format!("/ui/events?where={}", urlenc(r#"{"when":1}"#)),
+        )
+        .await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("where"), "the error names the filter: {html}");
 }
 
 fn urlenc(v: &str) -> String {

@@ -70,10 +70,16 @@ enum EventsCommand {
         id: String,
     },
     /// Print events as they arrive (polls every second) until Ctrl-C.
+    #[command(after_help = "Examples:\n  \
+        hookbox events tail --source stripe\n  \
+        hookbox events tail --where 'types = [\"invoice.*\"], when = { pointer = \"/data/object/amount\", gt = 100 }'")]
     Tail {
         /// Only this source.
         #[arg(long)]
         source: Option<String>,
+        /// Only events this filter takes, by type and body (see `hookbox replay --help`).
+        #[arg(long = "where", value_name = "FILTER", value_parser = parse_where)]
+        filter: Option<String>,
         /// How many recent events to print first.
         #[arg(long, short = 'n', value_name = "N", default_value_t = 10)]
         lines: usize,
@@ -473,7 +479,11 @@ pub(crate) fn events(args: EventsArgs) -> std::result::Result<ExitCode, Usage> {
         match args.command {
             EventsCommand::List(l) => list(&api, l, json).await,
             EventsCommand::Show { id } => show(&api, &id, json).await,
-            EventsCommand::Tail { source, lines } => tail(&api, source, lines, json).await,
+            EventsCommand::Tail {
+                source,
+                filter,
+                lines,
+            } => tail(&api, source, filter, lines, json).await,
             EventsCommand::Export {
                 since,
                 until,
@@ -674,10 +684,19 @@ fn tail_line(row: &[String]) -> String {
     line
 }
 
-async fn tail(api: &Api, source: Option<String>, lines: usize, json: bool) -> Result<ExitCode> {
+async fn tail(
+    api: &Api,
+    source: Option<String>,
+    filter: Option<String>,
+    lines: usize,
+    json: bool,
+) -> Result<ExitCode> {
     let mut filters: Vec<(&str, &str)> = Vec::new();
     if let Some(s) = &source {
         filters.push(("source", s));
+    }
+    if let Some(f) = &filter {
+        filters.push(("where", f));
     }
     let print = |events: &[Value], head: &mut bool| {
         // Oldest first, as a log reads.

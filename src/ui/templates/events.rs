@@ -97,6 +97,11 @@ pub(crate) fn page(
             label { span { "To (UTC)" }
                 input type="datetime-local" name="until" value=(f.until.as_deref().unwrap_or("")) step="1";
             }
+            label.grow { span { "Payload filter (JSON)" }
+                input type="text" name="where" value=(f.where_.as_deref().unwrap_or(""))
+                    placeholder=r#"{"when":{"pointer":"/data/object/amount","gt":100}}"#
+                    spellcheck="false" autocomplete="off";
+            }
             label.grow { span { "Event id or provider delivery id" }
                 input type="search" name="q" value=(f.q.as_deref().unwrap_or("")) placeholder="evt_… or the provider's id";
             }
