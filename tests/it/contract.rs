@@ -429,6 +429,7 @@ async fn per_key_order_has_one_head_in_flight(j: &dyn Journal) {
 /// A key whose head died keeps its followers waiting (until the head is redriven),
 /// and the rest of its source is still claimed at once, however many wait: a claim
 /// that looked at every earlier delivery for each waiting one would take minutes.
+/// Redriven, the head goes first and its followers follow one at a time, in order.
 async fn a_dead_head_does_not_stall_its_source(j: &dyn Journal) {
     const WAITING: usize = 10_000;
     // Deliveries done before: a check that walks every earlier delivery meets them.
@@ -439,15 +440,17 @@ async fn a_dead_head_does_not_stall_its_source(j: &dyn Journal) {
         assert_eq!(claims.len(), 1000);
         futures_util::future::join_all(claims.into_iter().map(|c| done(j, c))).await;
     }
-    append_keyed(j, "s", json!({"n": "head"}), Some("cus_1")).await;
+    let head_id = append_keyed(j, "s", json!({"n": "head"}), Some("cus_1")).await;
     let head = claim_all(j, "s").await.remove(0);
     let a = attempt(&head, AttemptOutcome::Fail, Some("410"));
     j.settle(head, a, Next::Dead("410".into())).await.unwrap();
+    let mut waiting = Vec::new();
     for chunk in 0..WAITING / 500 {
         let appends =
             (0..500).map(|i| append_keyed(j, "s", json!({"n": chunk * 500 + i}), Some("cus_1")));
-        futures_util::future::join_all(appends).await;
+        waiting.extend(futures_util::future::join_all(appends).await);
     }
+    waiting.sort();
     let free = append(j, "s", json!({"n": "unordered"})).await;
     let claimed = tokio::time::timeout(Duration::from_secs(20), claim_all(j, "s"))
         .await
@@ -457,6 +460,23 @@ async fn a_dead_head_does_not_stall_its_source(j: &dyn Journal) {
         vec![free],
         "only the unordered event is due; the key waits for its dead head"
     );
+    done(j, claimed[0].clone()).await;
+    let n = j
+        .redrive(RedriveFilter {
+            ids: Some(vec![head_id]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let c = claim_all(j, "s").await;
+        assert_eq!(c.len(), 1, "one head of the key at a time");
+        order.push(c[0].id);
+        done(j, c[0].clone()).await;
+    }
+    assert_eq!(order, [&[head_id][..], &waiting[..3]].concat(), "in order");
 }
 
 async fn replays_deliver_a_window_again(j: &dyn Journal) {
@@ -1111,7 +1131,7 @@ async fn a_version_1_database_is_migrated_with_its_deliveries() {
         .await
         .unwrap();
     let (found, now) = PostgresJournal::migrate(&db.url).await.unwrap();
-    assert_eq!((found, now), (1, 3));
+    assert_eq!((found, now), (1, 4));
     let c = db.client().await;
     let indexes: Vec<String> = c
         .query(
@@ -1130,7 +1150,7 @@ async fn a_version_1_database_is_migrated_with_its_deliveries() {
     assert!(
         indexes
             .iter()
-            .any(|d| d.contains("(source, due_ms, event_id) WHERE (state < 2)")),
+            .any(|d| d.contains("(source, due_ms, event_id) WHERE ((state < 2) AND (NOT parked))")),
         "{indexes:#?}"
     );
     assert!(
@@ -1316,6 +1336,65 @@ async fn per_key_order_holds_across_nodes() {
     assert_eq!(order, ids, "delivered in order");
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+/// A delivery left parked although nothing before it is unfinished (an append that
+/// parked it raced with the settle that would have un-parked it) is un-parked by the
+/// sweep within seconds; one still behind its head stays parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_parked_by_a_race_is_unparked_by_the_sweep() {
+    let Some(db) = TestDb::create("unpark_sweep").await else {
+        return;
+    };
+    let j = node(&db, "a", Duration::from_secs(30)).await;
+    let head = append_keyed(&j, "s", json!({"n": 0}), Some("cus_1")).await;
+    let next = append_keyed(&j, "s", json!({"n": 1}), Some("cus_1")).await;
+    let behind = append_keyed(&j, "s", json!({"n": 2}), Some("cus_2")).await;
+    let blocked = append_keyed(&j, "s", json!({"n": 3}), Some("cus_2")).await;
+    let c = db.client().await;
+    let parked = |id: EventId| {
+        let c = &c;
+        async move {
+            let row = c
+                .query_one(
+                    "SELECT parked FROM hookbox_deliveries WHERE event_id = $1",
+                    &[&(id.as_u64() as i64)],
+                )
+                .await
+                .unwrap();
+            row.get::<_, bool>(0)
+        }
+    };
+    assert!(
+        !parked(head).await && parked(next).await,
+        "parked at append"
+    );
+    assert!(!parked(behind).await && parked(blocked).await);
+    // The race's outcome, made by hand: the head finished, its follower still parked.
+    c.execute(
+        "UPDATE hookbox_deliveries SET state = 2 WHERE event_id = $1",
+        &[&(head.as_u64() as i64)],
+    )
+    .await
+    .unwrap();
+    let claimed = claim_all(&j, "s").await;
+    assert_eq!(
+        claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![behind],
+        "a parked delivery is not claimed"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let c = claim_all(&j, "s").await;
+        if !c.is_empty() {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "never un-parked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(got.iter().map(|c| c.id).collect::<Vec<_>>(), vec![next]);
+    assert!(parked(blocked).await, "still behind its claimed head");
+    j.close().await.unwrap();
 }
 
 async fn each_destination_has_its_own_delivery(j: &dyn Journal) {

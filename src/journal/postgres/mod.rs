@@ -13,6 +13,11 @@
 //!   unnamed one), each with its own attempts, retries, dead state and per-key order;
 //!   the append statement writes them all, from the destination lists flattened into
 //!   two arrays (none bound for events with only the unnamed destination).
+//! - **Per-key order**: a claim takes only the oldest unfinished delivery of a key (per
+//!   destination). A delivery appended behind an unfinished one of its key is *parked*,
+//!   out of the due index, so claims never look at it; the settle that finishes its
+//!   predecessor un-parks it, and a sweep each second un-parks what a race between the
+//!   two left parked. A key stuck behind a dead delivery therefore costs claims nothing.
 //! - **Event ids** stay `received ms << 16 | n`; on PostgreSQL the low 16 bits are the
 //!   node's slot (6 bits, unique among live nodes) and a per-millisecond counter
 //!   (10 bits), so nodes never allocate the same id.
@@ -1904,8 +1909,9 @@ async fn heartbeat(inner: Arc<Inner>) {
     }
 }
 
-/// Refreshes the backlog counters and the health flag once a second, and creates the
-/// coming days' partitions every ten minutes.
+/// Refreshes the backlog counters and the health flag once a second, un-parks what a
+/// race left parked ([`sql::unpark`]), and creates the coming days' partitions every ten
+/// minutes.
 async fn refresh(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1956,6 +1962,7 @@ async fn refresh(inner: Arc<Inner>) {
                 if inner.strays.swap(false, Ordering::AcqRel) {
                     release_strays(&inner).await;
                 }
+                unpark(&inner).await;
                 let mut backlog = inner.backlog.write().expect("backlog lock");
                 let mut known = inner.known_sources.lock().expect("sources lock");
                 for (s, n) in rows {
@@ -1969,6 +1976,26 @@ async fn refresh(inner: Arc<Inner>) {
                 }
             }
         }
+    }
+}
+
+/// [`sql::unpark`], waking every node's runtime when it un-parked anything.
+async fn unpark(inner: &Inner) {
+    let Ok(c) = inner.pool.get().await else {
+        return;
+    };
+    match tokio::time::timeout(PROBE, sql::unpark(&c)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => {
+            tracing::debug!(
+                deliveries = n,
+                "un-parked deliveries at the head of their key"
+            );
+            let _ = sql::notify(&c, 0).await;
+            inner.wake(0);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %describe(&e), "un-parking deliveries failed"),
+        Err(_) => tracing::warn!("un-parking deliveries got no answer within {PROBE:?}"),
     }
 }
 
