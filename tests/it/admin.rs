@@ -1149,25 +1149,22 @@ async fn cli_send_signs_and_posts_and_tail_prints_what_arrives() {
     let admin = server.admin.clone().unwrap();
     let hook = format!("{}/hooks/gh", server.url);
 
-    let mut tail = tokio::process::Command::from(hookbox_bin());
-    tail.args(["events", "tail", "--json", "-n", "0"])
-        .env("HOOKBOX_ADMIN_URL", &admin)
-        .env("HOOKBOX_ADMIN_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut tail = tail.spawn().unwrap();
-    let mut tail_out = tokio::io::BufReader::new(tail.stdout.take().unwrap());
+    // `events tail --json` as a child, with `extra` arguments, and its output.
+    let tail_with = |extra: &[&str]| {
+        let mut c = tokio::process::Command::from(hookbox_bin());
+        c.args(["events", "tail", "--json", "-n", "0"])
+            .args(extra)
+            .env("HOOKBOX_ADMIN_URL", &admin)
+            .env("HOOKBOX_ADMIN_TOKEN", TOKEN)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = c.spawn().unwrap();
+        let out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        (child, out)
+    };
+    let (mut tail, mut tail_out) = tail_with(&[]);
     // A second tail prints only what its filter takes.
-    let mut issues = tokio::process::Command::from(hookbox_bin());
-    issues
-        .args(["events", "tail", "--json", "-n", "0"])
-        .args(["--where", r#"types = ["issues"]"#])
-        .env("HOOKBOX_ADMIN_URL", &admin)
-        .env("HOOKBOX_ADMIN_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut issues = issues.spawn().unwrap();
-    let mut issues_out = tokio::io::BufReader::new(issues.stdout.take().unwrap());
+    let (mut issues, mut issues_out) = tail_with(&["--where", r#"types = ["issues"]"#]);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let o = cli(
