@@ -323,7 +323,24 @@ async fn route_filters_pick_handlers_and_what_none_takes_is_done_not_dead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_key_order_holds_while_the_first_event_of_a_key_retries() {
     let dir = tempfile::tempdir().unwrap();
-    let j = journal(&dir);
+    per_key_order_while_a_head_retries(journal(&dir)).await;
+}
+
+/// The same through PostgreSQL, where a key's later events wait parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_holds_while_the_first_event_of_a_key_retries_on_postgres() {
+    let Some(db) = crate::support::pg::TestDb::create("runtime_order").await else {
+        return;
+    };
+    let j = hookbox::PostgresJournal::builder(&db.url)
+        .node("runtime")
+        .open()
+        .await
+        .unwrap();
+    per_key_order_while_a_head_retries(Arc::new(j)).await;
+}
+
+async fn per_key_order_while_a_head_retries(j: Arc<dyn Journal>) {
     let (factory, calls) = script(
         |d| {
             let v: serde_json::Value = d.json().unwrap();
@@ -356,6 +373,7 @@ async fn per_key_order_holds_while_the_first_event_of_a_key_retries() {
     assert_eq!(order[1], (b1, 1));
     assert_eq!(&order[2..], [(a1, 2), (a1, 3), (a2, 1), (a3, 1)]);
     rt.shutdown_async(Duration::from_secs(5)).await;
+    j.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
