@@ -580,7 +580,7 @@ pub(super) async fn unpark<C: GenericClient>(c: &C) -> Result<u64, Error> {
         "WITH f AS (
            SELECT DISTINCT ON (source, target, order_key)
              event_id, target, replay, source, order_key
-           FROM hookbox_deliveries WHERE parked
+           FROM hookbox_deliveries WHERE parked AND state < 2
            ORDER BY source, target, order_key, event_id),
          un AS (
            UPDATE hookbox_deliveries p SET parked = false
@@ -653,7 +653,7 @@ pub(super) async fn settle<C: GenericClient>(
                   done, failed, target)),
          u AS (
            UPDATE hookbox_deliveries d SET owner = NULL, state = x.state, due_ms = x.due_ms,
-             attempt = x.attempt, attempts = d.attempts + 1,
+             attempt = x.attempt, attempts = d.attempts + 1, parked = false,
              last_error = COALESCE(x.error, d.last_error), dead_ms = x.dead_ms
            FROM x
            WHERE d.event_id = x.event_id AND d.target = x.target AND d.replay = x.replay
@@ -667,7 +667,7 @@ pub(super) async fn settle<C: GenericClient>(
            FROM nx CROSS JOIN LATERAL (
              SELECT q.event_id, q.target, q.replay FROM hookbox_deliveries q
              WHERE q.parked AND q.source = nx.source AND q.target = nx.target
-               AND q.order_key = nx.order_key
+               AND q.order_key = nx.order_key AND q.state < 2
              ORDER BY q.event_id LIMIT 1) f
            WHERE p.event_id = f.event_id AND p.target = f.target AND p.replay = f.replay
              AND p.parked),
