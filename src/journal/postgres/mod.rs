@@ -1995,7 +1995,12 @@ async fn unpark(inner: &Inner) {
             inner.wake(0);
         }
         Ok(Err(e)) => tracing::warn!(error = %describe(&e), "un-parking deliveries failed"),
-        Err(_) => tracing::warn!("un-parking deliveries got no answer within {PROBE:?}"),
+        Err(_) => {
+            // The connection may still be busy with it: not back into the pool. Health is
+            // the probe's to judge, not a slow sweep's.
+            drop(deadpool_postgres::Object::take(c));
+            tracing::warn!("un-parking deliveries got no answer within {PROBE:?}");
+        }
     }
 }
 

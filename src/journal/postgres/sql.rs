@@ -557,8 +557,9 @@ pub(super) async fn claim<C: GenericClient>(
 }
 
 /// The transaction settings of a claim (and of [`unpark`], which has the same shape:
-/// walk an index in order, update by primary key). The one good plan for a claim walks the due index
-/// in order and stops after `limit` rows, then updates them through the primary key.
+/// walk an index in order, update by primary key). The one good plan for a claim walks
+/// the due index in order and stops after `limit` rows, then updates them through the
+/// primary key.
 /// Left to itself, the planner's generic plan (for any `limit`) was measured to hash
 /// the whole partition for the update (95 ms instead of 1 ms at 290,000 rows), and
 /// other forms to bitmap-scan and sort every due row; no index makes a sort, hash or
