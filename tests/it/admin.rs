@@ -1142,6 +1142,18 @@ async fn cli_lists_shows_redrives_replays_and_exports_from_a_live_server() {
     assert_eq!(lines[2]["body"], "{\"n\":3}");
 }
 
+/// The id of the next event a `hookbox events tail --json` child prints (within 10 s).
+async fn tailed(out: &mut tokio::io::BufReader<tokio::process::ChildStdout>) -> EventId {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), out.read_line(&mut line))
+        .await
+        .expect("tail prints new events within seconds")
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    id_of(&v["id"])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_send_signs_and_posts_and_tail_prints_what_arrives() {
     let dir = tempfile::tempdir().unwrap();
@@ -1218,26 +1230,14 @@ async fn cli_send_signs_and_posts_and_tail_prints_what_arrives() {
     assert_eq!(listed["events"][0]["delivery_id"], "send-2");
 
     // The tail printed both, oldest first, as they arrived.
-    let mut seen = Vec::new();
-    use tokio::io::AsyncBufReadExt;
-    while seen.len() < 2 {
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(10), tail_out.read_line(&mut line))
-            .await
-            .expect("tail prints new events within seconds")
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-        seen.push(id_of(&v["id"]));
-    }
+    let seen = vec![tailed(&mut tail_out).await, tailed(&mut tail_out).await];
     assert_eq!(seen, vec![first, second]);
     tail.kill().await.unwrap();
-    let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(10), issues_out.read_line(&mut line))
-        .await
-        .expect("the filtered tail prints within seconds")
-        .unwrap();
-    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-    assert_eq!(id_of(&v["id"]), second, "only the `issues` event: {line}");
+    assert_eq!(
+        tailed(&mut issues_out).await,
+        second,
+        "only the `issues` event"
+    );
     issues.kill().await.unwrap();
 
     // A wrong secret is refused by the server: the status is printed and send exits 1.
