@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -52,9 +52,60 @@ pub(super) struct Shared {
     pub(super) committed: watch::Sender<u64>,
     /// Test hook run before each commit.
     pub(super) hook: Option<CommitHook>,
+    /// Appends acknowledged by the log so far (with the log on; see `writer::Unapplied`),
+    pub(super) logged: AtomicU64,
+    /// and how many of them redb holds: a read finding it behind waits for it.
+    pub(super) applied: AtomicU64,
+    /// `applied`, for async readers to wait on,
+    applied_watch: watch::Sender<u64>,
+    /// and for the writer thread (with `applied_lock`).
+    applied_cv: Condvar,
+    applied_lock: Mutex<()>,
+    /// Claims held, by (event, replay, destination) -> fencing token. In memory: one
+    /// process is the only node, and a crash ends every claim with it.
+    claims: Arc<Mutex<HashMap<HeldKey, u64>>>,
+    /// The last fencing token handed out.
+    tokens: AtomicU64,
 }
 
 impl Shared {
+    /// Appends acknowledged by the log are not all in redb yet.
+    pub(super) fn behind(&self) -> bool {
+        self.logged.load(Ordering::Acquire) > self.applied.load(Ordering::Acquire)
+    }
+
+    /// redb holds the first `n` appends acknowledged by the log (or applying failed:
+    /// `n` = 0 wakes the waiters to look at `healthy`).
+    pub(super) fn mark_applied(&self, n: u64) {
+        let guard = self.applied_lock.lock().expect("applied lock");
+        let now = self.applied.fetch_max(n, Ordering::AcqRel).max(n);
+        self.applied_cv.notify_all();
+        drop(guard);
+        self.applied_watch.send_if_modified(|v| {
+            let newer = now > *v;
+            *v = now;
+            newer
+        });
+    }
+
+    /// Blocks until redb holds the first `n` appends, or the journal is unhealthy.
+    pub(super) fn wait_applied(&self, n: u64) {
+        let mut guard = self.applied_lock.lock().expect("applied lock");
+        while self.applied.load(Ordering::Acquire) < n && self.healthy.load(Ordering::Acquire) {
+            guard = self
+                .applied_cv
+                .wait_timeout(guard, Duration::from_millis(100))
+                .expect("applied lock")
+                .0;
+        }
+    }
+
+    fn read_count(&self) -> Result<u64, JournalError> {
+        let db = db_of(self)?;
+        let txn = db.begin_read()?;
+        Ok(txn.open_table(EVENTS)?.len()?)
+    }
+
     pub(super) fn apply_pending(&self, delta: &HashMap<Arc<str>, i64>) {
         if delta.is_empty() {
             return;
@@ -82,11 +133,6 @@ pub struct RedbJournal {
     closing: AtomicBool,
     /// The writer thread, joined on shutdown.
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// Claims held, by (event, replay, destination) -> fencing token. In memory: one process is the
-    /// only node, and a crash ends every claim with it.
-    claims: Arc<Mutex<HashMap<HeldKey, u64>>>,
-    /// The last fencing token handed out.
-    tokens: AtomicU64,
 }
 
 impl std::fmt::Debug for RedbJournal {
@@ -284,6 +330,13 @@ impl RedbJournalBuilder {
             backlog: RwLock::new(backlog),
             committed,
             hook: self.hook,
+            logged: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            applied_watch: watch::channel(0).0,
+            applied_cv: Condvar::new(),
+            applied_lock: Mutex::new(()),
+            claims: Arc::default(),
+            tokens: AtomicU64::new(0),
         });
         if let Some(path) = path {
             watch_disk(Arc::downgrade(&shared), path);
@@ -302,8 +355,6 @@ impl RedbJournalBuilder {
             capacity: self.queue_capacity,
             closing: AtomicBool::new(false),
             writer: Mutex::new(Some(handle)),
-            claims: Arc::default(),
-            tokens: AtomicU64::new(0),
         })
     }
 }
@@ -445,9 +496,62 @@ impl RedbJournal {
     /// How many events the journal holds (synchronously; [`Journal::count`] is the
     /// same as a future).
     pub fn events_stored(&self) -> Result<u64, JournalError> {
-        let db = self.db()?;
-        let txn = db.begin_read()?;
-        Ok(txn.open_table(EVENTS)?.len()?)
+        self.shared
+            .wait_applied(self.shared.logged.load(Ordering::Acquire));
+        self.shared.read_count()
+    }
+
+    /// Runs `read` in place, once redb holds every append the log acknowledged so far
+    /// (at once, unless the applier is behind: then after it caught up).
+    fn fresh<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Shared) -> Result<T, JournalError> + Send + 'static,
+    ) -> JournalFuture<T> {
+        match self.caught_up() {
+            None => done(read(&self.shared)),
+            Some(flushed) => {
+                let shared = self.shared.clone();
+                Box::pin(async move {
+                    flushed.await?;
+                    read(&shared)
+                })
+            }
+        }
+    }
+
+    /// [`Self::fresh`] for a read that may scan far: on the blocking pool.
+    fn fresh_offloaded<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Shared) -> Result<T, JournalError> + Send + 'static,
+    ) -> JournalFuture<T> {
+        match self.caught_up() {
+            None => offload(&self.shared, read),
+            Some(flushed) => {
+                let shared = self.shared.clone();
+                Box::pin(async move {
+                    flushed.await?;
+                    offload(&shared, read).await
+                })
+            }
+        }
+    }
+
+    /// What a read waits for first: the applier catching up with what the log
+    /// acknowledged before the read began, if it has not yet. A failed apply ends the
+    /// wait once the writer has reopened the journal (which applies the log).
+    fn caught_up(&self) -> Option<JournalFuture<()>> {
+        let target = self.shared.logged.load(Ordering::Acquire);
+        if self.shared.applied.load(Ordering::Acquire) >= target {
+            return None;
+        }
+        let mut applied = self.shared.applied_watch.subscribe();
+        Some(Box::pin(async move {
+            applied
+                .wait_for(|n| *n >= target)
+                .await
+                .map(drop)
+                .map_err(|_| JournalError::Unavailable("the journal writer stopped"))
+        }))
     }
 
     /// Hands a non-append op to the writer; resolves when its batch commits.
@@ -484,10 +588,6 @@ impl RedbJournal {
             )))
         })
     }
-
-    fn db(&self) -> Result<Arc<Database>, JournalError> {
-        db_of(&self.shared)
-    }
 }
 
 impl Drop for RedbJournal {
@@ -498,9 +598,9 @@ impl Drop for RedbJournal {
 
 /// The reads, synchronous: redb reads are served from its page cache in microseconds,
 /// so the futures of the contract run them in place.
-impl RedbJournal {
+impl Shared {
     fn read_get(&self, id: EventId) -> Result<Option<StoredEvent>, JournalError> {
-        let db = self.db()?;
+        let db = db_of(self)?;
         let txn = db.begin_read()?;
         let events = txn.open_table(EVENTS)?;
         let rec = events.get(id.0)?;
@@ -515,7 +615,7 @@ impl RedbJournal {
         now: std::time::SystemTime,
         limit: usize,
     ) -> Result<Vec<Claim>, JournalError> {
-        let db = self.db()?;
+        let db = db_of(self)?;
         let txn = db.begin_read()?;
         let ready = txn.open_table(READY)?;
         let order = txn.open_table(ORDER)?;
@@ -570,29 +670,12 @@ impl RedbJournal {
         Ok(out)
     }
 
-    /// Ends `claim` if it is still held; false when it was taken back.
-    fn release(&self, claim: &Claim) -> bool {
-        let mut claims = self.claims.lock().expect("claims lock");
-        let key = held_key(claim);
-        if claims.get(&key) == Some(&claim.token) {
-            claims.remove(&key);
-            true
-        } else {
-            false
-        }
-    }
-
-    fn holds(&self, claim: &Claim) -> bool {
-        let claims = self.claims.lock().expect("claims lock");
-        claims.get(&held_key(claim)) == Some(&claim.token)
-    }
-
     fn read_next_due(
         &self,
         source: &str,
         after: std::time::SystemTime,
     ) -> Result<Option<u64>, JournalError> {
-        let db = self.db()?;
+        let db = db_of(self)?;
         let txn = db.begin_read()?;
         let ready = txn.open_table(READY)?;
         let from = millis(after).saturating_add(1);
@@ -607,14 +690,14 @@ impl RedbJournal {
     }
 
     fn read_step_result(&self, id: EventId, name: &str) -> Result<Option<Vec<u8>>, JournalError> {
-        let db = self.db()?;
+        let db = db_of(self)?;
         let txn = db.begin_read()?;
         let steps = txn.open_table(STEPS)?;
         Ok(steps.get((id.0, name))?.map(|g| g.value().to_vec()))
     }
 
     fn read_state(&self, id: EventId) -> Result<Option<EventState>, JournalError> {
-        let db = self.db()?;
+        let db = db_of(self)?;
         let txn = db.begin_read()?;
         let Some(at) = origin(&txn.open_table(EVENTS)?, id.0)? else {
             return Ok(None);
@@ -624,7 +707,7 @@ impl RedbJournal {
     }
 
     fn read_deliveries(&self, id: EventId) -> Result<Vec<DestinationState>, JournalError> {
-        let db = self.db()?;
+        let db = db_of(self)?;
         let txn = db.begin_read()?;
         let Some(at) = origin(&txn.open_table(EVENTS)?, id.0)? else {
             return Ok(Vec::new());
@@ -634,7 +717,7 @@ impl RedbJournal {
     }
 
     fn read_attempts(&self, id: EventId) -> Result<Vec<Attempt>, JournalError> {
-        let db = self.db()?;
+        let db = db_of(self)?;
         let txn = db.begin_read()?;
         let attempts = txn.open_table(ATTEMPTS)?;
         let mut out = Vec::new();
@@ -651,13 +734,13 @@ impl RedbJournal {
     }
 
     fn read_dead_count(&self) -> Result<u64, JournalError> {
-        let db = self.db()?;
+        let db = db_of(self)?;
         let txn = db.begin_read()?;
         Ok(txn.open_table(DEAD)?.len()?)
     }
 
     fn read_replay_status(&self, id: u64) -> Result<Option<ReplayStatus>, JournalError> {
-        let db = self.db()?;
+        let db = db_of(self)?;
         let txn = db.begin_read()?;
         let replays = txn.open_table(REPLAYS)?;
         let found = replays.get(id)?;
@@ -676,11 +759,30 @@ impl RedbJournal {
         source: &str,
         delivery_id: &str,
     ) -> Result<Option<EventId>, JournalError> {
-        let db = self.db()?;
+        let db = db_of(self)?;
         let txn = db.begin_read()?;
         let dedup = txn.open_table(DEDUP)?;
         let found = dedup.get((source, delivery_id))?;
         Ok(found.map(|g| EventId(g.value().0)))
+    }
+}
+
+impl RedbJournal {
+    /// Ends `claim` if it is still held; false when it was taken back.
+    fn release(&self, claim: &Claim) -> bool {
+        let mut claims = self.shared.claims.lock().expect("claims lock");
+        let key = held_key(claim);
+        if claims.get(&key) == Some(&claim.token) {
+            claims.remove(&key);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn holds(&self, claim: &Claim) -> bool {
+        let claims = self.shared.claims.lock().expect("claims lock");
+        claims.get(&held_key(claim)) == Some(&claim.token)
     }
 }
 
@@ -908,20 +1010,21 @@ impl Journal for RedbJournal {
     }
 
     fn count(&self) -> JournalFuture<u64> {
-        done(self.events_stored())
+        self.fresh(Shared::read_count)
     }
 
     fn get(&self, id: EventId) -> JournalFuture<Option<StoredEvent>> {
-        done(self.read_get(id))
+        self.fresh(move |s| s.read_get(id))
     }
 
     fn query(&self, q: &Query) -> JournalFuture<Page> {
         let q = q.clone();
-        offload(&self.shared, move |s| read_query(s, &q))
+        self.fresh_offloaded(move |s| read_query(s, &q))
     }
 
     fn lookup(&self, source: &str, delivery_id: &str) -> JournalFuture<Option<EventId>> {
-        done(self.read_lookup(source, delivery_id))
+        let (source, delivery_id) = (source.to_owned(), delivery_id.to_owned());
+        self.fresh(move |s| s.read_lookup(&source, &delivery_id))
     }
 
     fn claim(
@@ -930,11 +1033,13 @@ impl Journal for RedbJournal {
         now: std::time::SystemTime,
         limit: usize,
     ) -> JournalFuture<Vec<Claim>> {
-        done(self.read_claim(source, now, limit))
+        let source = source.to_owned();
+        self.fresh(move |s| s.read_claim(&source, now, limit))
     }
 
     fn next_due(&self, source: &str, after: std::time::SystemTime) -> JournalFuture<Option<u64>> {
-        done(self.read_next_due(source, after))
+        let source = source.to_owned();
+        self.fresh(move |s| s.read_next_due(&source, after))
     }
 
     fn settle(&self, claim: Claim, attempt: Attempt, next: Next) -> JournalFuture<()> {
@@ -948,7 +1053,7 @@ impl Journal for RedbJournal {
         // then the delivery is still in the ready queue and must not be claimed again.
         let key = held_key(&claim);
         let token = claim.token;
-        let claims = self.claims.clone();
+        let claims = self.shared.claims.clone();
         let (reply, rx) = oneshot::channel();
         let op = Op::Outcome(OutcomeOp {
             source: claim.source.clone(),
@@ -978,7 +1083,8 @@ impl Journal for RedbJournal {
     }
 
     fn step_result(&self, id: EventId, name: &str) -> JournalFuture<Option<Vec<u8>>> {
-        done(self.read_step_result(id, name))
+        let name = name.to_owned();
+        self.fresh(move |s| s.read_step_result(id, &name))
     }
 
     fn save_step(&self, claim: &Claim, name: &str, value: Vec<u8>) -> JournalFuture<()> {
@@ -1001,26 +1107,24 @@ impl Journal for RedbJournal {
     }
 
     fn state(&self, id: EventId) -> JournalFuture<Option<EventState>> {
-        done(self.read_state(id))
+        self.fresh(move |s| s.read_state(id))
     }
 
     fn attempts(&self, id: EventId) -> JournalFuture<Vec<Attempt>> {
-        done(self.read_attempts(id))
+        self.fresh(move |s| s.read_attempts(id))
     }
 
     fn deliveries(&self, id: EventId) -> JournalFuture<Vec<DestinationState>> {
-        done(self.read_deliveries(id))
+        self.fresh(move |s| s.read_deliveries(id))
     }
 
     fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<DeadDelivery>> {
         let source = source.map(str::to_owned);
-        offload(&self.shared, move |s| {
-            read_dead(s, source.as_deref(), limit)
-        })
+        self.fresh_offloaded(move |s| read_dead(s, source.as_deref(), limit))
     }
 
     fn dead_count(&self) -> JournalFuture<u64> {
-        done(self.read_dead_count())
+        self.fresh(Shared::read_dead_count)
     }
 
     fn redrive(&self, filter: RedriveFilter) -> JournalFuture<u64> {
@@ -1046,7 +1150,7 @@ impl Journal for RedbJournal {
     }
 
     fn replay_status(&self, id: u64) -> JournalFuture<Option<ReplayStatus>> {
-        done(self.read_replay_status(id))
+        self.fresh(move |s| s.read_replay_status(id))
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {

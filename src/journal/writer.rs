@@ -2,18 +2,22 @@
 //!
 //! Every journal write goes through here, so redb's single writer is never contended
 //! and each batch costs one commit. With the write-ahead log (`wal.rs`, opt-in for
-//! a file), a batch commits to redb without fsync (every read sees it at once), then
-//! what it acknowledges (appends, step results, redrives, replays) is written to the
-//! log with one write, and a syncer thread `fdatasync`s it and answers the batch while
-//! the writer already applies the next one. redb commits durably once a second (a
-//! checkpoint, after which the log below it is deleted). Without the log, a batch
-//! holding anything acknowledged is a durable redb commit (`Durability::Immediate`).
+//! a file), a batch of appends alone is decided (ids, duplicates) and written to the
+//! log with one write and one `fdatasync`, then answered, while the next batch queues;
+//! an applier thread brings the appends to redb, everything queued meanwhile in one
+//! transaction without fsync, and a read that would miss some waits for it
+//! (`Unapplied`). Any other batch first waits for the applier, then commits to redb
+//! without fsync and logs what it acknowledges (step results, redrives, replays); a
+//! syncer thread `fdatasync`s that and answers it while the writer goes on. redb
+//! commits durably once a second (a checkpoint, after which the log below it is
+//! deleted). Without the log, a batch holding anything acknowledged is a durable redb
+//! commit (`Durability::Immediate`).
 //! Delivery outcomes alone never wait for an fsync: losing one in a crash only means
 //! redelivering (at-least-once), never losing an event.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -120,6 +124,100 @@ struct Logging {
     jobs: SyncSender<SyncJob>,
     /// The syncer thread, joined when the writer stops (it holds the database).
     syncer: Option<std::thread::JoinHandle<()>>,
+    /// Appends the log holds and redb may not yet.
+    unapplied: Unapplied,
+    /// The applier's queue (see [`applier`]), and the thread.
+    apply: Option<Sender<(u64, Vec<Record>)>>,
+    applier: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The most log records one applier transaction takes.
+const MAX_APPLY: usize = 4096;
+
+/// Dedup entry: (source, delivery id).
+type DedupKey = (Arc<str>, String);
+
+/// What the writer knows of appends acknowledged by the log alone and handed to the
+/// applier: how many were logged (`Shared::logged`; the applier counts how many redb
+/// holds in `Shared::applied`, and a read finding it behind waits for it, so every
+/// read sees every acknowledged event), and their dedup entries until redb has them.
+#[derive(Default)]
+struct Unapplied {
+    /// (source, delivery id) -> (event id, ms, the append's number).
+    dedup: HashMap<DedupKey, (u64, u64, u64)>,
+    /// The same keys in the order they were logged, for pruning.
+    order: VecDeque<(u64, DedupKey)>,
+    /// Appends logged so far, all told.
+    logged: u64,
+}
+
+impl Unapplied {
+    /// Drops the entries of appends redb holds (up to the `applied`-th).
+    fn prune(&mut self, applied: u64) {
+        while self.order.front().is_some_and(|(n, _)| *n <= applied) {
+            let (n, key) = self.order.pop_front().expect("checked");
+            if self.dedup.get(&key).is_some_and(|e| e.2 == n) {
+                self.dedup.remove(&key);
+            }
+        }
+    }
+
+    /// Every logged append is in redb now (the log was applied again at a reopen).
+    fn forget(&mut self, shared: &Shared) {
+        self.dedup.clear();
+        self.order.clear();
+        shared.mark_applied(self.logged);
+    }
+}
+
+/// The applier thread: applies what the log acknowledged to redb, everything queued
+/// meanwhile in one transaction without fsync (the log keeps it durable until the
+/// next checkpoint), while the writer goes on logging. After a failure it leaves
+/// records alone until the writer has reopened the journal, which applies the log.
+fn applier(shared: Arc<Shared>, rx: Receiver<(u64, Vec<Record>)>) {
+    while let Ok((mut upto, mut records)) = rx.recv() {
+        while records.len() < MAX_APPLY {
+            match rx.try_recv() {
+                Ok((n, more)) => {
+                    upto = n;
+                    records.extend(more);
+                }
+                Err(_) => break,
+            }
+        }
+        if !shared.healthy.load(Ordering::Acquire) {
+            continue;
+        }
+        let Some(db) = shared.db.read().expect("db lock").clone() else {
+            continue;
+        };
+        let started = Instant::now();
+        let result = apply_records(&db, records, Durability::None, None);
+        drop(db);
+        metrics::histogram!("hookbox_journal_apply_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => shared.mark_applied(upto),
+            Err(e) => {
+                tracing::error!(error = %e, "applying the journal log to the database failed; reopening it");
+                metrics::counter!("hookbox_journal_commit_failures_total").increment(1);
+                shared.healthy.store(false, Ordering::Release);
+                shared.mark_applied(0);
+            }
+        }
+    }
+}
+
+/// Waits until redb holds every append the log acknowledged; reopens the journal if
+/// applying them failed (which applies the log again).
+fn catch_up(shared: &Shared, opener: &Opener, logging: &mut Option<Logging>) {
+    let Some(l) = logging.as_ref() else {
+        return;
+    };
+    shared.wait_applied(l.unapplied.logged);
+    if !shared.healthy.load(Ordering::Acquire) {
+        recover(shared, opener, logging);
+    }
 }
 
 impl Logging {
@@ -207,11 +305,20 @@ pub(super) fn run(
             .name("hookbox-journal-sync".into())
             .spawn(move || syncer(s, job_rx))
             .expect("spawn the journal log syncer thread");
+        let (apply, apply_rx) = std::sync::mpsc::channel();
+        let s = shared.clone();
+        let applier = std::thread::Builder::new()
+            .name("hookbox-journal-apply".into())
+            .spawn(move || applier(s, apply_rx))
+            .expect("spawn the journal applier thread");
         Logging {
             wal,
             outstanding: None,
             jobs,
             syncer: Some(handle),
+            unapplied: Unapplied::default(),
+            apply: Some(apply),
+            applier: Some(applier),
         }
     });
     let mut batch: Vec<Op> = Vec::with_capacity(max_batch);
@@ -221,7 +328,9 @@ pub(super) fn run(
     while !stop {
         // While the storage is failed, wake up regularly to reopen it: the shed layer
         // refuses appends meanwhile, so no batch would arrive to trigger the recovery.
-        let first = if shared.healthy.load(Ordering::Acquire) {
+        // So does the writer while the applier works, in case applying fails.
+        let healthy = shared.healthy.load(Ordering::Acquire);
+        let first = if healthy && !shared.behind() {
             rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
         } else {
             rx.recv_timeout(Duration::from_millis(100))
@@ -230,7 +339,9 @@ pub(super) fn run(
             Ok(Op::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             Ok(op) => batch.push(op),
             Err(RecvTimeoutError::Timeout) => {
-                recover(&shared, &opener, &mut logging);
+                if !shared.healthy.load(Ordering::Acquire) {
+                    recover(&shared, &opener, &mut logging);
+                }
                 continue;
             }
         }
@@ -263,6 +374,16 @@ pub(super) fn run(
         prev_batch = batch.len();
         let appends = batch.iter().filter(|o| matches!(o, Op::Append(_))).count();
         shared.queued.fetch_sub(appends, Ordering::AcqRel);
+        let checkpoint = last_durable.elapsed() > checkpoint_every;
+        // With the log, a batch of appends alone is acknowledged by the log's fsync and
+        // reaches redb later, from the applier. Anything else first waits for the
+        // applier to catch up, so it decides on the whole journal.
+        let fast = logging.is_some() && !checkpoint && appends == batch.len();
+        if !fast {
+            catch_up(&shared, &opener, &mut logging);
+        } else if !shared.healthy.load(Ordering::Acquire) {
+            recover(&shared, &opener, &mut logging);
+        }
         let db = match current_db(&shared, &opener, &mut logging) {
             Ok(db) => db,
             Err(e) => {
@@ -270,8 +391,16 @@ pub(super) fn run(
                 continue;
             }
         };
+        if fast {
+            let l = logging.as_mut().expect("the fast path logs");
+            let logged = log_appends(&shared, &db, l, &mut batch, &mut last_id);
+            drop(db);
+            if let Err(e) = logged {
+                fail_and_recover(&shared, &opener, &mut logging, &mut batch, &e);
+            }
+            continue;
+        }
         let acknowledged = batch.iter().any(Op::durable);
-        let checkpoint = last_durable.elapsed() > checkpoint_every;
         let durable = checkpoint || (acknowledged && logging.is_none());
         if durable {
             // A checkpoint may delete log segments: the batch being synced goes first.
@@ -366,6 +495,7 @@ pub(super) fn run(
     }
     // A clean stop: the last batch synced, and a checkpoint, so the next open has no
     // log to apply.
+    catch_up(&shared, &opener, &mut logging);
     if let Some(l) = logging.as_mut() {
         let _ = l.settle();
         // Only on a healthy database: one reopened here without applying the log must
@@ -379,16 +509,207 @@ pub(super) fn run(
             }
         }
     }
-    // The syncer ends with its queue, and lets go of the database.
+    // The syncer and the applier end with their queues, and let go of the database.
     if let Some(mut l) = logging {
-        let handle = l.syncer.take();
+        let handles = [l.syncer.take(), l.applier.take()];
         drop(l);
-        if let Some(h) = handle {
+        for h in handles.into_iter().flatten() {
             let _ = h.join();
         }
     }
     // Appends still queued behind a shutdown are refused (their senders see an error).
     drop(rx);
+}
+
+/// What a batch of appends decided before it is logged.
+#[derive(Default)]
+struct Logged {
+    replies: Vec<Answer>,
+    /// Each new event's record, encoded for the log.
+    log: Vec<Vec<u8>>,
+    records: Vec<Record>,
+    /// The batch's own dedup entries (a delivery id twice in one batch): the event id,
+    /// the time (ms) and the index of its record.
+    dedup: HashMap<DedupKey, (u64, u64, usize)>,
+    pending: HashMap<Arc<str>, i64>,
+    max_id: u64,
+}
+
+/// The log's fast path: decides a batch of appends (ids, duplicates) against redb and
+/// the appends not yet applied to it, writes the new ones to the log with one write and
+/// hands the batch to the syncer, which answers it once the log is durable. redb gets
+/// them later ([`apply_unapplied`]). On `Err` every op of the batch has been refused.
+fn log_appends(
+    shared: &Shared,
+    db: &Database,
+    l: &mut Logging,
+    batch: &mut Vec<Op>,
+    last_id: &mut u64,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut out = Logged::default();
+    let mut ops = std::mem::take(batch).into_iter();
+    let fail = |out: Logged, ops: std::vec::IntoIter<Op>, e: String| {
+        out.replies.into_iter().for_each(|r| r(Err(&e)));
+        ops.for_each(|op| op.fail(&e));
+        Err(e)
+    };
+    // Before the read transaction `decide_appends` opens: an entry dropped here is in
+    // what that transaction sees.
+    l.unapplied.prune(shared.applied.load(Ordering::Acquire));
+    if let Err(e) = decide_appends(db, &l.unapplied, &mut ops, &mut out, last_id) {
+        return fail(out, ops, e.to_string());
+    }
+    metrics::histogram!("hookbox_journal_batch_size").record(out.replies.len() as f64);
+    if out.log.is_empty() {
+        // Only duplicates, answered from what may be the batch being synced: not before
+        // that is durable.
+        return match l.settle() {
+            Ok(()) => {
+                out.replies.into_iter().for_each(|r| r(Ok(())));
+                Ok(())
+            }
+            Err(e) => fail(out, ops, e),
+        };
+    }
+    if let Some(hook) = &shared.hook {
+        hook(out.replies.len());
+    }
+    // One write unsynced at a time: a crash then tears only the log's end.
+    let written = l.settle().and_then(|()| {
+        l.wal
+            .write(&out.log)
+            .map_err(|e| format!("writing the journal log: {e}"))
+    });
+    if let Err(e) = written {
+        return fail(out, ops, e);
+    }
+    let u = &mut l.unapplied;
+    let base = u.logged;
+    u.logged += out.records.len() as u64;
+    for (key, (id, at, i)) in out.dedup {
+        let n = base + i as u64 + 1;
+        u.order.push_back((n, key.clone()));
+        u.dedup.insert(key, (id, at, n));
+    }
+    // Before any answer: a read after its 202 must find redb behind, and wait.
+    shared.logged.store(u.logged, Ordering::Release);
+    shared.apply_pending(&out.pending);
+    let handed = l
+        .apply
+        .as_ref()
+        .is_some_and(|a| a.send((u.logged, out.records)).is_ok());
+    if !handed {
+        tracing::error!("the journal applier stopped; reopening the journal");
+        shared.healthy.store(false, Ordering::Release);
+    }
+    // Synced here rather than on the syncer: the next batch forms in the queue
+    // meanwhile all the same, and no thread hand-off sits between write and answer.
+    let t = Instant::now();
+    let synced = l.wal.store().sync(l.wal.segment());
+    metrics::histogram!("hookbox_journal_log_sync_seconds").record(t.elapsed().as_secs_f64());
+    if let Err(e) = synced {
+        let e = format!("syncing the journal log: {e}");
+        out.replies.into_iter().for_each(|r| r(Err(&e)));
+        return Err(e);
+    }
+    metrics::histogram!("hookbox_journal_commit_seconds").record(started.elapsed().as_secs_f64());
+    notify(shared, out.max_id, false);
+    out.replies.into_iter().for_each(|r| r(Ok(())));
+    Ok(())
+}
+
+/// Gives each append of `ops` its id, or finds it a duplicate: of an append in this
+/// batch, of one logged but not yet applied, or of one in redb.
+fn decide_appends(
+    db: &Database,
+    unapplied: &Unapplied,
+    ops: &mut std::vec::IntoIter<Op>,
+    out: &mut Logged,
+    last_id: &mut u64,
+) -> Result<(), JournalError> {
+    let now_ms = millis(SystemTime::now());
+    let txn = db.begin_read()?;
+    let dedup = txn.open_table(DEDUP)?;
+    let mut next = *last_id;
+    for op in ops.by_ref() {
+        let Op::Append(op) = op else {
+            unreachable!("the fast path takes appends only")
+        };
+        let key = op
+            .delivery_id
+            .as_ref()
+            .map(|d| (op.source.clone(), d.clone()));
+        if let (Some(k), Some(window)) = (&key, op.dedup_window) {
+            let logged = out.dedup.get(k).map(|e| (e.0, e.1));
+            let seen = match logged.or_else(|| unapplied.dedup.get(k).map(|e| (e.0, e.1))) {
+                Some(v) => Some(v),
+                None => dedup.get((&*k.0, k.1.as_str()))?.map(|g| g.value()),
+            };
+            if let Some((id, at)) = seen {
+                if now_ms.saturating_sub(at) <= super::record::duration_ms(window) {
+                    let dup = Appended {
+                        id: EventId(id),
+                        duplicate: true,
+                    };
+                    out.replies.push(answer(op.reply, dup));
+                    continue;
+                }
+            }
+        }
+        next = (op.received_ms << 16).max(next + 1);
+        let id = next;
+        if let Some(k) = key {
+            out.dedup.insert(k, (id, now_ms, out.records.len()));
+        }
+        let deliveries = op.destinations.len().max(1) as i64;
+        *out.pending.entry(op.source.clone()).or_default() += deliveries;
+        out.max_id = out.max_id.max(id);
+        let record = Record::Append {
+            id,
+            source: op.source.to_string(),
+            received_ms: op.received_ms,
+            dedup: op.delivery_id.map(|d| (d, now_ms)),
+            order_key: op.order_key,
+            destinations: op.destinations,
+            record: op.record,
+        };
+        out.log.push(record.encode());
+        out.records.push(record);
+        let new = Appended {
+            id: EventId(id),
+            duplicate: false,
+        };
+        out.replies.push(answer(op.reply, new));
+    }
+    *last_id = next;
+    Ok(())
+}
+
+/// Applies log records to redb in one transaction, recording `checkpoint` with them
+/// when given. A record whose effect is there already changes nothing.
+fn apply_records(
+    db: &Database,
+    records: impl IntoIterator<Item = Record>,
+    durability: Durability,
+    checkpoint: Option<u64>,
+) -> Result<(), JournalError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(durability)
+        .map_err(|e| JournalError::Storage(e.to_string()))?;
+    {
+        let mut t = Tables::open(&txn)?;
+        let mut done = Done::default();
+        for r in records {
+            apply_record(&txn, &mut t, r, &mut done)?;
+        }
+        update_sources(&txn, &done)?;
+        if let Some(seq) = checkpoint {
+            txn.open_table(META)?.insert(LOG_CHECKPOINT, seq)?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 /// A durable commit recording that redb holds the log up to `seq`.
@@ -442,8 +763,10 @@ fn current_db(
 /// tries again shortly.
 fn recover(shared: &Shared, opener: &Opener, logging: &mut Option<Logging>) {
     if let Some(l) = logging.as_mut() {
-        // The batch being synced is answered (or refused) before the reopen.
+        // The batch being synced is answered (or refused) before the reopen, which
+        // applies everything the log holds.
         let _ = l.settle();
+        l.unapplied.forget(shared);
     }
     let old = shared.db.write().expect("db lock").take();
     if let Some(mut old) = old {
@@ -489,6 +812,7 @@ fn recover(shared: &Shared, opener: &Opener, logging: &mut Option<Logging>) {
 }
 
 /// What a committed batch leaves to do: answer its ops and update the counters.
+#[derive(Default)]
 struct Done {
     replies: Vec<Answer>,
     /// Events appended per source.
@@ -586,10 +910,7 @@ fn write_batch(
 ) -> Result<Done, JournalError> {
     let mut done = Done {
         replies: Vec::with_capacity(batch.len()),
-        appended: HashMap::new(),
-        pending: HashMap::new(),
-        max_id: 0,
-        changed: false,
+        ..Done::default()
     };
     let mut ops = std::mem::take(batch).into_iter();
     match write_ops(shared, db, &mut ops, &mut done, last_id, plan) {
@@ -700,6 +1021,7 @@ fn write_ops(
                     let n = purge(&mut t, &mut steps, before_ms, limit)?;
                     done.replies.push(answer(reply, n));
                 }
+
                 Op::Shutdown => {}
             }
         }
@@ -1081,23 +1403,8 @@ pub(super) fn open_log(db: &Database, store: Arc<dyn LogStore>) -> Result<Wal, J
         return Ok(wal);
     };
     let applied = records.len();
-    let txn = db.begin_write()?;
-    {
-        let mut t = Tables::open(&txn)?;
-        let mut done = Done {
-            replies: Vec::new(),
-            appended: HashMap::new(),
-            pending: HashMap::new(),
-            max_id: 0,
-            changed: false,
-        };
-        for (_, r) in records {
-            apply_record(&txn, &mut t, r, &mut done)?;
-        }
-        update_sources(&txn, &done)?;
-        txn.open_table(META)?.insert(LOG_CHECKPOINT, last)?;
-    }
-    txn.commit()?;
+    let records = records.into_iter().map(|(_, r)| r);
+    apply_records(db, records, Durability::Immediate, Some(last))?;
     tracing::info!(records = applied, "journal log applied to the database");
     wal.checkpointed(last)
         .map_err(|e| JournalError::Storage(e.to_string()))?;
