@@ -10,6 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hookbox::{Journal, Query, RedbJournal, State};
+use serde_json::json;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -367,4 +368,62 @@ async fn write_log_v1_fixture() {
         .with_file_name("j.redb-wal")
         .join("00000000000000000001.log");
     std::fs::copy(seg, LOG_FIXTURE).unwrap();
+}
+
+/// The log's segments on disk: (count, bytes, the newest one's first record).
+fn log_segments(wal: &std::path::Path) -> (usize, u64, u64) {
+    let (mut n, mut bytes, mut newest) = (0, 0, 0);
+    for entry in std::fs::read_dir(wal).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        let first: u64 = name.trim_end_matches(".log").parse().unwrap();
+        n += 1;
+        bytes += entry.metadata().unwrap().len();
+        newest = newest.max(first);
+    }
+    (n, bytes, newest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_steady_appends_the_log_is_checkpointed_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = RedbJournal::builder()
+        .log(true)
+        .checkpoint_every(Duration::from_millis(20))
+        .open(dir.path().join("j.redb"))
+        .unwrap();
+    let wal = dir.path().join("j.redb-wal");
+    // About 40 MiB of bodies that compress little: several 8 MiB segments' worth,
+    // appended 64 at a time with no pause for the journal to be idle in.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut blob = || {
+        (0..2048)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                format!("{x:016x}")
+            })
+            .collect::<String>()
+    };
+    let mut appended = 0u64;
+    for round in 0..20 {
+        let bodies: Vec<_> = (0..64)
+            .map(|i| json!({"id": format!("{round}-{i}"), "blob": blob()}))
+            .collect();
+        futures_util::future::join_all(
+            bodies
+                .into_iter()
+                .map(|b| crate::support::events::append(&journal, "s", b)),
+        )
+        .await;
+        appended += 64;
+    }
+    let (segments, bytes, newest) = log_segments(&wal);
+    assert!(newest > 1, "the log never moved on to a new segment");
+    assert!(
+        segments <= 3 && bytes < 3 * (8 << 20) + (1 << 20),
+        "checkpointed segments stay behind: {segments} files, {bytes} bytes"
+    );
+    assert_eq!(journal.events_stored().unwrap(), appended);
 }
