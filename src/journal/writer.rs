@@ -192,7 +192,11 @@ fn applier(shared: Arc<Shared>, rx: Receiver<(u64, Vec<Record>)>) {
             continue;
         };
         let started = Instant::now();
-        let result = apply_records(&db, records, Durability::None, None);
+        // A panic would leave every waiting read waiting: it is a failed apply instead.
+        let apply =
+            std::panic::AssertUnwindSafe(|| apply_records(&db, records, Durability::None, None));
+        let result = std::panic::catch_unwind(apply)
+            .unwrap_or_else(|_| Err(JournalError::Storage("applying the log panicked".into())));
         drop(db);
         metrics::histogram!("hookbox_journal_apply_seconds")
             .record(started.elapsed().as_secs_f64());
