@@ -3,10 +3,11 @@
 //!
 //! A batch of acknowledged writes (appends, memoised steps, redrives, replays) costs one
 //! sequential write and one `fdatasync` here, instead of a durable redb commit that
-//! rewrites and syncs the B-tree pages of every table it touched. redb gets the same
-//! batch as a non-durable commit first, so every read sees it at once; a durable redb
-//! commit (a *checkpoint*) follows about once a second, after which the log below it is
-//! deleted. At open, the records past the checkpoint are applied to redb again; each
+//! rewrites and syncs the B-tree pages of every table it touched. redb gets appends
+//! afterwards, from an applier thread, as non-durable commits (a read that starts
+//! before they are in waits for them); every other write it gets first, before it is
+//! logged. A durable redb commit (a *checkpoint*) follows about once a second, after
+//! which the log below it is deleted. At open, the records past the checkpoint are applied to redb again; each
 //! record carries the decisions its batch made (ids, dedup entries, what a redrive
 //! moved), so applying one twice changes nothing.
 //!
