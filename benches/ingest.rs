@@ -20,8 +20,9 @@
 //!   checkpoints (the comparison in one run);
 //! - `hookbox-drain`: `hookbox`, with a delivery runtime taking every event to a no-op
 //!   handler actor at the same time (ingest while a destination drains);
+//! - `hookbox-log-drain`: `hookbox-log` with that delivery runtime;
 //! - `hookbox-pg`: the same `Router` and endpoint over a
-//!   [`PostgresJournal`](hookbox::PostgresJournal) (node `a`, default settings: 4
+//!   [`PostgresJournal`](hookbox::PostgresJournal) (node `a`, default settings: 2
 //!   group-commit writers, `synchronous_commit` on) on the run's own database;
 //! - `naive-pg`: the baseline a user would write instead, on the same database: an axum
 //!   handler that reads the body, verifies it with the same [`Verifier`] (so only the
@@ -69,7 +70,7 @@
 //! `HOOKBOX_BENCH_CLIENT_THREADS` (1 or 2, default 2), `HOOKBOX_BENCH_SIZES` (bytes,
 //! default `1024,16384`), `HOOKBOX_BENCH_CONNS` (default `64,256`),
 //! `HOOKBOX_BENCH_SERVERS` (a comma-separated subset of `noop,hookbox,hookbox-log,
-//! hookbox-drain,hookbox-pg,naive-pg,hookbox-pg3`; one alone is for profiling, e.g. under `perf record`),
+//! hookbox-drain,hookbox-log-drain,hookbox-pg,naive-pg,hookbox-pg3`; one alone is for profiling, e.g. under `perf record`),
 //! `HOOKBOX_BENCH_CHECKPOINT_MS` (the redb journal's checkpoint interval),
 //! `HOOKBOX_BENCH_PG_WRITERS` and `HOOKBOX_BENCH_PG_POOL` (the PostgreSQL journals'
 //! writers and pool size per node, for exploring; the defaults otherwise).
@@ -453,6 +454,7 @@ enum Kind {
     Hookbox,
     HookboxLog,
     HookboxDrain,
+    HookboxLogDrain,
     HookboxPg,
     NaivePg,
     HookboxPg3,
@@ -460,11 +462,12 @@ enum Kind {
 
 impl Kind {
     /// Every server, in the order each cell runs them.
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::Noop,
         Kind::Hookbox,
         Kind::HookboxLog,
         Kind::HookboxDrain,
+        Kind::HookboxLogDrain,
         Kind::HookboxPg,
         Kind::NaivePg,
         Kind::HookboxPg3,
@@ -476,6 +479,7 @@ impl Kind {
             Kind::Hookbox => "hookbox",
             Kind::HookboxLog => "hookbox-log",
             Kind::HookboxDrain => "hookbox-drain",
+            Kind::HookboxLogDrain => "hookbox-log-drain",
             Kind::HookboxPg => "hookbox-pg",
             Kind::NaivePg => "naive-pg",
             Kind::HookboxPg3 => "hookbox-pg3",
@@ -768,8 +772,9 @@ fn start_server(rt: &Runtime, kind: Kind, dir: &Path, db: Option<&BenchDb>) -> R
             store: Store::Nothing,
             delivering: None,
         },
-        Kind::Hookbox | Kind::HookboxLog | Kind::HookboxDrain => {
-            let mut builder = RedbJournal::builder().log(kind == Kind::HookboxLog);
+        Kind::Hookbox | Kind::HookboxLog | Kind::HookboxDrain | Kind::HookboxLogDrain => {
+            let log = matches!(kind, Kind::HookboxLog | Kind::HookboxLogDrain);
+            let mut builder = RedbJournal::builder().log(log);
             if let Some(ms) = std::env::var("HOOKBOX_BENCH_CHECKPOINT_MS")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -778,7 +783,8 @@ fn start_server(rt: &Runtime, kind: Kind, dir: &Path, db: Option<&BenchDb>) -> R
             }
             let journal: Arc<dyn Journal> =
                 Arc::new(builder.open(dir.join("hookbox.redb")).expect("journal"));
-            let delivering = (kind == Kind::HookboxDrain).then(|| {
+            let drain = matches!(kind, Kind::HookboxDrain | Kind::HookboxLogDrain);
+            let delivering = drain.then(|| {
                 hookbox::Runtime::builder(journal.clone())
                     .handler(hookbox::Route::source("sw"), || Drop0)
                     .start()
@@ -1458,7 +1464,7 @@ fn main() {
 
 fn report_progress(c: &Cell) {
     eprintln!(
-        "  {:>6} x {:>3} conns  {:<11} {:>9.0} req/s  p50 {} ms  p99 {} ms  errors {}",
+        "  {:>6} x {:>3} conns  {:<17} {:>9.0} req/s  p50 {} ms  p99 {} ms  errors {}",
         size_name(c.size),
         c.conns,
         c.kind.name(),
@@ -1478,13 +1484,13 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
     );
     println!();
     println!(
-        "{:>8} | {:>5} | {:<11} | {:>9} | {:>8} | {:>8} | {:>6}",
+        "{:>8} | {:>5} | {:<17} | {:>9} | {:>8} | {:>8} | {:>6}",
         "body", "conns", "server", "req/s", "p50 ms", "p99 ms", "errors"
     );
-    println!("{}", "-".repeat(74));
+    println!("{}", "-".repeat(80));
     for c in cells {
         println!(
-            "{:>8} | {:>5} | {:<11} | {:>9.0} | {:>8} | {:>8} | {:>6}",
+            "{:>8} | {:>5} | {:<17} | {:>9.0} | {:>8} | {:>8} | {:>6}",
             size_name(c.size),
             c.conns,
             c.kind.name(),
@@ -1586,6 +1592,11 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
         Kind::HookboxDrain,
         Kind::Noop,
     );
+    ratios(
+        "hookbox with its log and a destination draining / noop",
+        Kind::HookboxLogDrain,
+        Kind::Noop,
+    );
     let pg = ratios("hookbox-pg / naive-pg", Kind::HookboxPg, Kind::NaivePg);
     let nodes = ratios(
         "hookbox-pg3 (three nodes) / hookbox-pg (one node)",
@@ -1596,7 +1607,7 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
     println!();
     println!("Storage profile (measurement window; the stored count covers the whole cell):");
     println!(
-        "{:>8} | {:>5} | {:<11} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>10} | {:>11} | {:>23}",
+        "{:>8} | {:>5} | {:<17} | {:>7} | {:>9} | {:>9} | {:>10} | {:>10} | {:>10} | {:>11} | {:>23}",
         "body",
         "conns",
         "server",
@@ -1628,7 +1639,7 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
             ),
         };
         println!(
-            "{:>8} | {:>5} | {:<11} | {journal} | {:>23}",
+            "{:>8} | {:>5} | {:<17} | {journal} | {:>23}",
             size_name(c.size),
             c.conns,
             c.kind.name(),
@@ -1653,7 +1664,7 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
          process on the machine, of 200 %; steal = CPU the hypervisor took away):"
     );
     println!(
-        "{:>8} | {:>5} | {:<11} | {:>6} | {:>6} | {:>8} | {:>7} | {:>6} | {:>9} | {:>7} | {:>12} | {:>11}",
+        "{:>8} | {:>5} | {:<17} | {:>6} | {:>6} | {:>8} | {:>7} | {:>6} | {:>9} | {:>7} | {:>12} | {:>11}",
         "body",
         "conns",
         "server",
@@ -1677,7 +1688,7 @@ fn print_results(cells: &[Cell], sizes: &[usize], conn_counts: &[usize], secs: D
             None => ("-".into(), "-".into()),
         };
         println!(
-            "{:>8} | {:>5} | {:<11} | {:>6.0} | {:>6.0} | {:>8.0} | {:>7.0} | {:>6} | {:>9.0} | {:>7.0} | {:>12.1} | {:>11}",
+            "{:>8} | {:>5} | {:<17} | {:>6.0} | {:>6.0} | {:>8.0} | {:>7.0} | {:>6} | {:>9.0} | {:>7.0} | {:>12.1} | {:>11}",
             size_name(c.size),
             c.conns,
             c.kind.name(),
