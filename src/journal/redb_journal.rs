@@ -63,7 +63,7 @@ pub(super) struct Shared {
     applied_lock: Mutex<()>,
     /// Claims held, by (event, replay, destination) -> fencing token. In memory: one
     /// process is the only node, and a crash ends every claim with it.
-    claims: Arc<Mutex<HashMap<HeldKey, u64>>>,
+    claims: Mutex<HashMap<HeldKey, u64>>,
     /// The last fencing token handed out.
     tokens: AtomicU64,
 }
@@ -335,7 +335,7 @@ impl RedbJournalBuilder {
             applied_watch: watch::channel(0).0,
             applied_cv: Condvar::new(),
             applied_lock: Mutex::new(()),
-            claims: Arc::default(),
+            claims: Mutex::default(),
             tokens: AtomicU64::new(0),
         });
         if let Some(path) = path {
@@ -507,16 +507,7 @@ impl RedbJournal {
         &self,
         read: impl FnOnce(&Shared) -> Result<T, JournalError> + Send + 'static,
     ) -> JournalFuture<T> {
-        match self.caught_up() {
-            None => done(read(&self.shared)),
-            Some(flushed) => {
-                let shared = self.shared.clone();
-                Box::pin(async move {
-                    flushed.await?;
-                    read(&shared)
-                })
-            }
-        }
+        self.once_caught_up(move |s| done(read(s)))
     }
 
     /// [`Self::fresh`] for a read that may scan far: on the blocking pool.
@@ -524,13 +515,21 @@ impl RedbJournal {
         &self,
         read: impl FnOnce(&Shared) -> Result<T, JournalError> + Send + 'static,
     ) -> JournalFuture<T> {
+        self.once_caught_up(move |s| offload(s, read))
+    }
+
+    /// Starts `run` now, or once the applier has caught up (see [`Self::caught_up`]).
+    fn once_caught_up<T: Send + 'static>(
+        &self,
+        run: impl FnOnce(&Arc<Shared>) -> JournalFuture<T> + Send + 'static,
+    ) -> JournalFuture<T> {
         match self.caught_up() {
-            None => offload(&self.shared, read),
-            Some(flushed) => {
+            None => run(&self.shared),
+            Some(caught_up) => {
                 let shared = self.shared.clone();
                 Box::pin(async move {
-                    flushed.await?;
-                    offload(&shared, read).await
+                    caught_up.await?;
+                    run(&shared).await
                 })
             }
         }
@@ -1053,7 +1052,7 @@ impl Journal for RedbJournal {
         // then the delivery is still in the ready queue and must not be claimed again.
         let key = held_key(&claim);
         let token = claim.token;
-        let claims = self.shared.claims.clone();
+        let shared = self.shared.clone();
         let (reply, rx) = oneshot::channel();
         let op = Op::Outcome(OutcomeOp {
             source: claim.source.clone(),
@@ -1065,7 +1064,7 @@ impl Journal for RedbJournal {
         let written = self.submit(op, rx);
         Box::pin(async move {
             let r = written.await;
-            let mut claims = claims.lock().expect("claims lock");
+            let mut claims = shared.claims.lock().expect("claims lock");
             if claims.get(&key) == Some(&token) {
                 claims.remove(&key);
             }

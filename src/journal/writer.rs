@@ -541,8 +541,8 @@ struct Logged {
 
 /// The log's fast path: decides a batch of appends (ids, duplicates) against redb and
 /// the appends not yet applied to it, writes the new ones to the log with one write and
-/// hands the batch to the syncer, which answers it once the log is durable. redb gets
-/// them later ([`apply_unapplied`]). On `Err` every op of the batch has been refused.
+/// one `fdatasync`, hands them to the [`applier`] and answers the batch. On `Err` every
+/// op of the batch has been refused.
 fn log_appends(
     shared: &Shared,
     db: &Database,
@@ -645,13 +645,14 @@ fn decide_appends(
             .as_ref()
             .map(|d| (op.source.clone(), d.clone()));
         if let (Some(k), Some(window)) = (&key, op.dedup_window) {
-            let logged = out.dedup.get(k).map(|e| (e.0, e.1));
-            let seen = match logged.or_else(|| unapplied.dedup.get(k).map(|e| (e.0, e.1))) {
-                Some(v) => Some(v),
+            let in_memory = (out.dedup.get(k).map(|e| (e.0, e.1)))
+                .or_else(|| unapplied.dedup.get(k).map(|e| (e.0, e.1)));
+            let seen = match in_memory {
                 None => dedup.get((&*k.0, k.1.as_str()))?.map(|g| g.value()),
+                found => found,
             };
             if let Some((id, at)) = seen {
-                if now_ms.saturating_sub(at) <= super::record::duration_ms(window) {
+                if within(window, at, now_ms) {
                     let dup = Appended {
                         id: EventId(id),
                         duplicate: true,
@@ -661,7 +662,7 @@ fn decide_appends(
                 }
             }
         }
-        next = (op.received_ms << 16).max(next + 1);
+        next = next_id(op.received_ms, next);
         let id = next;
         if let Some(k) = key {
             out.dedup.insert(k, (id, now_ms, out.records.len()));
@@ -1025,7 +1026,6 @@ fn write_ops(
                     let n = purge(&mut t, &mut steps, before_ms, limit)?;
                     done.replies.push(answer(reply, n));
                 }
-
                 Op::Shutdown => {}
             }
         }
@@ -1069,7 +1069,7 @@ fn append(
     if let (Some(did), Some(window)) = (&op.delivery_id, op.dedup_window) {
         if let Some(seen) = t.dedup.get((&*op.source, did.as_str()))? {
             let (id, at) = seen.value();
-            if now_ms.saturating_sub(at) <= super::record::duration_ms(window) {
+            if within(window, at, now_ms) {
                 return Ok(Appended {
                     id: EventId(id),
                     duplicate: true,
@@ -1077,7 +1077,7 @@ fn append(
             }
         }
     }
-    *next = (op.received_ms << 16).max(*next + 1);
+    *next = next_id(op.received_ms, *next);
     let id = *next;
     let dedup = op.delivery_id.as_deref().map(|d| (d, now_ms));
     let new = NewEvent {
@@ -1094,6 +1094,16 @@ fn append(
         id: EventId(id),
         duplicate: false,
     })
+}
+
+/// A dedup entry written at `at_ms` still stands at `now_ms`.
+fn within(window: Duration, at_ms: u64, now_ms: u64) -> bool {
+    now_ms.saturating_sub(at_ms) <= super::record::duration_ms(window)
+}
+
+/// The id of an event received at `received_ms`, after `last` (time-ordered, unique).
+fn next_id(received_ms: u64, last: u64) -> u64 {
+    (received_ms << 16).max(last + 1)
 }
 
 /// An event to insert, with everything its append decided.
