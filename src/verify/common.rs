@@ -481,21 +481,97 @@ pub(crate) fn json_meta(body: &[u8], id: Option<&str>, ty: Option<&str>) -> Even
 }
 
 /// The string (or number, as text) at JSON `pointer` (`/a/b`) in `json`.
+///
+/// `json` must be UTF-8 and every level a whole, valid JSON object (an array, trailing
+/// bytes or a syntax error anywhere in it yields `None`); of a key repeated in one object
+/// the last wins. Each level is one pass that compares keys in place and skips the other
+/// members' values without building them: this runs on every ingested request.
 pub(crate) fn json_pointer_str(json: &[u8], pointer: &str) -> Option<String> {
-    use serde_json::value::RawValue;
-    use std::borrow::Cow;
-    use std::collections::HashMap;
+    use serde::de::DeserializeSeed;
 
-    let mut current: &[u8] = json;
+    // Checked once here, so that skipping a member's string need not check it.
+    let mut current: &str = std::str::from_utf8(json).ok()?;
     for segment in pointer.split('/').skip(1) {
-        let key = segment.replace("~1", "/").replace("~0", "~");
-        let map: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_slice(current).ok()?;
-        current = map.get(key.as_str())?.get().as_bytes();
+        let key: std::borrow::Cow<'_, str> = if segment.contains('~') {
+            segment.replace("~1", "/").replace("~0", "~").into()
+        } else {
+            segment.into()
+        };
+        let mut de = serde_json::Deserializer::from_str(current);
+        let member = pointer::Member(&key).deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        current = member?.get();
     }
-    match serde_json::from_slice::<serde_json::Value>(current).ok()? {
-        serde_json::Value::String(s) => Some(s),
-        serde_json::Value::Number(n) => Some(n.to_string()),
+    match current.trim_ascii_start().as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(current).ok(),
+        b'-' | b'0'..=b'9' => serde_json::from_str::<serde_json::Number>(current)
+            .ok()
+            .map(|n| n.to_string()),
         _ => None,
+    }
+}
+
+/// The serde visitors of [`json_pointer_str`]: one member of an object, found without
+/// allocating.
+mod pointer {
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    /// Finds the member named `.0` of an object: its raw value, the last one if the key
+    /// repeats, `None` when absent.
+    pub(super) struct Member<'k>(pub(super) &'k str);
+
+    impl<'de> DeserializeSeed<'de> for Member<'_> {
+        type Value = Option<&'de RawValue>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Member<'_> {
+        type Value = Option<&'de RawValue>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(is_it) = map.next_key_seed(KeyIs(self.0))? {
+                if is_it {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    /// Whether an object key (unescaped) equals `.0`.
+    struct KeyIs<'k>(&'k str);
+
+    impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+        type Value = bool;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl Visitor<'_> for KeyIs<'_> {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string key")
+        }
+
+        fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+            Ok(key == self.0)
+        }
     }
 }
 
@@ -844,4 +920,160 @@ pub(crate) fn form_decode(body: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>
             Some(i) => (unescape(&seg[..i]), unescape(&seg[i + 1..])),
             None => (unescape(seg), Vec::new()),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_pointer_str;
+    use proptest::prelude::*;
+
+    /// The straightforward lookup (a map of every member per level), as the model.
+    fn model(json: &[u8], pointer: &str) -> Option<String> {
+        use serde_json::value::RawValue;
+        use std::collections::HashMap;
+
+        let mut current: &[u8] = json;
+        for segment in pointer.split('/').skip(1) {
+            let key = segment.replace("~1", "/").replace("~0", "~");
+            let map: HashMap<String, &RawValue> = serde_json::from_slice(current).ok()?;
+            current = map.get(key.as_str())?.get().as_bytes();
+        }
+        match serde_json::from_slice::<serde_json::Value>(current).ok()? {
+            serde_json::Value::String(s) => Some(s),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn finds_strings_and_numbers_at_any_depth() {
+        let body =
+            br#" { "type" : "invoice.paid", "data": {"object": {"id": "in_1", "n": -12.5e3}},
+            "list": [1, {"a": 2}], "t": true } "#;
+        assert_eq!(
+            json_pointer_str(body, "/type").as_deref(),
+            Some("invoice.paid")
+        );
+        assert_eq!(
+            json_pointer_str(body, "/data/object/id").as_deref(),
+            Some("in_1")
+        );
+        assert_eq!(
+            json_pointer_str(body, "/data/object/n").as_deref(),
+            Some("-12500.0")
+        );
+        // Not a string or number, absent, or through an array: none.
+        for p in [
+            "/t",
+            "/data",
+            "/list",
+            "/list/1/a",
+            "/missing",
+            "/type/x",
+            "/data/nope/id",
+        ] {
+            assert_eq!(json_pointer_str(body, p), None, "{p}");
+        }
+        assert_eq!(json_pointer_str(br#" "top" "#, "").as_deref(), Some("top"));
+    }
+
+    #[test]
+    fn keys_are_compared_unescaped_and_the_last_duplicate_wins() {
+        let body =
+            br#"{"a/b": "slash", "m~n": "tilde", "\u0074ype": "escaped", "k": "1", "k": "2"}"#;
+        assert_eq!(json_pointer_str(body, "/a~1b").as_deref(), Some("slash"));
+        assert_eq!(json_pointer_str(body, "/m~0n").as_deref(), Some("tilde"));
+        assert_eq!(json_pointer_str(body, "/type").as_deref(), Some("escaped"));
+        assert_eq!(json_pointer_str(body, "/k").as_deref(), Some("2"));
+        assert_eq!(
+            json_pointer_str(br#"{"s": "a\"b\u00e9"}"#, "/s").as_deref(),
+            Some("a\"b\u{e9}")
+        );
+    }
+
+    #[test]
+    fn invalid_json_anywhere_in_a_level_yields_none() {
+        for body in [
+            &br#"{"type": "x", "rest": }"#[..],
+            br#"{"type": "x"} trailing"#,
+            br#"{"type": "x""#,
+            br#"[{"type": "x"}]"#,
+            br#"{"type": "\ud800"}"#,
+            b"",
+            b"\xff",
+            b"{\"other\": \"\xc3(\", \"type\": \"x\"}",
+        ] {
+            assert_eq!(
+                json_pointer_str(body, "/type"),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(json_pointer_str(br#"{"n": 1e400}"#, "/n"), None);
+    }
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            "[a-c~/\"\\\\\u{e9}]{0,4}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::vec(("[a-c~/]{0,2}", inner), 0..5).prop_map(|members| {
+                    serde_json::Value::Object(members.into_iter().collect())
+                }),
+            ]
+        })
+    }
+
+    /// A pointer into `value` along the members `picks` choose, as deep as it goes.
+    fn path_into(mut value: &serde_json::Value, picks: &[prop::sample::Index]) -> String {
+        let mut pointer = String::new();
+        for pick in picks {
+            let Some(map) = value.as_object().filter(|m| !m.is_empty()) else {
+                break;
+            };
+            let (key, inner) = map.iter().nth(pick.index(map.len())).unwrap();
+            pointer.push('/');
+            pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            value = inner;
+        }
+        pointer
+    }
+
+    proptest! {
+        /// Agrees with the model on any JSON, along a path that exists in it and along
+        /// an arbitrary one, and on the same JSON cut short, with a byte changed or with
+        /// a byte after it.
+        #[test]
+        fn agrees_with_the_model(
+            value in json(),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 0..5),
+            arbitrary in prop::collection::vec("[a-c~/]{0,2}|~0|~1", 0..4),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<(prop::sample::Index, u8)>(),
+        ) {
+            let text = serde_json::to_vec(&value).unwrap();
+            let cut_short = &text[..cut.index(text.len() + 1)];
+            let mut flipped = text.clone();
+            let i = flip.0.index(flipped.len());
+            flipped[i] = flip.1;
+            let mut extended = text.clone();
+            extended.push(flip.1);
+            let existing = path_into(&value, &picks);
+            let arbitrary: String = arbitrary.iter().map(|s| format!("/{s}")).collect();
+            for pointer in [&existing, &arbitrary] {
+                for body in [&text[..], cut_short, &flipped, &extended] {
+                    prop_assert_eq!(json_pointer_str(body, pointer), model(body, pointer));
+                }
+            }
+        }
+    }
 }
