@@ -342,7 +342,8 @@ pub trait Journal: Send + Sync + fmt::Debug + 'static {
     /// Every attempt of an event, oldest first.
     fn attempts(&self, id: EventId) -> JournalFuture<Vec<Attempt>>;
 
-    /// Dead deliveries (the DLQ), oldest event first, then by destination.
+    /// Dead deliveries (the DLQ), of one source or of all: the `limit` oldest, oldest
+    /// event first, an event's destinations by name (byte order).
     fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<DeadDelivery>>;
 
     /// How many deliveries are dead.

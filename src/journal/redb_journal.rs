@@ -886,29 +886,52 @@ fn read_dead(
     source: Option<&str>,
     limit: usize,
 ) -> Result<Vec<DeadDelivery>, JournalError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let db = db_of(shared)?;
     let txn = db.begin_read()?;
     let dead = txn.open_table(DEAD)?;
     let mut out = Vec::new();
-    let entries = match source {
-        Some(s) => dead.range((s, 0, "")..)?,
-        None => dead.iter()?,
+    // The table is keyed by (source, event, destination): the oldest `limit` of one
+    // source are the start of its range. Across sources, the oldest `limit` overall are
+    // among each source's oldest `limit`, so each source's range is read that far and
+    // the whole is merged: (sources x limit) entries, however long the list.
+    let mut next: Option<String> = match source {
+        Some(s) => Some(s.to_owned()),
+        None => dead.first()?.map(|(k, _)| k.value().0.to_owned()),
     };
-    for entry in entries {
-        let (k, _) = entry?;
-        let (s, id, destination) = k.value();
-        if source.is_some_and(|want| want != s) {
-            break;
-        }
-        out.push(DeadDelivery {
-            id: EventId(id),
-            source: s.to_owned(),
-            destination: destination.to_owned(),
-        });
-        if out.len() >= limit.max(1) {
-            break;
+    while let Some(s) = next.take() {
+        for (taken, entry) in dead.range((s.as_str(), 0, "")..)?.enumerate() {
+            let (k, _) = entry?;
+            let (at, id, destination) = k.value();
+            if at != s {
+                // The first entry of the next source.
+                if source.is_none() {
+                    next = Some(at.to_owned());
+                }
+                break;
+            }
+            if taken == limit {
+                // Skip the rest of this source: the smallest key after all of its.
+                if source.is_none() {
+                    next = dead
+                        .range((format!("{s}\0").as_str(), 0, "")..)?
+                        .next()
+                        .transpose()?
+                        .map(|(k, _)| k.value().0.to_owned());
+                }
+                break;
+            }
+            out.push(DeadDelivery {
+                id: EventId(id),
+                source: s.clone(),
+                destination: destination.to_owned(),
+            });
         }
     }
+    out.sort_by(|a, b| (a.id, &a.destination).cmp(&(b.id, &b.destination)));
+    out.truncate(limit);
     Ok(out)
 }
 

@@ -124,6 +124,7 @@ contract!(
     payload_filters_select_listings_and_replays,
     a_filtered_page_looks_at_a_bounded_number_of_events,
     destinations_count_in_listings_replays_and_retention,
+    the_dead_letter_list_is_ordered_and_limited,
 );
 
 fn far() -> SystemTime {
@@ -1525,6 +1526,53 @@ async fn each_destination_has_its_own_delivery(j: &dyn Journal) {
     assert_eq!((st.state, st.redrives), (State::Done, 1));
     assert_eq!(j.backlog("s"), 0);
     assert!(claim_all(j, "s").await.is_empty());
+}
+
+/// Kills every claimable delivery of `source`.
+async fn kill_all(j: &dyn Journal, source: &str) {
+    for c in claim_all(j, source).await {
+        let a = attempt(&c, AttemptOutcome::Fail, Some("410"));
+        j.settle(c, a, Next::Dead("410".into())).await.unwrap();
+    }
+}
+
+async fn the_dead_letter_list_is_ordered_and_limited(j: &dyn Journal) {
+    // Oldest event first, whatever its source; an event's destinations by name.
+    let b1 = append_to(j, "b", json!({"n": 1}), None, &["y", "x"]).await;
+    let a1 = append(j, "a", json!({"n": 2})).await;
+    let upper = append(j, "B", json!({"n": 3})).await;
+    let b2 = append(j, "b", json!({"n": 4})).await;
+    let a2 = append(j, "a", json!({"n": 5})).await;
+    for s in ["a", "b", "B"] {
+        kill_all(j, s).await;
+    }
+    let d = |id: EventId, source: &str, destination: &str| DeadDelivery {
+        id,
+        source: source.to_owned(),
+        destination: destination.to_owned(),
+    };
+    let all = vec![
+        d(b1, "b", "x"),
+        d(b1, "b", "y"),
+        d(a1, "a", ""),
+        d(upper, "B", ""),
+        d(b2, "b", ""),
+        d(a2, "a", ""),
+    ];
+    assert_eq!(j.dead(None, 100).await.unwrap(), all);
+    assert_eq!(j.dead_count().await.unwrap(), 6);
+    assert_eq!(j.dead(None, 4).await.unwrap(), all[..4], "the oldest four");
+    assert_eq!(j.dead(None, 1).await.unwrap(), all[..1]);
+    let of_b = vec![all[0].clone(), all[1].clone(), all[4].clone()];
+    assert_eq!(j.dead(Some("b"), 100).await.unwrap(), of_b);
+    assert_eq!(j.dead(Some("b"), 2).await.unwrap(), of_b[..2]);
+    assert_eq!(j.dead(Some("B"), 100).await.unwrap(), vec![all[3].clone()]);
+    assert_eq!(j.dead(Some("c"), 100).await.unwrap(), vec![]);
+    assert_eq!(
+        j.dead(None, 0).await.unwrap(),
+        vec![],
+        "a limit of 0 lists none"
+    );
 }
 
 async fn replays_go_to_every_destination_or_to_one(j: &dyn Journal) {

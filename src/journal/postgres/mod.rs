@@ -1167,7 +1167,7 @@ impl Journal for PostgresJournal {
 
     fn dead(&self, source: Option<&str>, limit: usize) -> JournalFuture<Vec<DeadDelivery>> {
         let source = source.map(str::to_owned);
-        let limit = limit.clamp(1, i64::MAX as usize) as i64;
+        let limit = limit.min(i64::MAX as usize) as i64;
         self.read(move |c| async move {
             Ok(sql::dead(&c, source.as_deref(), limit)
                 .await?

@@ -1114,7 +1114,7 @@ pub(super) async fn dead<C: GenericClient>(
         c,
         "SELECT event_id, source, target FROM hookbox_deliveries
          WHERE state = 3 AND replay = 0 AND ($1::text IS NULL OR source = $1)
-         ORDER BY source, event_id, target COLLATE \"C\" LIMIT $2",
+         ORDER BY event_id, target COLLATE \"C\" LIMIT $2",
         &[&source, &limit],
     )
     .await?;
