@@ -577,10 +577,7 @@ impl RedbJournal {
         };
         Box::pin(async move {
             if let Some((sender, op)) = waiting {
-                let sent = tokio::task::spawn_blocking(move || sender.send(op).is_ok()).await;
-                if !matches!(sent, Ok(true)) {
-                    return Err(JournalError::Unavailable("the writer has stopped"));
-                }
+                wait_for_room(sender, op).await?;
             }
             rx.await.unwrap_or(Err(JournalError::Unavailable(
                 "the writer stopped before committing",
@@ -736,6 +733,20 @@ impl Shared {
         let db = db_of(self)?;
         let txn = db.begin_read()?;
         Ok(txn.open_table(DEAD)?.len()?)
+    }
+
+    fn read_replay_matches(
+        &self,
+        filter: &ReplayFilter,
+    ) -> Result<Vec<(String, u64, String)>, JournalError> {
+        let db = db_of(self)?;
+        let txn = db.begin_read()?;
+        super::writer::replay_matches(
+            &txn.open_table(EVENTS)?,
+            &txn.open_table(STATE)?,
+            &txn.open_table(READY)?,
+            filter,
+        )
     }
 
     fn read_replay_status(&self, id: u64) -> Result<Option<ReplayStatus>, JournalError> {
@@ -964,6 +975,17 @@ fn offload<T: Send + 'static>(
     })
 }
 
+/// Queues `op` on a full writer queue, waiting for room on the blocking pool (not on
+/// the runtime).
+async fn wait_for_room(sender: SyncSender<Op>, op: Op) -> Result<(), JournalError> {
+    let sent = tokio::task::spawn_blocking(move || sender.send(op).is_ok()).await;
+    if matches!(sent, Ok(true)) {
+        Ok(())
+    } else {
+        Err(JournalError::Unavailable("the writer has stopped"))
+    }
+}
+
 /// A result already at hand, as the contract's future.
 fn done<T: Send + 'static>(r: Result<T, JournalError>) -> JournalFuture<T> {
     Box::pin(std::future::ready(r))
@@ -1155,8 +1177,45 @@ impl Journal for RedbJournal {
     }
 
     fn replay(&self, filter: ReplayFilter) -> JournalFuture<ReplayStatus> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Op::Replay { filter, reply }, rx)
+        if self.closing.load(Ordering::Acquire) {
+            return done(Err(JournalError::Unavailable("shutting down")));
+        }
+        // The window is scanned in a read transaction on the blocking pool; the writer
+        // only files what was found. A replay queues what the window held when asked.
+        let scan = {
+            let filter = filter.clone();
+            self.fresh_offloaded(move |s| s.read_replay_matches(&filter))
+        };
+        let sender = self.sender.clone();
+        Box::pin(async move {
+            let matched = scan.await?;
+            if filter.dry_run {
+                return Ok(ReplayStatus {
+                    id: 0,
+                    matched: matched.len() as u64,
+                    done: 0,
+                    failed: 0,
+                    destination: filter.destination,
+                    created_ms: millis(std::time::SystemTime::now()),
+                });
+            }
+            let (reply, rx) = oneshot::channel();
+            let op = Op::Replay {
+                filter,
+                matched,
+                reply,
+            };
+            match sender.try_send(op) {
+                Ok(()) => {}
+                Err(TrySendError::Full(op)) => wait_for_room(sender, op).await?,
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(JournalError::Unavailable("the writer has stopped"))
+                }
+            }
+            rx.await.unwrap_or(Err(JournalError::Unavailable(
+                "the writer stopped before committing",
+            )))
+        })
     }
 
     fn purge(&self, before: std::time::SystemTime, limit: usize) -> JournalFuture<u64> {

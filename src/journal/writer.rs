@@ -75,8 +75,10 @@ pub(super) enum Op {
         filter: RedriveFilter,
         reply: Reply<u64>,
     },
+    /// A replay whose deliveries were found by [`replay_matches`], off this thread.
     Replay {
         filter: ReplayFilter,
+        matched: Vec<(String, u64, String)>,
         reply: Reply<ReplayStatus>,
     },
     /// Retention: remove up to `limit` done events received before `before_ms`.
@@ -1001,10 +1003,14 @@ fn write_ops(
                     }
                     done.replies.push(answer(reply, n));
                 }
-                Op::Replay { filter, reply } => {
-                    let (status, queued) = replay(&mut t, &filter, now_ms)?;
-                    done.changed |= status.matched > 0 && !filter.dry_run;
-                    if let (false, Some(log)) = (filter.dry_run, log.as_deref_mut()) {
+                Op::Replay {
+                    filter,
+                    matched,
+                    reply,
+                } => {
+                    let (status, queued) = replay(&mut t, &filter, matched, now_ms)?;
+                    done.changed |= status.matched > 0;
+                    if let Some(log) = log.as_deref_mut() {
                         log.push(
                             Record::Replay {
                                 replay_id: status.id,
@@ -1313,7 +1319,43 @@ fn revive(
 /// A replay's status and the (source, event, destination) of each delivery it queued.
 type Replayed = (ReplayStatus, Vec<(String, u64, String)>);
 
-fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<Replayed, JournalError> {
+/// Files the replay of `f` whose deliveries [`replay_matches`] found, less those whose
+/// event retention removed since.
+fn replay(
+    t: &mut Tables<'_>,
+    f: &ReplayFilter,
+    found: Vec<(String, u64, String)>,
+    now_ms: u64,
+) -> Result<Replayed, JournalError> {
+    let mut matched = Vec::with_capacity(found.len());
+    for m in found {
+        if t.events.get(m.1)?.is_some() {
+            matched.push(m);
+        }
+    }
+    let replay_id = t.replays.last()?.map_or(1, |(k, _)| k.value() + 1);
+    let status = ReplayStatus {
+        id: replay_id,
+        matched: matched.len() as u64,
+        done: 0,
+        failed: 0,
+        destination: f.destination.clone(),
+        created_ms: now_ms,
+    };
+    let bytes = serde_json::to_vec(&status).expect("status serializes");
+    queue_replay(t, replay_id, now_ms, &bytes, &matched)?;
+    Ok((status, matched))
+}
+
+/// The (source, event, destination) of each delivery a replay of `f` would queue, read
+/// from any transaction: the scan of the window runs in a read transaction off the
+/// writer thread, so a replay of a long window never holds up appends.
+pub(super) fn replay_matches(
+    events: &impl ReadableTable<u64, &'static [u8]>,
+    state: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    ready: &impl ReadableTable<ReadyKey<'static>, (u32, &'static str)>,
+    f: &ReplayFilter,
+) -> Result<Vec<(String, u64, String)>, JournalError> {
     let window = Window {
         since_ms: f.since_ms,
         until_ms: f.until_ms,
@@ -1323,7 +1365,7 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<Replayed,
     // (source, id, destination) of every delivery to queue.
     let mut matched: Vec<(String, u64, String)> = Vec::new();
     if lo < hi {
-        for entry in t.events.range(lo..hi)? {
+        for entry in events.range(lo..hi)? {
             let (k, v) = entry?;
             let id = k.value();
             let s = decode_summary(id, v.value())?;
@@ -1356,7 +1398,7 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<Replayed,
                 Some(dest) => matched.push((s.source, id, dest.clone())),
                 None => {
                     let at = (s.source.clone(), millis(s.received_at));
-                    let rows = super::redb_journal::deliveries_of(&t.state, &t.ready, &at, id)?;
+                    let rows = super::redb_journal::deliveries_of(state, ready, &at, id)?;
                     for row in rows {
                         matched.push((s.source.clone(), id, row.destination));
                     }
@@ -1364,20 +1406,7 @@ fn replay(t: &mut Tables<'_>, f: &ReplayFilter, now_ms: u64) -> Result<Replayed,
             }
         }
     }
-    let replay_id = t.replays.last()?.map_or(1, |(k, _)| k.value() + 1);
-    let status = ReplayStatus {
-        id: if f.dry_run { 0 } else { replay_id },
-        matched: matched.len() as u64,
-        done: 0,
-        failed: 0,
-        destination: f.destination.clone(),
-        created_ms: now_ms,
-    };
-    if !f.dry_run {
-        let bytes = serde_json::to_vec(&status).expect("status serializes");
-        queue_replay(t, replay_id, now_ms, &bytes, &matched)?;
-    }
-    Ok((status, matched))
+    Ok(matched)
 }
 
 /// Files a replay's deliveries and its status.

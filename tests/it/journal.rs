@@ -427,3 +427,60 @@ async fn under_steady_appends_the_log_is_checkpointed_and_trimmed() {
     );
     assert_eq!(journal.events_stored().unwrap(), appended);
 }
+
+/// A replay scans its window in a read transaction off the writer thread: an append
+/// made while a long scan runs is acknowledged before the replay is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_scanning_a_long_window_does_not_hold_up_appends() {
+    use hookbox::filter::FilterSpec;
+    use hookbox::{Filter, ReplayFilter};
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(RedbJournal::open(dir.path().join("j.redb")).unwrap());
+    let since_ms = now_ms();
+    // 8,000 events the replay's payload filter must decode and test one by one.
+    for round in 0..40 {
+        futures_util::future::join_all((0..200).map(|i| {
+            let body = json!({"n": round * 200 + i, "pad": "0123456789abcdef".repeat(60)});
+            crate::support::events::append(&*journal, "s", body)
+        }))
+        .await;
+    }
+    let spec = json!({"when": {"pointer": "/n", "gte": 0}});
+    let filter = Filter::from_spec(&serde_json::from_value::<FilterSpec>(spec).unwrap()).unwrap();
+    let replay = tokio::spawn({
+        let journal = journal.clone();
+        async move {
+            let status = journal
+                .replay(ReplayFilter {
+                    since_ms,
+                    until_ms: now_ms() + 1,
+                    filter: Some(filter),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            (status, std::time::Instant::now())
+        }
+    });
+    // Well into the scan (8,000 decodes and filter runs take far longer).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let late = crate::support::events::append(&*journal, "s", json!({"n": -1})).await;
+    let appended = std::time::Instant::now();
+    let (status, replayed) = replay.await.unwrap();
+    assert_eq!(status.matched, 8000, "the whole window, not the late event");
+    assert!(
+        appended < replayed,
+        "the append waited for the replay's scan: appended {:?} after it",
+        appended - replayed
+    );
+    assert!(journal.get(late).await.unwrap().is_some());
+    journal.shutdown();
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
