@@ -121,6 +121,7 @@ pub struct Config {
 ///
 /// ## Defaults
 /// - `listen`: `127.0.0.1:8080`; `journal`: `data/hookbox.redb`; `lease`: 30 s;
+///   `writers`: 2; `pool_size`: 16 (PostgreSQL);
 /// - `request_timeout`: 8 s; `max_in_flight`: 1024; `disk_floor`: 64 MiB;
 /// - `queue_capacity`: 8192; `write_ahead_log`: off; `checkpoint`: 1 s;
 ///   `shutdown_grace`: 10 s;
@@ -144,6 +145,16 @@ pub struct ServerConfig {
     /// (PostgreSQL only; default 30 s).
     #[serde(default)]
     pub lease: Option<HumanDuration>,
+    /// How many append transactions a node keeps in flight at once (PostgreSQL only;
+    /// default 2, 1 to 64). More writers overlap more commits but make each batch
+    /// smaller; on a database whose WAL shares one disk, 2 measured best.
+    #[serde(default)]
+    pub writers: Option<usize>,
+    /// The size of a node's connection pool (PostgreSQL only; default 16, 4 to 1024;
+    /// raised to `writers` + 4 when lower, for claims, reads and heartbeats). One more
+    /// connection LISTENs for other nodes' commits.
+    #[serde(default)]
+    pub pool_size: Option<usize>,
     /// The longest a request may take before a 503.
     #[serde(default)]
     pub request_timeout: Option<HumanDuration>,
@@ -635,6 +646,22 @@ impl Config {
             return Err(ConfigError::new(
                 "server.lease",
                 "must be between 1s and 1h",
+            ));
+        }
+        if self.server.writers.is_some_and(|n| !(1..=64).contains(&n)) {
+            return Err(ConfigError::new(
+                "server.writers",
+                "must be between 1 and 64",
+            ));
+        }
+        if self
+            .server
+            .pool_size
+            .is_some_and(|n| !(4..=1024).contains(&n))
+        {
+            return Err(ConfigError::new(
+                "server.pool_size",
+                "must be between 4 and 1024",
             ));
         }
         if self
@@ -1501,6 +1528,29 @@ signing_secret = "env:AUDIT_SECRET"
         assert_eq!(r.max_redrives, 1);
         let e = Config::from_toml(&text.replace("after", "aftr")).unwrap_err();
         assert!(e.key.starts_with("server.redrive"), "{e}");
+    }
+
+    #[test]
+    fn postgres_writers_and_pool_size_are_bounded() {
+        let with = |k: &str, n: usize| GOOD.replace("[server]", &format!("[server]\n{k} = {n}"));
+        for (key, ok, bad) in [
+            ("writers", [1, 64], [0, 65]),
+            ("pool_size", [4, 1024], [3, 1025]),
+        ] {
+            for n in ok {
+                let cfg = Config::from_toml(&with(key, n)).unwrap();
+                let got = if key == "writers" {
+                    cfg.server.writers
+                } else {
+                    cfg.server.pool_size
+                };
+                assert_eq!(got, Some(n));
+            }
+            for n in bad {
+                let e = Config::from_toml(&with(key, n)).unwrap_err();
+                assert_eq!(e.key, format!("server.{key}"), "{n}");
+            }
+        }
     }
 
     #[test]

@@ -223,6 +223,12 @@ pub async fn open_journal(
         if let Some(lease) = s.lease {
             builder = builder.lease(lease.0);
         }
+        if let Some(n) = s.writers {
+            builder = builder.writers(n);
+        }
+        if let Some(n) = s.pool_size {
+            builder = builder.pool_size(n);
+        }
         return Ok(Arc::new(builder.open().await?));
     }
     let mut builder = RedbJournal::builder().log(s.write_ahead_log.unwrap_or(false));

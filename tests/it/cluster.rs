@@ -28,7 +28,10 @@ fn cluster_config(dir: &std::path::Path, app_url: &str, node: &str) -> std::path
         .lines()
         .map(|l| {
             if l.starts_with("journal = ") {
-                format!("journal = \"env:HOOKBOX_TEST_JOURNAL\"\nnode = \"{node}\"\nlease = \"2s\"")
+                format!(
+                    "journal = \"env:HOOKBOX_TEST_JOURNAL\"\nnode = \"{node}\"\nlease = \"2s\"\n\
+                     writers = 2\npool_size = 6"
+                )
             } else {
                 l.to_owned()
             }
@@ -295,6 +298,21 @@ async fn three_nodes_lose_nothing_when_nodes_are_killed_mid_stream() {
     c.nodes[2].kill();
     c.urls.lock().unwrap()[2] = c.nodes[0].base.clone();
     tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Each live node's connections carry its name: its pool of `pool_size`, which this
+    // load fills, and the one that LISTENs.
+    let pg = db.client().await;
+    for node in ["a", "b"] {
+        let n: i64 = pg
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = $1",
+                &[&format!("hookbox {node}")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!((1..=7).contains(&n), "node {node} holds {n} connections");
+    }
     let acked = c.stop().await;
     assert!(acked.len() > 50, "only {} events acknowledged", acked.len());
     nothing_lost(&db, &app, &acked).await;

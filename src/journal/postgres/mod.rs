@@ -234,8 +234,11 @@ impl PostgresJournalBuilder {
                 sql::SCHEMA_VERSION
             )));
         }
-        let pool = conn.pool(self.pool_size.max(self.writers + 4))?;
         let name = self.node.unwrap_or_else(default_node_name);
+        let mut conn = conn;
+        // `pg_stat_activity` shows which node holds which connection.
+        conn.config.application_name(format!("hookbox {name}"));
+        let pool = conn.pool(self.pool_size.max(self.writers + 4))?;
         let lease_ms = duration_ms(self.lease) as i64;
         let mut client = pool.get().await.map_err(|e| conn.error(chain(&e)))?;
         let (node, slot) = register(&mut client, &name, lease_ms)
