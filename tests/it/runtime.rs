@@ -840,19 +840,54 @@ async fn order_by_takes_the_key_from_the_body_at_ingest() {
     assert_eq!(keys, ["cus_42", "7", ""]);
 }
 
+/// An example config, as shipped and with each commented-out `# key = value` line
+/// taken in: the options it shows are real keys with valid values.
+fn example_config(name: &str) -> (hookbox::Config, hookbox::Config) {
+    let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let shown: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                }) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(shown, text, "{name} shows no commented-out option");
+    let parse = |t: &str| hookbox::Config::from_toml(t).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (parse(&text), parse(&shown))
+}
+
 #[test]
 fn the_shipped_example_config_is_valid() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/hookbox.toml"
-    ))
-    .unwrap();
-    let cfg = hookbox::Config::from_toml(&text).unwrap();
+    let (cfg, all) = example_config("hookbox.toml");
     assert!(cfg.admin.is_some());
     assert!(cfg
         .sources
         .iter()
         .all(|s| s.destinations.iter().map(|d| d.name()).eq(["app"])));
+    assert!(all.server.redrive.is_some());
+}
+
+#[test]
+fn the_cluster_example_config_is_valid() {
+    let (cfg, all) = example_config("cluster.toml");
+    assert_eq!(cfg.server.journal, "env:HOOKBOX_JOURNAL_URL");
+    assert!(cfg.admin.is_some());
+    assert_eq!(
+        (
+            all.server.node.as_deref(),
+            all.server.writers,
+            all.server.pool_size
+        ),
+        (Some("web-1"), Some(2), Some(16))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
