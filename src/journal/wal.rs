@@ -689,7 +689,8 @@ impl Wal {
         Ok(())
     }
 
-    /// Writes `records` with one write (not yet durable: see [`Wal::sync`]); returns
+    /// Writes `records` with one write (not yet durable: [`LogStore::sync`] of
+    /// [`Wal::segment`] makes it so); returns
     /// the last one's sequence number.
     pub(crate) fn write(&mut self, records: &[Vec<u8>]) -> io::Result<u64> {
         self.buf.clear();

@@ -979,7 +979,8 @@ fn parse_day(s: &str) -> Option<i64> {
 
 // ---- reads ----------------------------------------------------------------------
 
-/// The columns of a listing, in [`summary`](super::summary) order; the state and
+/// The columns of a listing, in the order the journal's `query` reads them into an
+/// [`EventSummary`](crate::EventSummary); the state and
 /// attempts are those of [`EVENT_STATE`] (alias `a`).
 const SUMMARY: &str = "e.id, e.source, e.delivery_id, e.event_type, e.received_ms, e.body_len,
                        a.state, a.attempts";
