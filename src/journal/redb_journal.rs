@@ -518,6 +518,39 @@ impl RedbJournal {
         self.once_caught_up(move |s| offload(s, read))
     }
 
+    /// Runs `scan` in a read transaction on the blocking pool (after the applier caught
+    /// up), then hands the writer the op `make` builds from what it found; `make` may
+    /// answer at once instead (`Err`: a dry run). The writer thread never scans.
+    fn scan_then_submit<S: Send + 'static, T: Send + 'static>(
+        &self,
+        scan: impl FnOnce(&Shared) -> Result<S, JournalError> + Send + 'static,
+        make: impl FnOnce(S, writer::Reply<T>) -> Result<Op, T> + Send + 'static,
+    ) -> JournalFuture<T> {
+        if self.closing.load(Ordering::Acquire) {
+            return done(Err(JournalError::Unavailable("shutting down")));
+        }
+        let scanned = self.fresh_offloaded(scan);
+        let sender = self.sender.clone();
+        Box::pin(async move {
+            let found = scanned.await?;
+            let (reply, rx) = oneshot::channel();
+            let op = match make(found, reply) {
+                Ok(op) => op,
+                Err(answer) => return Ok(answer),
+            };
+            match sender.try_send(op) {
+                Ok(()) => {}
+                Err(TrySendError::Full(op)) => wait_for_room(sender, op).await?,
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(JournalError::Unavailable("the writer has stopped"))
+                }
+            }
+            rx.await.unwrap_or(Err(JournalError::Unavailable(
+                "the writer stopped before committing",
+            )))
+        })
+    }
+
     /// Starts `run` now, or once the applier has caught up (see [`Self::caught_up`]).
     fn once_caught_up<T: Send + 'static>(
         &self,
@@ -733,6 +766,15 @@ impl Shared {
         let db = db_of(self)?;
         let txn = db.begin_read()?;
         Ok(txn.open_table(DEAD)?.len()?)
+    }
+
+    fn read_redrive_candidates(
+        &self,
+        filter: &RedriveFilter,
+    ) -> Result<Vec<(String, u64, String)>, JournalError> {
+        let db = db_of(self)?;
+        let txn = db.begin_read()?;
+        writer::redrive_candidates(&txn.open_table(DEAD)?, &txn.open_table(EVENTS)?, filter)
     }
 
     fn read_replay_matches(
@@ -1172,50 +1214,45 @@ impl Journal for RedbJournal {
     }
 
     fn redrive(&self, filter: RedriveFilter) -> JournalFuture<u64> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Op::Redrive { filter, reply }, rx)
+        // The dead table is read on the blocking pool; the writer moves what is still
+        // dead and still matches.
+        let f = filter.clone();
+        self.scan_then_submit(
+            move |s| s.read_redrive_candidates(&f),
+            move |picked, reply| {
+                Ok(Op::Redrive {
+                    filter,
+                    picked,
+                    reply,
+                })
+            },
+        )
     }
 
     fn replay(&self, filter: ReplayFilter) -> JournalFuture<ReplayStatus> {
-        if self.closing.load(Ordering::Acquire) {
-            return done(Err(JournalError::Unavailable("shutting down")));
-        }
-        // The window is scanned in a read transaction on the blocking pool; the writer
-        // only files what was found. A replay queues what the window held when asked.
-        let scan = {
-            let filter = filter.clone();
-            self.fresh_offloaded(move |s| s.read_replay_matches(&filter))
-        };
-        let sender = self.sender.clone();
-        Box::pin(async move {
-            let matched = scan.await?;
-            if filter.dry_run {
-                return Ok(ReplayStatus {
-                    id: 0,
-                    matched: matched.len() as u64,
-                    done: 0,
-                    failed: 0,
-                    destination: filter.destination,
-                    created_ms: millis(std::time::SystemTime::now()),
-                });
-            }
-            let (reply, rx) = oneshot::channel();
-            let op = Op::Replay {
-                filter,
-                matched,
-                reply,
-            };
-            match sender.try_send(op) {
-                Ok(()) => {}
-                Err(TrySendError::Full(op)) => wait_for_room(sender, op).await?,
-                Err(TrySendError::Disconnected(_)) => {
-                    return Err(JournalError::Unavailable("the writer has stopped"))
+        // The window is read on the blocking pool; the writer only files what was
+        // found. A replay queues what the window held when asked.
+        let f = filter.clone();
+        self.scan_then_submit(
+            move |s| s.read_replay_matches(&f),
+            move |matched, reply| {
+                if filter.dry_run {
+                    return Err(ReplayStatus {
+                        id: 0,
+                        matched: matched.len() as u64,
+                        done: 0,
+                        failed: 0,
+                        destination: filter.destination,
+                        created_ms: millis(std::time::SystemTime::now()),
+                    });
                 }
-            }
-            rx.await.unwrap_or(Err(JournalError::Unavailable(
-                "the writer stopped before committing",
-            )))
-        })
+                Ok(Op::Replay {
+                    filter,
+                    matched,
+                    reply,
+                })
+            },
+        )
     }
 
     fn purge(&self, before: std::time::SystemTime, limit: usize) -> JournalFuture<u64> {

@@ -34,7 +34,7 @@ use super::tables::{
 use super::wal::{LogStore, Record, Wal};
 use super::{type_matches, Appended, EventId, JournalError, Window};
 
-type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
+pub(super) type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
 /// One append waiting for its commit.
 pub(super) struct AppendOp {
@@ -71,8 +71,10 @@ pub(super) enum Op {
         value: Vec<u8>,
         reply: Reply<()>,
     },
+    /// A redrive of the dead deliveries [`redrive_candidates`] picked, off this thread.
     Redrive {
         filter: RedriveFilter,
+        picked: Vec<(String, u64, String)>,
         reply: Reply<u64>,
     },
     /// A replay whose deliveries were found by [`replay_matches`], off this thread.
@@ -995,8 +997,12 @@ fn write_ops(
                     }
                     done.replies.push(answer(reply, ()));
                 }
-                Op::Redrive { filter, reply } => {
-                    let moved = redrive(&mut t, &filter, now_ms, done)?;
+                Op::Redrive {
+                    filter,
+                    picked,
+                    reply,
+                } => {
+                    let moved = redrive(&mut t, &filter, picked, now_ms, done)?;
                     let n = moved.len() as u64;
                     if let (true, Some(log)) = (n > 0, log.as_deref_mut()) {
                         log.push(Record::Redrive { now_ms, moved }.encode());
@@ -1244,30 +1250,47 @@ fn outcome(
     t.put_state(id, dest, &st)
 }
 
-fn redrive(
-    t: &mut Tables<'_>,
+/// Whether `f` takes the dead delivery (`id`, `dest`) that died at `died` (ms), on
+/// what the dead table's entry itself says (the type is the event's, and never changes).
+fn takes_dead(
     f: &RedriveFilter,
-    now_ms: u64,
-    done: &mut Done,
+    ids: Option<&HashSet<u64>>,
+    id: u64,
+    dest: &str,
+    died: u64,
+) -> bool {
+    f.destination.as_deref().is_none_or(|d| d == dest)
+        && ids.is_none_or(|ids| ids.contains(&id))
+        && f.since_ms.is_none_or(|s| died >= s)
+        && f.until_ms.is_none_or(|u| died < u)
+}
+
+/// The (source, event, destination) of each dead delivery `f` picks, read from any
+/// transaction: the scan of the dead table (and, with a type, of the events) runs in a
+/// read transaction off the writer thread, so a redrive of a long DLQ, or the redrive
+/// policy's periodic one, never holds up appends.
+pub(super) fn redrive_candidates(
+    dead: &impl ReadableTable<(&'static str, u64, &'static str), u64>,
+    events: &impl ReadableTable<u64, &'static [u8]>,
+    f: &RedriveFilter,
 ) -> Result<Vec<(String, u64, String)>, JournalError> {
-    // Collect first: the dead table is changed while going through it.
-    let mut picked: Vec<(String, u64, String)> = Vec::new();
-    for entry in t.dead.iter()? {
+    let ids: Option<HashSet<u64>> = f.ids.as_ref().map(|v| v.iter().map(|i| i.0).collect());
+    let entries = match f.source.as_deref() {
+        Some(s) => dead.range((s, 0, "")..)?,
+        None => dead.iter()?,
+    };
+    let mut picked = Vec::new();
+    for entry in entries {
         let (k, v) = entry?;
         let (source, id, dest) = k.value();
-        let died = v.value();
-        if f.source.as_deref().is_some_and(|s| s != source)
-            || f.destination.as_deref().is_some_and(|d| d != dest)
-            || f.ids
-                .as_ref()
-                .is_some_and(|ids| !ids.contains(&EventId(id)))
-            || f.since_ms.is_some_and(|s| died < s)
-            || f.until_ms.is_some_and(|u| died >= u)
-        {
+        if f.source.as_deref().is_some_and(|s| s != source) {
+            break;
+        }
+        if !takes_dead(f, ids.as_ref(), id, dest, v.value()) {
             continue;
         }
         if let Some(pattern) = &f.event_type {
-            let Some(rec) = t.events.get(id)? else {
+            let Some(rec) = events.get(id)? else {
                 continue;
             };
             if !type_matches(
@@ -1279,8 +1302,28 @@ fn redrive(
         }
         picked.push((source.to_owned(), id, dest.to_owned()));
     }
+    Ok(picked)
+}
+
+/// Redrives the dead deliveries [`redrive_candidates`] picked that are still dead and
+/// still taken by `f` (another redrive, or a death after one, may have come between).
+fn redrive(
+    t: &mut Tables<'_>,
+    f: &RedriveFilter,
+    picked: Vec<(String, u64, String)>,
+    now_ms: u64,
+    done: &mut Done,
+) -> Result<Vec<(String, u64, String)>, JournalError> {
+    let ids: Option<HashSet<u64>> = f.ids.as_ref().map(|v| v.iter().map(|i| i.0).collect());
     let mut moved = Vec::new();
     for (source, id, dest) in picked {
+        let died = t
+            .dead
+            .get((source.as_str(), id, dest.as_str()))?
+            .map(|g| g.value());
+        if !died.is_some_and(|died| takes_dead(f, ids.as_ref(), id, &dest, died)) {
+            continue;
+        }
         let st = t
             .get_state(id, &dest)?
             .unwrap_or_else(|| EventState::fresh(""));

@@ -125,6 +125,7 @@ contract!(
     a_filtered_page_looks_at_a_bounded_number_of_events,
     destinations_count_in_listings_replays_and_retention,
     the_dead_letter_list_is_ordered_and_limited,
+    concurrent_redrives_move_each_dead_delivery_once,
 );
 
 fn far() -> SystemTime {
@@ -1573,6 +1574,40 @@ async fn the_dead_letter_list_is_ordered_and_limited(j: &dyn Journal) {
         vec![],
         "a limit of 0 lists none"
     );
+}
+
+async fn concurrent_redrives_move_each_dead_delivery_once(j: &dyn Journal) {
+    futures_util::future::join_all((0..200).map(|n| append(j, "s", json!({"type": "t", "n": n}))))
+        .await;
+    kill_all(j, "s").await;
+    assert_eq!(j.dead_count().await.unwrap(), 200);
+    let by_type = || RedriveFilter {
+        event_type: Some("t".into()),
+        ..Default::default()
+    };
+    let moved: u64 = futures_util::future::join_all((0..4).map(|_| j.redrive(by_type())))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+    assert_eq!(
+        moved, 200,
+        "each dead delivery moved by exactly one of the redrives"
+    );
+    assert_eq!(j.dead_count().await.unwrap(), 0);
+    let claims = claim_all(j, "s").await;
+    let mut ids: Vec<_> = claims.iter().map(|c| c.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (claims.len(), ids.len()),
+        (200, 200),
+        "one delivery each, once"
+    );
+    for c in claims {
+        assert_eq!(j.state(c.id).await.unwrap().unwrap().redrives, 1);
+        done(j, c).await;
+    }
 }
 
 async fn replays_go_to_every_destination_or_to_one(j: &dyn Journal) {
