@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use hookbox::Journal;
 
+use crate::pg_faults::readyz;
 use crate::serve::{post_ok, signed, verify_forwarded, write_config, SW_SECRET};
-use crate::support::pg::TestDb;
+use crate::support::pg::{PrivateServer, TestDb};
 use crate::support::server::Server;
 use crate::support::{downstream, Downstream, Reply};
 
@@ -315,14 +316,14 @@ async fn three_nodes_lose_nothing_when_nodes_are_killed_mid_stream() {
     }
     let acked = c.stop().await;
     assert!(acked.len() > 50, "only {} events acknowledged", acked.len());
-    nothing_lost(&db, &app, &acked).await;
+    nothing_lost(&db.url, &app, &acked).await;
 }
 
 /// Every acknowledged event is journaled once and was delivered, with a valid
 /// signature; so was everything else journaled.
-async fn nothing_lost(db: &TestDb, app: &Downstream, acked: &HashSet<String>) {
+async fn nothing_lost(url: &str, app: &Downstream, acked: &HashSet<String>) {
     let got = delivered(app, acked).await;
-    let journal = hookbox::PostgresJournal::builder(&db.url)
+    let journal = hookbox::PostgresJournal::builder(url)
         .node("inspector")
         .open()
         .await
@@ -352,43 +353,47 @@ async fn nothing_lost(db: &TestDb, app: &Downstream, acked: &HashSet<String>) {
     journal.close().await.unwrap();
 }
 
-/// A crash of PostgreSQL itself mid-stream (`restart -m immediate`: no checkpoint, what
-/// was committed without waiting for its flush may be gone): the nodes answer 503 while
-/// it is down and reconnect by themselves; nothing acknowledged is lost and everything
-/// is delivered. It restarts the machine's PostgreSQL server, which every other test
-/// uses, so it runs only when asked for, alone.
+/// A crash of PostgreSQL itself mid-stream, twice, on a server of the test's own
+/// (`pg_ctl stop -m immediate`: every backend killed, no checkpoint; what was committed
+/// without waiting for its flush may be gone): while it is down every node's `/readyz`
+/// answers 503, and once it is back (after its WAL recovery) the nodes reconnect by
+/// themselves; nothing acknowledged is lost and everything is delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "restarts the machine's PostgreSQL server: run alone with `cargo test --test it -- --ignored postgres_crash`"]
 async fn three_nodes_lose_nothing_when_postgres_crashes_mid_stream() {
-    let Some(db) = TestDb::create("postgres_crash").await else {
+    let Some(pg) = PrivateServer::start("postgres_crash") else {
         return;
     };
+    let url = pg.database().await;
     let dir = tempfile::tempdir().unwrap();
     let app = Downstream::start(|_, _| Reply::ok().delay(Duration::from_millis(30))).await;
-    let env = [("HOOKBOX_TEST_JOURNAL", db.url.as_str())];
+    let env = [("HOOKBOX_TEST_JOURNAL", url.as_str())];
     let config = |node: &str| cluster_config(dir.path(), &app.url("/in"), node);
     let mut c = Traffic::start(&config, &env);
-    let cluster = std::fs::read_dir("/etc/postgresql")
-        .expect("a Debian PostgreSQL cluster")
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name();
+    let client = crate::support::client();
     for round in 0..2 {
         tokio::time::sleep(Duration::from_millis(2000)).await;
-        let status = std::process::Command::new("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", "-m", "immediate"])
-            .arg(&cluster)
-            .args(["main", "restart"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "pg_ctlcluster restart: {status}");
-        eprintln!("round {round}: PostgreSQL crashed and restarted");
+        pg.crash();
+        for node in &c.nodes {
+            let admin = node.admin.as_deref().unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while readyz(&client, admin).await != 503 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: {admin}/readyz still 200 with PostgreSQL down"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        pg.start_again();
+        eprintln!("round {round}: PostgreSQL crashed, every node unready, PostgreSQL restarted");
     }
     tokio::time::sleep(Duration::from_millis(2000)).await;
+    for node in &c.nodes {
+        assert_eq!(readyz(&client, node.admin.as_deref().unwrap()).await, 200);
+    }
     let acked = c.stop().await;
     assert!(acked.len() > 50, "only {} events acknowledged", acked.len());
-    nothing_lost(&db, &app, &acked).await;
+    nothing_lost(&url, &app, &acked).await;
     drop(c);
 }
 

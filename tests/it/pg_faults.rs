@@ -614,7 +614,7 @@ async fn post_stream(
     }
 }
 
-async fn readyz(client: &reqwest::Client, admin: &str) -> u16 {
+pub(crate) async fn readyz(client: &reqwest::Client, admin: &str) -> u16 {
     client
         .get(format!("{admin}/readyz"))
         .send()

@@ -1104,8 +1104,8 @@ pub(super) async fn step<C: GenericClient>(
     Ok(rows.first().map(|r| r.get(0)))
 }
 
-/// Dead original deliveries as (event, source, target): by source, then event, then
-/// target (bytewise), as redb lists them.
+/// Dead original deliveries as (event, source, target): oldest event first across
+/// sources, then by target (bytewise), as redb lists them.
 pub(super) async fn dead<C: GenericClient>(
     c: &C,
     source: Option<&str>,
