@@ -1167,7 +1167,7 @@ async fn a_version_1_database_is_migrated_with_its_deliveries() {
         .await
         .unwrap();
     let (found, now) = PostgresJournal::migrate(&db.url).await.unwrap();
-    assert_eq!((found, now), (1, 4));
+    assert_eq!((found, now), (1, 5));
     let c = db.client().await;
     let indexes: Vec<String> = c
         .query(

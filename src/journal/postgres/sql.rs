@@ -30,7 +30,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, Row};
 
 /// The schema version this build creates and understands.
-pub(super) const SCHEMA_VERSION: i32 = 4;
+pub(super) const SCHEMA_VERSION: i32 = 5;
 
 /// Migrations, applied in order; entry `i` brings the schema from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -157,6 +157,14 @@ WHERE d.order_key <> '' AND d.replay = 0 AND d.state < 2 AND d.owner IS NULL AND
     SELECT 1 FROM hookbox_deliveries h
     WHERE h.source = d.source AND h.target = d.target AND h.order_key = d.order_key
       AND h.order_key <> '' AND h.replay = 0 AND h.state <> 2 AND h.event_id < d.event_id);
+"#,
+    // 5: the dead list across sources (oldest event first, then target bytewise) reads
+    // an index in its own order and stops at its limit. Before this, it walked the
+    // primary key through every delivery, done ones included, until it had found
+    // enough dead ones: the whole retained journal when few are dead.
+    r#"
+CREATE INDEX IF NOT EXISTS hookbox_deliveries_dead_order ON hookbox_deliveries (event_id, target COLLATE "C")
+    WHERE state = 3 AND replay = 0;
 "#,
 ];
 
@@ -1111,19 +1119,17 @@ pub(super) async fn dead<C: GenericClient>(
     source: Option<&str>,
     limit: i64,
 ) -> Result<Vec<(i64, String, String)>, Error> {
-    let rows = query(
-        c,
-        "SELECT event_id, source, target FROM hookbox_deliveries
-         WHERE state = 3 AND replay = 0 AND ($1::text IS NULL OR source = $1)
-         ORDER BY event_id, target COLLATE \"C\" LIMIT $2",
-        &[&source, &limit],
-    )
-    .await?;
+    let rows = query(c, DEAD, &[&source, &limit]).await?;
     Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect())
 }
+
+/// The dead list's query: `$1` a source or `NULL`, `$2` the limit.
+const DEAD: &str = "SELECT event_id, source, target FROM hookbox_deliveries
+     WHERE state = 3 AND replay = 0 AND ($1::text IS NULL OR source = $1)
+     ORDER BY event_id, target COLLATE \"C\" LIMIT $2";
 
 /// How many original deliveries are dead.
 pub(super) async fn dead_count<C: GenericClient>(c: &C) -> Result<i64, Error> {
@@ -1367,4 +1373,106 @@ pub(super) async fn purge<C: GenericClient>(c: &C, cutoff: i64, limit: i64) -> R
     )
     .await?;
     Ok(rows[0].get::<_, i64>(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database of this test's own on the server `HOOKBOX_TEST_DATABASE_URL` names
+    /// (default: the local one): a connection to it, the admin connection and its name,
+    /// to drop it; `None` when no server answers and none is required.
+    async fn own_database(
+        test: &str,
+    ) -> Option<(deadpool_postgres::Object, tokio_postgres::Client, String)> {
+        let admin_url = std::env::var("HOOKBOX_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let connect = |url: String| async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            Ok::<_, Error>(client)
+        };
+        let admin = match connect(admin_url.clone()).await {
+            Ok(c) => c,
+            Err(e) if std::env::var_os("HOOKBOX_REQUIRE_POSTGRES").is_some() => {
+                panic!("{test}: PostgreSQL is required (HOOKBOX_REQUIRE_POSTGRES) but {admin_url} is unreachable: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIPPED {test}: no PostgreSQL at {admin_url} ({e})");
+                return None;
+            }
+        };
+        let name = format!("hookbox_unit_{test}_{}", std::process::id());
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .await
+                .expect("create the test database");
+        }
+        let base = admin_url.split('?').next().unwrap_or(&admin_url);
+        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+        let config: tokio_postgres::Config = format!("{base}/{name}").parse().unwrap();
+        let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(1)
+            .build()
+            .unwrap();
+        Some((pool.get().await.unwrap(), admin, name))
+    }
+
+    /// The dead list's first page reads an index in the list's order and stops at its
+    /// limit, among 200,000 deliveries of which 1 in 1,000 is dead: no sort, and not
+    /// the primary key through every delivery. With a source given, it reads that
+    /// source's dead deliveries alone.
+    #[tokio::test]
+    async fn the_dead_list_reads_its_own_index() {
+        let Some((c, admin, name)) = own_database("dead_list").await else {
+            return;
+        };
+        assert_eq!(migrate(&c).await.unwrap(), Ok(0));
+        c.batch_execute(
+            "CREATE TABLE hookbox_deliveries_t1 PARTITION OF hookbox_deliveries
+                 FOR VALUES FROM (0) TO (100000);
+             CREATE TABLE hookbox_deliveries_t2 PARTITION OF hookbox_deliveries
+                 FOR VALUES FROM (100000) TO (200001);
+             INSERT INTO hookbox_deliveries (event_id, target, source, state, due_ms)
+                 SELECT i, 'd' || (i % 3), 's' || (i % 7),
+                        CASE WHEN i % 1000 = 0 THEN 3 ELSE 2 END, 0
+                 FROM generate_series(1, 200000) AS i;
+             ANALYZE hookbox_deliveries;",
+        )
+        .await
+        .unwrap();
+        let page = dead(&c, None, 50).await.unwrap();
+        let ids: Vec<i64> = page.iter().map(|d| d.0).collect();
+        assert_eq!(ids, (1..=50).map(|i| i * 1000).collect::<Vec<_>>());
+        c.batch_execute(&format!("PREPARE dead_page(text, bigint) AS {DEAD}"))
+            .await
+            .unwrap();
+        // Across sources, the new index in order; for one source, that source's dead
+        // rows from the index on them (sorting those few is the planner's choice).
+        for (arg, index) in [("NULL", "event_id_target"), ("'s3'", "source_event_id")] {
+            let plan: Vec<String> = c
+                .query(&format!("EXPLAIN EXECUTE dead_page({arg}, 50)"), &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(!plan.contains("_pkey"), "source {arg}:\n{plan}");
+            assert!(plan.contains(index), "source {arg}:\n{plan}");
+            if arg == "NULL" {
+                assert!(!plan.contains("Sort"), "{plan}");
+            }
+        }
+        drop(c);
+        admin
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
 }
