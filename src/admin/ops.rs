@@ -692,6 +692,11 @@ pub(crate) struct DestinationDelivery {
     /// The rest of its state.
     #[serde(flatten)]
     pub(crate) delivery: DeliveryState,
+    /// While it is pending behind an earlier event of its ordering key to the same
+    /// destination that is not done yet: that event. It is not attempted before that
+    /// one is done.
+    #[schema(required = true)]
+    pub(crate) waiting_for: Option<EventId>,
 }
 
 impl DeliveryState {
@@ -889,6 +894,7 @@ pub(crate) async fn show_event(admin: &Admin, id: EventId) -> Result<EventDetail
                 destination: (!d.destination.is_empty()).then_some(d.destination),
                 state: d.state.state,
                 delivery: DeliveryState::of(d.state),
+                waiting_for: d.waiting_for,
             })
             .collect(),
         headers,

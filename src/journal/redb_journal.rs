@@ -14,7 +14,7 @@ use tokio::sync::{oneshot, watch};
 use super::record::{self, millis};
 use super::state::{
     Attempt, Claim, DeadDelivery, DestinationState, EventState, Next, RedriveFilter, ReplayFilter,
-    ReplayStatus,
+    ReplayStatus, State,
 };
 use super::tables::{
     ReadyKey, ATTEMPTS, BY_SOURCE, DEAD, DEDUP, EVENTS, META, ORDER, READY, REPLAYS, SOURCES,
@@ -742,7 +742,23 @@ impl Shared {
             return Ok(Vec::new());
         };
         let (states, ready) = (txn.open_table(STATE)?, txn.open_table(READY)?);
-        deliveries_of(&states, &ready, &at, id.0)
+        let mut rows = deliveries_of(&states, &ready, &at, id.0)?;
+        let order = txn.open_table(ORDER)?;
+        for r in &mut rows {
+            let key = r.state.order_key.as_str();
+            if r.state.state != State::Pending || key.is_empty() {
+                continue;
+            }
+            let (source, dest) = (at.0.as_str(), r.destination.as_str());
+            // The key's first delivery not done yet, when it is an earlier one.
+            if let Some(head) = order
+                .range((source, dest, key, 0)..(source, dest, key, id.0))?
+                .next()
+            {
+                r.waiting_for = Some(EventId(head?.0.value().3));
+            }
+        }
+        Ok(rows)
     }
 
     fn read_attempts(&self, id: EventId) -> Result<Vec<Attempt>, JournalError> {
@@ -1309,6 +1325,7 @@ pub(super) fn delivery_rows(
         out.push(DestinationState {
             destination: k.value().1.to_owned(),
             state,
+            waiting_for: None,
         });
     }
     Ok(out)
@@ -1360,6 +1377,7 @@ pub(super) fn deliveries_of(
             rows.push(DestinationState {
                 destination,
                 state: EventState::fresh(""),
+                waiting_for: None,
             });
         }
     }
@@ -1367,6 +1385,7 @@ pub(super) fn deliveries_of(
         rows.push(DestinationState {
             destination: String::new(),
             state: EventState::fresh(""),
+            waiting_for: None,
         });
     }
     rows.sort_by(|a, b| a.destination.cmp(&b.destination));

@@ -178,6 +178,11 @@ pub struct DestinationState {
     /// Its delivery's state.
     #[serde(flatten)]
     pub state: EventState,
+    /// While it is pending behind an earlier event of its ordering key to the same
+    /// destination that is not done yet: that event, the key's head. It is not
+    /// attempted before that one is done (or dead and then redriven and done).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<super::EventId>,
 }
 
 /// A dead delivery: one entry of the dead-letter queue.

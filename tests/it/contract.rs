@@ -121,6 +121,7 @@ contract!(
     each_destination_has_its_own_delivery,
     replays_go_to_every_destination_or_to_one,
     per_key_order_holds_per_destination,
+    a_waiting_delivery_names_the_event_it_waits_for,
     payload_filters_select_listings_and_replays,
     a_filtered_page_looks_at_a_bounded_number_of_events,
     destinations_count_in_listings_replays_and_retention,
@@ -1679,6 +1680,50 @@ async fn per_key_order_holds_per_destination(j: &dyn Journal) {
         pairs(&again),
         vec![(first, "b".to_owned())],
         "b's retrying head still holds b's key"
+    );
+}
+
+/// Each destination's delivery of `id`: (destination, the event it waits for).
+async fn waits(j: &dyn Journal, id: hookbox::EventId) -> Vec<(String, Option<hookbox::EventId>)> {
+    let rows = j.deliveries(id).await.unwrap();
+    rows.into_iter()
+        .map(|d| (d.destination, d.waiting_for))
+        .collect()
+}
+
+/// A delivery pending behind an earlier event of its key (to its destination) names
+/// that event, the key's head, until the head is done; a head, an unordered event
+/// and another key's event wait for nothing.
+async fn a_waiting_delivery_names_the_event_it_waits_for(j: &dyn Journal) {
+    let first = append_to(j, "s", json!({"n": 1}), Some("cus_1"), &["a", "b"]).await;
+    let second = append_to(j, "s", json!({"n": 2}), Some("cus_1"), &["a", "b"]).await;
+    let third = append_to(j, "s", json!({"n": 3}), Some("cus_1"), &["a", "b"]).await;
+    let other = append_to(j, "s", json!({"n": 4}), Some("cus_2"), &["a", "b"]).await;
+    let unordered = append_to(j, "s", json!({"n": 5}), None, &["a", "b"]).await;
+    let none = |d: &str| (d.to_owned(), None);
+    let on = |d: &str, id| (d.to_owned(), Some(id));
+    assert_eq!(waits(j, first).await, [none("a"), none("b")]);
+    assert_eq!(waits(j, second).await, [on("a", first), on("b", first)]);
+    assert_eq!(waits(j, third).await, [on("a", first), on("b", first)]);
+    assert_eq!(waits(j, other).await, [none("a"), none("b")]);
+    assert_eq!(waits(j, unordered).await, [none("a"), none("b")]);
+    let heads = claim_all(j, "s").await;
+    let (a, b): (Vec<_>, Vec<_>) = heads
+        .into_iter()
+        .filter(|c| c.id == first)
+        .partition(|c| &*c.destination == "a");
+    done(j, a[0].clone()).await;
+    // a's head is done: second leads a's key now; b's head has not moved.
+    assert_eq!(waits(j, second).await, [none("a"), on("b", first)]);
+    assert_eq!(waits(j, third).await, [on("a", second), on("b", first)]);
+    let r = attempt(&b[0], AttemptOutcome::Fail, Some("gone"));
+    j.settle(b[0].clone(), r, Next::Dead("gone".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        waits(j, second).await,
+        [none("a"), on("b", first)],
+        "a dead head still holds its key"
     );
 }
 

@@ -737,6 +737,61 @@ async fn dead_letters_are_listed_and_redriven_per_destination() {
     assert_eq!(delivery(&d, &b, "app").await["state"], "dead");
 }
 
+/// An event waiting behind an earlier one of its ordering key says so on its page,
+/// with a link to the one it waits for, for as long as that one is not done (dead
+/// included); redriven and delivered, the head lets it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_delivery_links_the_event_it_waits_for() {
+    let d = dashboard::start("").await;
+    let head = d.post(r#"{"customer":"cus_9","fail":true}"#, &[]).await;
+    let next = d.post(r#"{"customer":"cus_9","n":2}"#, &[]).await;
+    let other = d.post(r#"{"customer":"cus_8","n":3}"#, &[]).await;
+    d.wait_state(&head, "dead").await;
+    d.wait_state(&other, "done").await;
+    let cookie = d.session().await;
+    let (_, html) = d.get(&cookie, &format!("/ui/events/{next}")).await;
+    let rows = table_under(&html, "Destinations");
+    assert_eq!(rows[0][1], format!("pending behind {head}"), "{rows:?}");
+    let doc = Html::parse_document(&html);
+    let link = Selector::parse(".waiting a").unwrap();
+    let hrefs: Vec<_> = doc
+        .select(&link)
+        .filter_map(|a| a.value().attr("href"))
+        .collect();
+    assert_eq!(hrefs, [format!("/ui/events/{head}")]);
+    assert_eq!(
+        delivery(&d, &next, "app").await["waiting_for"],
+        head.as_str()
+    );
+    // The CLI says so too.
+    let o = crate::support::hookbox_bin()
+        .args(["events", "show", &next])
+        .env("HOOKBOX_ADMIN_URL", &d.admin)
+        .env("HOOKBOX_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l == format!("waits for:   {head} (to app)")),
+        "{out}"
+    );
+    for id in [&head, &other] {
+        let (_, html) = d.get(&cookie, &format!("/ui/events/{id}")).await;
+        assert!(!html.contains("behind"), "{id} waits for nothing");
+    }
+
+    d.failing.store(false, Ordering::SeqCst);
+    let res = d
+        .form(&cookie, &format!("/ui/events/{head}/redrive"), &[])
+        .await;
+    assert_eq!(res.status(), 303);
+    d.wait_state(&next, "done").await;
+    let (_, html) = d.get(&cookie, &format!("/ui/events/{next}")).await;
+    assert!(!html.contains("behind"), "{html}");
+    assert!(delivery(&d, &next, "app").await["waiting_for"].is_null());
+}
+
 /// The events page takes the admin API's payload filter, keeps it in its form, and
 /// answers a bad one with a 400 that names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -598,6 +598,15 @@ async fn show(api: &Api, id: &str, json: bool) -> Result<ExitCode> {
     for (k, v) in fields {
         println!("{:<13}{v}", format!("{k}:"));
     }
+    // A delivery pending behind an earlier event of its ordering key.
+    for d in e["destinations"].as_array().into_iter().flatten() {
+        if let Some(head) = d["waiting_for"].as_str() {
+            let to = d["destination"]
+                .as_str()
+                .map_or(String::new(), |n| format!(" (to {n})"));
+            println!("{:<13}{head}{to}", "waits for:");
+        }
+    }
     let named: Vec<&Value> = e["destinations"]
         .as_array()
         .into_iter()

@@ -1203,6 +1203,7 @@ impl Journal for PostgresJournal {
                             dead_at_ms: r.get::<_, Option<i64>>(5).map(|v| v as u64),
                             order_key: r.get(6),
                         },
+                        waiting_for: r.get::<_, Option<i64>>(8).map(|h| EventId(h as u64)),
                     }
                 })
                 .collect())

@@ -1074,12 +1074,20 @@ pub(super) async fn lookup<C: GenericClient>(
 }
 
 /// An event's original deliveries, by target (bytewise, as redb orders them): state,
-/// attempts, due, last error, redrives, dead ms, order key, target.
+/// attempts, due, last error, redrives, dead ms, order key, target, and for a pending
+/// one of an ordering key the key's head when it is an earlier event (through the
+/// order index).
 pub(super) async fn deliveries<C: GenericClient>(c: &C, id: i64) -> Result<Vec<Row>, Error> {
     query(
         c,
-        "SELECT state, attempts, due_ms, last_error, redrives, dead_ms, order_key, target
-         FROM hookbox_deliveries WHERE event_id = $1 AND replay = 0
+        "SELECT state, attempts, due_ms, last_error, redrives, dead_ms, order_key, target,
+                CASE WHEN d.state = 0 AND d.order_key <> '' THEN
+                    (SELECT min(h.event_id) FROM hookbox_deliveries h
+                     WHERE h.source = d.source AND h.target = d.target
+                       AND h.order_key = d.order_key AND h.order_key <> ''
+                       AND h.replay = 0 AND h.state <> 2 AND h.event_id < d.event_id)
+                END
+         FROM hookbox_deliveries d WHERE event_id = $1 AND replay = 0
          ORDER BY target COLLATE \"C\"",
         &[&id],
     )

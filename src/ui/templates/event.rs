@@ -227,7 +227,12 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
                                 @let name = d.destination.as_deref().unwrap_or("—");
                                 tr {
                                     td.mono { (name) }
-                                    td { (state(d.state.as_str())) }
+                                    td {
+                                        (state(d.state.as_str()))
+                                        @if let Some(head) = d.waiting_for {
+                                            " " span.muted.waiting { "behind " a.mono href={"/ui/events/" (head)} { (head) } }
+                                        }
+                                    }
                                     td.num { (d.delivery.attempts) }
                                     td { @if let Some(t) = d.delivery.next_at { (time(t)) } @else { "—" } }
                                     td.mono.wrap { (d.delivery.last_error.as_deref().unwrap_or("")) }

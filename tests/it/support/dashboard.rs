@@ -2,6 +2,7 @@
 //! to a downstream the test can make fail, and a short retry schedule (two attempts),
 //! so that a failing event is dead within a second. [`start_fanout`] gives `shop` a
 //! second destination, `audit`, with its own downstream and its own failure switch.
+//! `shop` delivers events of the same `/customer` in order.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -106,7 +107,7 @@ async fn start_with(admin_extra: &str, fanout: bool) -> Dashboard {
         "[server]\nlisten = \"127.0.0.1:0\"\njournal = \"{}\"\nshutdown_grace = \"1s\"\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n{admin_extra}\n\n\
          [[source]]\nname = \"shop\"\npath = \"/hooks/shop\"\nscheme = \"standard-webhooks\"\n\
-         secrets = [\"{SHOP_SECRET}\"]\ndestinations = {shop_destinations}\n\n\
+         secrets = [\"{SHOP_SECRET}\"]\ndestinations = {shop_destinations}\norder_by = \"/customer\"\n\n\
          [[source]]\nname = \"billing\"\npath = \"/hooks/billing\"\nscheme = \"stripe\"\n\
          secrets = [\"whsec_billing_test\"]\nmax_backlog = 1000\ndestinations = [\"app\"]\n\n\
          [[destination]]\nname = \"app\"\nurl = \"{}\"\nsigning_secret = \"{}\"\ntimeout = \"2s\"\n\
