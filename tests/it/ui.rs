@@ -759,6 +759,12 @@ async fn a_waiting_delivery_links_the_event_it_waits_for() {
         .filter_map(|a| a.value().attr("href"))
         .collect();
     assert_eq!(hrefs, [format!("/ui/events/{head}")]);
+    assert!(
+        html.contains(&format!(
+            "It waits behind <a class=\"mono\" href=\"/ui/events/{head}\">{head}</a>, an earlier event of its ordering key"
+        )),
+        "{html}"
+    );
     assert_eq!(
         delivery(&d, &next, "app").await["waiting_for"],
         head.as_str()

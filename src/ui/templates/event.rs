@@ -255,7 +255,14 @@ pub(crate) fn page(p: &EventPage<'_>) -> Markup {
         section.card {
             h2 { "Attempts" }
             @if attempts.is_empty() {
-                p.muted { "No attempt yet." @if st == "pending" { " The event is waiting for its first delivery." } }
+                p.muted {
+                    "No attempt yet."
+                    @if let Some(head) = e.destinations.iter().find_map(|d| d.waiting_for) {
+                        " It waits behind " a.mono href={"/ui/events/" (head)} { (head) } ", an earlier event of its ordering key that is not done yet."
+                    } @else if st == "pending" {
+                        " The event is waiting for its first delivery."
+                    }
+                }
             } @else {
                 form method="get" action={(base) "#diff"} {
                     input type="hidden" name="view" value=(match p.view { View::Pretty => "pretty", View::Raw => "raw", View::Hex => "hex" });
